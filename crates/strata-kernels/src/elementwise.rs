@@ -1,0 +1,117 @@
+//! Elementwise kernels over slices. Inner loops are written as zipped iterators
+//! so the compiler drops bounds checks and vectorises them.
+
+use strata_tensor::Element;
+
+/// Panics unless all lengths agree (a caller bug, not user input).
+#[inline]
+fn same_len(op: &str, a: usize, b: usize) {
+    assert_eq!(a, b, "{op}: slice lengths differ ({a} vs {b})");
+}
+
+/// `out[i] = a[i] + b[i]`.
+pub fn add<T: Element>(a: &[T], b: &[T], out: &mut [T]) {
+    same_len("add", a.len(), b.len());
+    same_len("add", a.len(), out.len());
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = x + y;
+    }
+}
+
+/// `acc[i] += x[i]`.
+pub fn add_assign<T: Element>(acc: &mut [T], x: &[T]) {
+    same_len("add_assign", acc.len(), x.len());
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a = *a + v;
+    }
+}
+
+/// `out[i] = a[i] · b[i]`.
+pub fn mul<T: Element>(a: &[T], b: &[T], out: &mut [T]) {
+    same_len("mul", a.len(), b.len());
+    same_len("mul", a.len(), out.len());
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = x * y;
+    }
+}
+
+/// `y[i] ← α·x[i] + y[i]` (BLAS axpy).
+pub fn axpy<T: Element>(alpha: T, x: &[T], y: &mut [T]) {
+    same_len("axpy", x.len(), y.len());
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi = alpha * xi + *yi;
+    }
+}
+
+/// `x[i] ← α·x[i]`.
+pub fn scale<T: Element>(alpha: T, x: &mut [T]) {
+    for v in x.iter_mut() {
+        *v = alpha * *v;
+    }
+}
+
+/// ReLU, `F(u) = max(0, u)`: `out[i] = max(0, x[i])`.
+pub fn relu<T: Element>(x: &[T], out: &mut [T]) {
+    same_len("relu", x.len(), out.len());
+    let zero = T::zero();
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = if v > zero { v } else { zero };
+    }
+}
+
+/// ReLU in place.
+pub fn relu_inplace<T: Element>(x: &mut [T]) {
+    let zero = T::zero();
+    for v in x.iter_mut() {
+        *v = if *v > zero { *v } else { zero };
+    }
+}
+
+/// ReLU backward: `dx[i] = dy[i]·𝕀[y[i] > 0]`, with `y` the forward output (or input:
+/// the mask is the same).
+pub fn relu_backward<T: Element>(y: &[T], dy: &[T], dx: &mut [T]) {
+    same_len("relu_backward", y.len(), dy.len());
+    same_len("relu_backward", y.len(), dx.len());
+    let zero = T::zero();
+    for ((d, &g), &v) in dx.iter_mut().zip(dy).zip(y) {
+        *d = if v > zero { g } else { zero };
+    }
+}
+
+/// Adds `bias` (length `cols`) to every row of the row-major `rows × cols` matrix `x`.
+pub fn add_row_bias<T: Element>(x: &mut [T], bias: &[T]) {
+    let cols = bias.len();
+    if cols == 0 {
+        return;
+    }
+    same_len("add_row_bias", x.len() % cols, 0);
+    for row in x.chunks_exact_mut(cols) {
+        for (v, &b) in row.iter_mut().zip(bias) {
+            *v = *v + b;
+        }
+    }
+}
+
+/// Multiplies by a dropout mask: `out[i] = x[i]·mask[i]`, where `mask` already holds
+/// `0` or `1/(1−p)` (inverted dropout).
+pub fn apply_mask<T: Element>(x: &[T], mask: &[T], out: &mut [T]) {
+    mul(x, mask, out)
+}
+
+/// `Σ x[i]²`, accumulated in eight independent lanes so it vectorises.
+pub fn sum_squares<T: Element>(x: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = *l + v * v;
+        }
+    }
+    let tail: T = chunks.remainder().iter().map(|&v| v * v).sum();
+    lanes.iter().copied().sum::<T>() + tail
+}
+
+/// Whether every element is finite (no NaN or ±∞).
+pub fn all_finite<T: Element>(x: &[T]) -> bool {
+    x.iter().all(|v| v.is_finite())
+}

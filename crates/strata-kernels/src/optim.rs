@@ -1,0 +1,79 @@
+//! Parameter-update kernels for the optimisers of section 12.2.4, one fused pass
+//! over each parameter tensor. `g` is the gradient already including any L2
+//! penalty term.
+
+use strata_tensor::Element;
+
+fn lens(op: &str, a: usize, b: usize) {
+    assert_eq!(a, b, "{op}: parameter and gradient lengths differ ({a} vs {b})");
+}
+
+/// Plain SGD: `θ ← θ − η g`.
+pub fn sgd<T: Element>(theta: &mut [T], g: &[T], lr: T) {
+    lens("sgd", theta.len(), g.len());
+    for (t, &gi) in theta.iter_mut().zip(g) {
+        *t = *t - lr * gi;
+    }
+}
+
+/// Momentum as the chapter writes it: `v ← μ v + η g; θ ← θ − v`.
+pub fn sgd_momentum<T: Element>(theta: &mut [T], g: &[T], v: &mut [T], lr: T, mu: T) {
+    lens("sgd_momentum", theta.len(), g.len());
+    lens("sgd_momentum", theta.len(), v.len());
+    for ((t, &gi), vi) in theta.iter_mut().zip(g).zip(v.iter_mut()) {
+        *vi = mu * *vi + lr * gi;
+        *t = *t - *vi;
+    }
+}
+
+/// Adagrad: `c ← c + g²; θ ← θ − η g/(√c + α)`.
+pub fn adagrad<T: Element>(theta: &mut [T], g: &[T], c: &mut [T], lr: T, alpha: T) {
+    lens("adagrad", theta.len(), g.len());
+    lens("adagrad", theta.len(), c.len());
+    for ((t, &gi), ci) in theta.iter_mut().zip(g).zip(c.iter_mut()) {
+        *ci = *ci + gi * gi;
+        *t = *t - lr * gi / (ci.sqrt() + alpha);
+    }
+}
+
+/// RMSprop: `c ← Δ c + (1 − Δ) g²; θ ← θ − η g/(√c + α)`.
+pub fn rmsprop<T: Element>(theta: &mut [T], g: &[T], c: &mut [T], lr: T, decay: T, alpha: T) {
+    lens("rmsprop", theta.len(), g.len());
+    lens("rmsprop", theta.len(), c.len());
+    let one_minus = T::one() - decay;
+    for ((t, &gi), ci) in theta.iter_mut().zip(g).zip(c.iter_mut()) {
+        *ci = decay * *ci + one_minus * gi * gi;
+        *t = *t - lr * gi / (ci.sqrt() + alpha);
+    }
+}
+
+/// Adam (Kingma & Ba) with bias correction for step `t ≥ 1`:
+/// `m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
+/// θ ← θ − η (m/(1−β₁ᵗ)) / (√(v/(1−β₂ᵗ)) + ε)`.
+/// With `decoupled_wd > 0` this is AdamW: `θ ← θ − η·wd·θ` is applied first.
+#[allow(clippy::too_many_arguments)]
+pub fn adam<T: Element>(
+    theta: &mut [T],
+    g: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    lr: T,
+    beta1: T,
+    beta2: T,
+    eps: T,
+    step: u64,
+    decoupled_wd: T,
+) {
+    lens("adam", theta.len(), g.len());
+    lens("adam", theta.len(), m.len());
+    lens("adam", theta.len(), v.len());
+    let step = step.max(1) as i32;
+    let bc1 = T::one() - beta1.powi(step);
+    let bc2 = T::one() - beta2.powi(step);
+    let shrink = T::one() - lr * decoupled_wd;
+    for (((t, &gi), mi), vi) in theta.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        *mi = beta1 * *mi + (T::one() - beta1) * gi;
+        *vi = beta2 * *vi + (T::one() - beta2) * gi * gi;
+        *t = *t * shrink - lr * (*mi / bc1) / ((*vi / bc2).sqrt() + eps);
+    }
+}

@@ -1,0 +1,137 @@
+//! Every non-GEMM kernel agrees with a naive reference, for f32 and f64.
+
+use proptest::prelude::*;
+use strata_kernels::{elementwise as ew, optim, reduce, softmax};
+
+fn vecs(n: usize) -> impl Strategy<Value = Vec<f64>> {
+    prop::collection::vec(-10.0f64..10.0, n)
+}
+
+proptest! {
+    #[test]
+    fn elementwise_match_reference(x in vecs(37), y in vecs(37), alpha in -3.0f64..3.0) {
+        let mut out = vec![0.0; 37];
+        ew::add(&x, &y, &mut out);
+        for i in 0..37 { prop_assert_eq!(out[i], x[i] + y[i]); }
+        ew::mul(&x, &y, &mut out);
+        for i in 0..37 { prop_assert_eq!(out[i], x[i] * y[i]); }
+        let mut z = y.clone();
+        ew::axpy(alpha, &x, &mut z);
+        for i in 0..37 { prop_assert!((z[i] - (alpha * x[i] + y[i])).abs() < 1e-12); }
+        let mut s = x.clone();
+        ew::scale(alpha, &mut s);
+        for i in 0..37 { prop_assert_eq!(s[i], alpha * x[i]); }
+        ew::relu(&x, &mut out);
+        for i in 0..37 { prop_assert_eq!(out[i], x[i].max(0.0)); }
+        let mut dx = vec![0.0; 37];
+        ew::relu_backward(&out, &y, &mut dx);
+        for i in 0..37 { prop_assert_eq!(dx[i], if x[i] > 0.0 { y[i] } else { 0.0 }); }
+        let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let mut of = vec![0.0f32; 37];
+        ew::relu(&xf, &mut of);
+        for i in 0..37 { prop_assert_eq!(of[i], xf[i].max(0.0)); }
+    }
+
+    #[test]
+    fn reductions_match_reference(outer in 1usize..4, len in 1usize..9, inner in 1usize..5, seed in vecs(4 * 8 * 4)) {
+        let n = outer * len * inner;
+        let x = &seed[..n];
+        let total: f64 = x.iter().sum();
+        prop_assert!((reduce::sum(x) - total).abs() < 1e-9);
+        prop_assert!((reduce::mean(x) - total / n as f64).abs() < 1e-9);
+        let mut s = vec![0.0; outer * inner];
+        reduce::sum_axis(x, outer, len, inner, &mut s);
+        let mut m = vec![0.0; outer * inner];
+        let mut am = vec![0; outer * inner];
+        reduce::max_axis(x, outer, len, inner, &mut m, &mut am);
+        for o in 0..outer { for i in 0..inner {
+            let col: Vec<f64> = (0..len).map(|l| x[(o * len + l) * inner + i]).collect();
+            let want: f64 = col.iter().sum();
+            prop_assert!((s[o * inner + i] - want).abs() < 1e-9);
+            let mx = col.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            prop_assert_eq!(m[o * inner + i], mx);
+            prop_assert_eq!(col[am[o * inner + i]], mx);
+            prop_assert_eq!(am[o * inner + i], col.iter().position(|&v| v == mx).unwrap());
+        }}
+        let f: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        prop_assert!((reduce::sum(&f) as f64 - total).abs() < 1e-3);
+    }
+
+    #[test]
+    fn softmax_matches_reference(rows in 1usize..5, cols in 1usize..12, shift in -500.0f64..500.0, seed in vecs(5 * 12)) {
+        let x: Vec<f64> = seed[..rows * cols].iter().map(|v| v + shift).collect();
+        let mut s = vec![0.0; x.len()];
+        let mut ls = vec![0.0; x.len()];
+        softmax::softmax_rows(&x, cols, &mut s);
+        softmax::log_softmax_rows(&x, cols, &mut ls);
+        for r in 0..rows {
+            let row = &x[r * cols..(r + 1) * cols];
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = row.iter().map(|v| (v - m).exp()).sum();
+            let mut total = 0.0;
+            for c in 0..cols {
+                let want = (row[c] - m).exp() / z;
+                prop_assert!((s[r * cols + c] - want).abs() < 1e-12);
+                prop_assert!((ls[r * cols + c] - want.ln()).abs() < 1e-9);
+                total += s[r * cols + c];
+            }
+            prop_assert!((total - 1.0).abs() < 1e-12);
+        }
+        // Fused loss = mean of −log s_y; gradient = (s − onehot)/M.
+        let labels: Vec<usize> = (0..rows).map(|r| (r * 7) % cols).collect();
+        let mut g = vec![0.0; x.len()];
+        let loss = softmax::softmax_cross_entropy(&x, &labels, cols, &mut g);
+        let want: f64 = (0..rows).map(|r| -ls[r * cols + labels[r]]).sum::<f64>() / rows as f64;
+        prop_assert!((loss - want).abs() < 1e-9);
+        for r in 0..rows { for c in 0..cols {
+            let onehot = if c == labels[r] { 1.0 } else { 0.0 };
+            prop_assert!((g[r * cols + c] - (s[r * cols + c] - onehot) / rows as f64).abs() < 1e-12);
+        }}
+        // f32 stays finite for huge logits thanks to the max shift.
+        let xf: Vec<f32> = x.iter().map(|&v| v as f32 * 100.0).collect();
+        let mut sf = vec![0.0f32; x.len()];
+        softmax::softmax_rows(&xf, cols, &mut sf);
+        prop_assert!(sf.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn optimiser_kernels_match_formulas(theta in vecs(9), g in vecs(9)) {
+        let (lr, mu) = (0.1, 0.9);
+        let mut t = theta.clone();
+        let mut v = vec![0.5; 9];
+        optim::sgd_momentum(&mut t, &g, &mut v, lr, mu);
+        for i in 0..9 {
+            let vi = mu * 0.5 + lr * g[i];
+            prop_assert!((v[i] - vi).abs() < 1e-12 && (t[i] - (theta[i] - vi)).abs() < 1e-12);
+        }
+        let mut t = theta.clone();
+        let mut c = vec![1.0; 9];
+        optim::adagrad(&mut t, &g, &mut c, lr, 1e-6);
+        for i in 0..9 {
+            let ci = 1.0 + g[i] * g[i];
+            prop_assert!((t[i] - (theta[i] - lr * g[i] / (ci.sqrt() + 1e-6))).abs() < 1e-12);
+        }
+        let mut t = theta.clone();
+        let mut c = vec![1.0; 9];
+        optim::rmsprop(&mut t, &g, &mut c, lr, 0.9, 1e-6);
+        for i in 0..9 {
+            let ci = 0.9 + 0.1 * g[i] * g[i];
+            prop_assert!((c[i] - ci).abs() < 1e-12);
+            prop_assert!((t[i] - (theta[i] - lr * g[i] / (ci.sqrt() + 1e-6))).abs() < 1e-12);
+        }
+    }
+}
+
+#[test]
+fn argmax_rows_picks_first_max() {
+    let x = [1.0f32, 3.0, 3.0, 0.0, -1.0, -2.0];
+    assert_eq!(reduce::argmax_rows(&x, 2, 3), vec![1, 0]);
+}
+
+#[test]
+fn sum_squares_and_finite() {
+    let x: Vec<f32> = (0..19).map(|v| v as f32).collect();
+    assert_eq!(ew::sum_squares(&x), (0..19).map(|v| (v * v) as f32).sum::<f32>());
+    assert!(ew::all_finite(&x));
+    assert!(!ew::all_finite(&[1.0, f32::NAN]));
+}
