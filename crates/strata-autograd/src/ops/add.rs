@@ -1,0 +1,63 @@
+//! Elementwise sum of two equally shaped values (residual connections,
+//! loss + penalty) and scaling by a constant.
+//!
+//! Backward: `∂E/∂a = ∂E/∂b = ∂E/∂y` for `y = a + b`; `∂E/∂x = c·∂E/∂y` for `y = c·x`.
+
+use crate::error::{shape_err, Result};
+use crate::ops::tensor;
+use crate::{Backward, Real, Tape, Var};
+use strata_kernels::elementwise;
+use strata_tensor::Tensor;
+
+struct AddBackward;
+
+impl<T: Real> Backward<T> for AddBackward {
+    fn backward(
+        &self,
+        _inputs: &[&Tensor<T>],
+        _output: &Tensor<T>,
+        grad: &Tensor<T>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        Ok(needs.iter().map(|&n| n.then(|| grad.clone())).collect())
+    }
+}
+
+struct ScaleBackward<T>(T);
+
+impl<T: Real> Backward<T> for ScaleBackward<T> {
+    fn backward(
+        &self,
+        _inputs: &[&Tensor<T>],
+        _output: &Tensor<T>,
+        grad: &Tensor<T>,
+        _needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        let mut g = grad.to_vec();
+        elementwise::scale(self.0, &mut g);
+        Ok(vec![Some(tensor(g, grad.shape()))])
+    }
+}
+
+impl<T: Real> Tape<T> {
+    /// `a + b` for equally shaped `a` and `b`.
+    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        let (av, bv) = (self.value(a)?, self.value(b)?);
+        if av.shape() != bv.shape() {
+            return Err(shape_err("add", "operands must have the same shape", &[av.shape(), bv.shape()]));
+        }
+        let mut y = vec![T::zero(); av.numel()];
+        elementwise::add(&av.to_contiguous_slice(), &bv.to_contiguous_slice(), &mut y);
+        let out = tensor(y, av.shape());
+        self.push_op(&[a, b], out, || Box::new(AddBackward))
+    }
+
+    /// `c·x` for a constant `c`.
+    pub fn scale(&mut self, x: Var, c: T) -> Result<Var> {
+        let xv = self.value(x)?;
+        let mut y = xv.to_vec();
+        elementwise::scale(c, &mut y);
+        let out = tensor(y, xv.shape());
+        self.push_op(&[x], out, || Box::new(ScaleBackward(c)))
+    }
+}
