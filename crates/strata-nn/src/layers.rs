@@ -1,0 +1,166 @@
+//! The fully connected layers of sections 12.1-12.2: Linear, ReLU, Dropout, Flatten.
+
+use crate::error::{NnError, Result};
+use crate::init::Init;
+use crate::module::{Ctx, Module, Named, NamedMut};
+use rand::Rng;
+use strata_autograd::kernels::gemm::Trans;
+use strata_autograd::{Param, Real, Tape, Var};
+
+/// A fully connected layer of units: `o = x Wᵀ + b`, one row of `W` (`[out, in]`)
+/// per unit, so unit `u` computes `w_uᵀ x + b_u` (the nonlinearity is a separate
+/// [`Relu`] layer).
+pub struct Linear<T: Real> {
+    /// `[out, in]` weights (L2-penalised).
+    pub weight: Param<T>,
+    /// `[out]` biases (not penalised).
+    pub bias: Param<T>,
+}
+
+impl<T: Real> Linear<T> {
+    /// A layer of `outputs` units over `inputs` features with the default
+    /// (He) initialisation.
+    pub fn new(inputs: usize, outputs: usize, rng: &mut impl Rng) -> Result<Self> {
+        Self::with_init(inputs, outputs, Init::default(), rng)
+    }
+
+    /// As [`Linear::new`] with an explicit initialisation.
+    pub fn with_init(inputs: usize, outputs: usize, init: Init, rng: &mut impl Rng) -> Result<Self> {
+        if inputs == 0 || outputs == 0 {
+            return Err(NnError::Config(format!(
+                "linear layer needs at least one input and one unit, got {inputs}→{outputs}"
+            )));
+        }
+        Ok(Self {
+            weight: Param::new(init.weights(&[outputs, inputs], inputs, rng), true),
+            bias: Param::new(init.biases(outputs), false),
+        })
+    }
+
+    /// Number of input features.
+    pub fn inputs(&self) -> usize {
+        self.weight.value.shape()[1]
+    }
+
+    /// Number of units.
+    pub fn outputs(&self) -> usize {
+        self.weight.value.shape()[0]
+    }
+}
+
+impl<T: Real> Module<T> for Linear<T> {
+    fn describe(&self) -> String {
+        format!("linear {}→{}", self.inputs(), self.outputs())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        if input != [self.inputs()] {
+            return Err(NnError::InputShape {
+                expected: format!("[{}]", self.inputs()),
+                got: input.to_vec(),
+            });
+        }
+        Ok(vec![self.outputs()])
+    }
+
+    fn forward(&mut self, tape: &mut Tape<T>, x: Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
+        let shape = tape.shape(x)?.to_vec();
+        self.output_shape(&shape[1.min(shape.len())..])?;
+        let (w, b) = (tape.param(&self.weight), tape.param(&self.bias));
+        let h = tape.matmul(x, w, Trans::No, Trans::Yes)?;
+        Ok(tape.add_bias(h, b)?)
+    }
+
+    fn params(&self) -> Vec<Named<'_, T>> {
+        vec![("weight".into(), &self.weight), ("bias".into(), &self.bias)]
+    }
+
+    fn params_mut(&mut self) -> Vec<NamedMut<'_, T>> {
+        vec![("weight".into(), &mut self.weight), ("bias".into(), &mut self.bias)]
+    }
+
+    fn flops(&self, _input: &[usize]) -> u64 {
+        (self.inputs() * self.outputs()) as u64
+    }
+}
+
+/// ReLU, `F(u) = max(0, u)`, applied to every unit. Records dead units when
+/// the context carries a monitor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Relu;
+
+impl<T: Real> Module<T> for Relu {
+    fn describe(&self) -> String {
+        "relu".into()
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+
+    fn forward(&mut self, tape: &mut Tape<T>, x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        let y = tape.relu(x)?;
+        let path = ctx.path();
+        if let Some(m) = ctx.monitor.as_deref_mut() {
+            let v = tape.value(y)?;
+            let batch = v.shape().first().copied().unwrap_or(1);
+            m.record(&path, &v.to_contiguous_slice(), batch);
+        }
+        Ok(y)
+    }
+}
+
+/// Inverted dropout with drop probability `p` (section 12.2.5): active only in
+/// [`crate::Mode::Train`]. Can be applied to inputs as well as hidden units.
+#[derive(Clone, Copy, Debug)]
+pub struct Dropout {
+    p: f64,
+}
+
+impl Dropout {
+    /// Dropout dropping each unit with probability `p ∈ [0, 1)`.
+    pub fn new(p: f64) -> Result<Self> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(NnError::Config(format!("dropout probability p = {p} is outside [0, 1)")));
+        }
+        Ok(Self { p })
+    }
+
+    /// The drop probability.
+    pub fn p(&self) -> f64 {
+        self.p
+    }
+}
+
+impl<T: Real> Module<T> for Dropout {
+    fn describe(&self) -> String {
+        format!("dropout p={}", self.p)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+
+    fn forward(&mut self, tape: &mut Tape<T>, x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        let train = ctx.train();
+        Ok(tape.dropout(x, self.p, train, ctx.rng)?)
+    }
+}
+
+/// Flattens each sample to a vector: `[N, C, H, W] → [N, C·H·W]`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flatten;
+
+impl<T: Real> Module<T> for Flatten {
+    fn describe(&self) -> String {
+        "flatten".into()
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(vec![input.iter().product()])
+    }
+
+    fn forward(&mut self, tape: &mut Tape<T>, x: Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
+        Ok(tape.flatten(x)?)
+    }
+}

@@ -1,0 +1,48 @@
+//! # strata-nn
+//!
+//! Layers as modules with stable, named parameters (`layers.0.weight`):
+//! [`Linear`], [`Relu`], [`Dropout`], [`Flatten`] and [`Sequential`]; the
+//! chapter's initialisation (`w ~ N(0, ε·√2/n)`, default He `2/n`); dead-unit
+//! monitoring; state save/load; whole-network gradient checking. The mode
+//! (train or eval) is always passed explicitly.
+//!
+//! ```
+//! use rand::SeedableRng;
+//! use rand_xoshiro::Xoshiro256PlusPlus;
+//! use strata_autograd::Tape;
+//! use strata_nn::{Ctx, Mode, Module, Sequential};
+//! use strata_tensor::Tensor;
+//!
+//! let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+//! let mut net = Sequential::<f32>::mlp(&[4, 8, 3], 0.5, &mut rng)?;
+//! let names: Vec<String> = net.params().into_iter().map(|(n, _)| n).collect();
+//! assert_eq!(names, ["layers.0.weight", "layers.0.bias", "layers.3.weight", "layers.3.bias"]);
+//!
+//! let mut tape = Tape::new();
+//! let x = tape.input(Tensor::ones(&[2, 4]));
+//! let mut ctx = Ctx::new(Mode::Train, &mut rng);
+//! let logits = net.forward(&mut tape, x, &mut ctx)?;
+//! let loss = tape.softmax_cross_entropy(logits, &[0, 2])?;
+//! let grads = tape.backward(loss)?;
+//! assert!(grads.param(net.params()[0].1.id()).is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod gradcheck;
+mod init;
+mod layers;
+mod module;
+mod monitor;
+mod sequential;
+mod state;
+
+pub use error::{NnError, Result};
+pub use init::Init;
+pub use layers::{Dropout, Flatten, Linear, Relu};
+pub use module::{Ctx, Mode, Module, Named, NamedMut};
+pub use monitor::DeadUnits;
+pub use sequential::Sequential;
+pub use state::{accuracy, load_state_dict, parameter_count, predict, state_dict};

@@ -1,0 +1,98 @@
+//! The module interface, the explicit train/eval mode and the forward context.
+
+use crate::error::Result;
+use crate::monitor::DeadUnits;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use strata_autograd::{Param, Real, Tape, Var};
+
+/// Whether a forward pass is for training or for evaluation. Dropout and batch
+/// norm behave differently in the two; the mode is always passed explicitly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Training: dropout drops, batch statistics are used and tracked.
+    Train,
+    /// Evaluation: dropout is the identity, running statistics are used.
+    Eval,
+}
+
+/// What a forward pass needs besides the input: the mode, the random source
+/// for dropout, and optionally a dead-unit monitor.
+pub struct Ctx<'a> {
+    /// Training or evaluation.
+    pub mode: Mode,
+    /// Random source (dropout masks). Seeded by the caller for reproducibility.
+    pub rng: &'a mut Xoshiro256PlusPlus,
+    /// When set, ReLU layers record which of their units were ever active.
+    pub monitor: Option<&'a mut DeadUnits>,
+    scope: Vec<String>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context in `mode` drawing randomness from `rng`.
+    pub fn new(mode: Mode, rng: &'a mut Xoshiro256PlusPlus) -> Self {
+        Self {
+            mode,
+            rng,
+            monitor: None,
+            scope: Vec::new(),
+        }
+    }
+
+    /// Also records dead units into `monitor`.
+    pub fn with_monitor(mut self, monitor: &'a mut DeadUnits) -> Self {
+        self.monitor = Some(monitor);
+        self
+    }
+
+    /// Whether this is a training pass.
+    pub fn train(&self) -> bool {
+        self.mode == Mode::Train
+    }
+
+    /// The dotted path of the layer currently running (e.g. `layers.3`).
+    pub fn path(&self) -> String {
+        self.scope.join(".")
+    }
+
+    /// Runs `f` with `name` appended to the layer path.
+    pub fn scoped<R>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.scope.push(name.to_string());
+        let r = f(self);
+        self.scope.pop();
+        r
+    }
+}
+
+/// A named parameter, as listed by [`Module::params`].
+pub type Named<'a, T> = (String, &'a Param<T>);
+/// A mutable named parameter, as listed by [`Module::params_mut`].
+pub type NamedMut<'a, T> = (String, &'a mut Param<T>);
+
+/// A layer or a network of layers.
+pub trait Module<T: Real>: Send {
+    /// Short description of the layer, e.g. `linear 784→1024`.
+    fn describe(&self) -> String;
+
+    /// Per-sample output shape for a per-sample input shape (batch axis
+    /// excluded), or an error saying what input the layer expects. Used to
+    /// validate a network before any data flows.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
+
+    /// Records the layer's computation on `tape`. `x` has a leading batch axis.
+    fn forward(&mut self, tape: &mut Tape<T>, x: Var, ctx: &mut Ctx<'_>) -> Result<Var>;
+
+    /// Parameters with stable dotted names (e.g. `layers.0.weight`).
+    fn params(&self) -> Vec<Named<'_, T>> {
+        Vec::new()
+    }
+
+    /// Mutable parameters with the same names as [`Module::params`].
+    fn params_mut(&mut self) -> Vec<NamedMut<'_, T>> {
+        Vec::new()
+    }
+
+    /// Multiply-accumulate count per sample for a per-sample input shape.
+    fn flops(&self, _input: &[usize]) -> u64 {
+        0
+    }
+}

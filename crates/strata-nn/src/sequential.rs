@@ -1,0 +1,140 @@
+//! Sequential networks: layers applied in order, with builders for the
+//! chapter's unit-per-class classifier and for multilayer perceptrons.
+
+use crate::error::{NnError, Result};
+use crate::layers::{Dropout, Linear, Relu};
+use crate::module::{Ctx, Module, Named, NamedMut};
+use rand::Rng;
+use strata_autograd::{Real, Tape, Var};
+
+/// Layers applied one after another. Layer `i`'s parameters are named
+/// `layers.i.<name>`.
+pub struct Sequential<T: Real> {
+    layers: Vec<Box<dyn Module<T>>>,
+}
+
+impl<T: Real> Default for Sequential<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Real> Sequential<T> {
+    /// An empty network.
+    pub fn new() -> Self {
+        Self { layers: Vec::new() }
+    }
+
+    /// Appends a layer.
+    pub fn push(&mut self, layer: impl Module<T> + 'static) -> &mut Self {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
+    /// Appends a boxed layer.
+    pub fn push_boxed(&mut self, layer: Box<dyn Module<T>>) -> &mut Self {
+        self.layers.push(layer);
+        self
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[Box<dyn Module<T>>] {
+        &self.layers
+    }
+
+    /// The unit-per-class classifier of section 12.1: one linear layer whose
+    /// `classes` outputs go to the softmax (applied by the loss).
+    pub fn softmax_classifier(inputs: usize, classes: usize, rng: &mut impl Rng) -> Result<Self> {
+        let mut s = Self::new();
+        s.push(Linear::new(inputs, classes, rng)?);
+        Ok(s)
+    }
+
+    /// A fully connected network with the given layer widths (`sizes[0]`
+    /// inputs, `sizes.last()` classes), ReLU between layers and dropout with
+    /// probability `dropout` after each hidden ReLU (0 for none).
+    pub fn mlp(sizes: &[usize], dropout: f64, rng: &mut impl Rng) -> Result<Self> {
+        if sizes.len() < 2 {
+            return Err(NnError::Config(format!("an MLP needs at least input and output sizes, got {sizes:?}")));
+        }
+        let mut s = Self::new();
+        for (i, w) in sizes.windows(2).enumerate() {
+            s.push(Linear::new(w[0], w[1], rng)?);
+            if i + 2 < sizes.len() {
+                s.push(Relu);
+                if dropout > 0.0 {
+                    s.push(Dropout::new(dropout)?);
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// Checks that `input` (per-sample shape) flows through every layer and
+    /// returns each layer's path, description and output shape. The error
+    /// names the first layer that does not fit, with the shapes.
+    pub fn shapes(&self, input: &[usize]) -> Result<Vec<(String, String, Vec<usize>)>> {
+        let mut shape = input.to_vec();
+        let mut out = Vec::with_capacity(self.layers.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            shape = l
+                .output_shape(&shape)
+                .map_err(|e| e.in_layer(format!("layers.{i} ({})", l.describe())))?;
+            out.push((format!("layers.{i}"), l.describe(), shape.clone()));
+        }
+        Ok(out)
+    }
+}
+
+impl<T: Real> Module<T> for Sequential<T> {
+    fn describe(&self) -> String {
+        format!("sequential ({} layers)", self.layers.len())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(self.shapes(input)?.pop().map_or(input.to_vec(), |(_, _, s)| s))
+    }
+
+    fn forward(&mut self, tape: &mut Tape<T>, mut x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let name = format!("layers.{i}");
+            x = ctx
+                .scoped(&name, |ctx| {
+                    let shape = tape.shape(x)?.to_vec();
+                    l.output_shape(shape.get(1..).unwrap_or(&[]))?;
+                    l.forward(tape, x, ctx)
+                })
+                .map_err(|e| e.in_layer(format!("{name} ({})", l.describe())))?;
+        }
+        Ok(x)
+    }
+
+    fn params(&self) -> Vec<Named<'_, T>> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            out.extend(l.params().into_iter().map(|(n, p)| (format!("layers.{i}.{n}"), p)));
+        }
+        out
+    }
+
+    fn params_mut(&mut self) -> Vec<NamedMut<'_, T>> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            out.extend(l.params_mut().into_iter().map(|(n, p)| (format!("layers.{i}.{n}"), p)));
+        }
+        out
+    }
+
+    fn flops(&self, input: &[usize]) -> u64 {
+        let mut shape = input.to_vec();
+        let mut total = 0;
+        for l in &self.layers {
+            total += l.flops(&shape);
+            match l.output_shape(&shape) {
+                Ok(s) => shape = s,
+                Err(_) => break,
+            }
+        }
+        total
+    }
+}
