@@ -30,7 +30,12 @@ fn loss(
     if lambda == 0.0 {
         return Ok(e);
     }
-    let decayed: Vec<_> = model.params().into_iter().filter(|(_, p)| p.decay).map(|(_, p)| p.clone()).collect();
+    let decayed: Vec<_> = model
+        .params()
+        .into_iter()
+        .filter(|(_, p)| p.decay)
+        .map(|(_, p)| p.clone())
+        .collect();
     let vars: Vec<Var> = decayed.iter().map(|p| tape.param(p)).collect();
     let r = tape.l2_penalty(&vars, lambda)?;
     Ok(tape.add(e, r)?)
@@ -53,7 +58,9 @@ pub fn check_module_gradients(
         .params()
         .into_iter()
         .map(|(n, p)| {
-            let g = grads.param(p.id()).map_or_else(|| vec![0.0; p.value.numel()], |g| g.to_vec());
+            let g = grads
+                .param(p.id())
+                .map_or_else(|| vec![0.0; p.value.numel()], |g| g.to_vec());
             (n, g)
         })
         .collect();
@@ -61,7 +68,9 @@ pub fn check_module_gradients(
     let eval = |model: &mut dyn Module<f64>| -> Result<f64> {
         let mut t = Tape::inference();
         let l = loss(model, &mut t, x, labels, lambda, mode, opts.seed)?;
-        Ok(t.value(l)?.item().map_err(strata_autograd::AutogradError::from)?)
+        Ok(t.value(l)?
+            .item()
+            .map_err(strata_autograd::AutogradError::from)?)
     };
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(opts.seed ^ 0x9e37_79b9);
     let mut reports = Vec::new();

@@ -35,9 +35,15 @@ impl Init {
     }
 
     /// A weight tensor of `shape` for units with fan-in `fan_in`.
-    pub fn weights<T: Real>(&self, shape: &[usize], fan_in: usize, rng: &mut impl Rng) -> Tensor<T> {
+    pub fn weights<T: Real>(
+        &self,
+        shape: &[usize],
+        fan_in: usize,
+        rng: &mut impl Rng,
+    ) -> Tensor<T> {
         let std = self.variance(fan_in).sqrt();
-        let normal = Normal::new(0.0, std).unwrap_or_else(|_| Normal::new(0.0, 0.0).expect("zero std is valid"));
+        let normal = Normal::new(0.0, std)
+            .unwrap_or_else(|_| Normal::new(0.0, 0.0).expect("zero std is valid"));
         let n = shape.iter().product();
         let data = (0..n).map(|_| T::of(normal.sample(rng))).collect();
         Tensor::from_vec(data, shape).expect("length from shape")

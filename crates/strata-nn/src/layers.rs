@@ -25,7 +25,12 @@ impl<T: Real> Linear<T> {
     }
 
     /// As [`Linear::new`] with an explicit initialisation.
-    pub fn with_init(inputs: usize, outputs: usize, init: Init, rng: &mut impl Rng) -> Result<Self> {
+    pub fn with_init(
+        inputs: usize,
+        outputs: usize,
+        init: Init,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         if inputs == 0 || outputs == 0 {
             return Err(NnError::Config(format!(
                 "linear layer needs at least one input and one unit, got {inputs}→{outputs}"
@@ -76,7 +81,10 @@ impl<T: Real> Module<T> for Linear<T> {
     }
 
     fn params_mut(&mut self) -> Vec<NamedMut<'_, T>> {
-        vec![("weight".into(), &mut self.weight), ("bias".into(), &mut self.bias)]
+        vec![
+            ("weight".into(), &mut self.weight),
+            ("bias".into(), &mut self.bias),
+        ]
     }
 
     fn flops(&self, _input: &[usize]) -> u64 {
@@ -121,7 +129,9 @@ impl Dropout {
     /// Dropout dropping each unit with probability `p ∈ [0, 1)`.
     pub fn new(p: f64) -> Result<Self> {
         if !(0.0..1.0).contains(&p) {
-            return Err(NnError::Config(format!("dropout probability p = {p} is outside [0, 1)")));
+            return Err(NnError::Config(format!(
+                "dropout probability p = {p} is outside [0, 1)"
+            )));
         }
         Ok(Self { p })
     }

@@ -19,7 +19,12 @@ impl DeadUnits {
 
     /// Records one minibatch of ReLU outputs of layer `name`: `values` holds
     /// `batch` items of `units` values each.
-    pub fn record<T: PartialOrd + Default + Copy>(&mut self, name: &str, values: &[T], batch: usize) {
+    pub fn record<T: PartialOrd + Default + Copy>(
+        &mut self,
+        name: &str,
+        values: &[T],
+        batch: usize,
+    ) {
         if batch == 0 {
             return;
         }

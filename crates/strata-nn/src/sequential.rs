@@ -55,7 +55,9 @@ impl<T: Real> Sequential<T> {
     /// probability `dropout` after each hidden ReLU (0 for none).
     pub fn mlp(sizes: &[usize], dropout: f64, rng: &mut impl Rng) -> Result<Self> {
         if sizes.len() < 2 {
-            return Err(NnError::Config(format!("an MLP needs at least input and output sizes, got {sizes:?}")));
+            return Err(NnError::Config(format!(
+                "an MLP needs at least input and output sizes, got {sizes:?}"
+            )));
         }
         let mut s = Self::new();
         for (i, w) in sizes.windows(2).enumerate() {
@@ -92,7 +94,10 @@ impl<T: Real> Module<T> for Sequential<T> {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(self.shapes(input)?.pop().map_or(input.to_vec(), |(_, _, s)| s))
+        Ok(self
+            .shapes(input)?
+            .pop()
+            .map_or(input.to_vec(), |(_, _, s)| s))
     }
 
     fn forward(&mut self, tape: &mut Tape<T>, mut x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
@@ -112,7 +117,11 @@ impl<T: Real> Module<T> for Sequential<T> {
     fn params(&self) -> Vec<Named<'_, T>> {
         let mut out = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
-            out.extend(l.params().into_iter().map(|(n, p)| (format!("layers.{i}.{n}"), p)));
+            out.extend(
+                l.params()
+                    .into_iter()
+                    .map(|(n, p)| (format!("layers.{i}.{n}"), p)),
+            );
         }
         out
     }
@@ -120,7 +129,11 @@ impl<T: Real> Module<T> for Sequential<T> {
     fn params_mut(&mut self) -> Vec<NamedMut<'_, T>> {
         let mut out = Vec::new();
         for (i, l) in self.layers.iter_mut().enumerate() {
-            out.extend(l.params_mut().into_iter().map(|(n, p)| (format!("layers.{i}.{n}"), p)));
+            out.extend(
+                l.params_mut()
+                    .into_iter()
+                    .map(|(n, p)| (format!("layers.{i}.{n}"), p)),
+            );
         }
         out
     }

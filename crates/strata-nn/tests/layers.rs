@@ -19,10 +19,17 @@ fn he_initialisation_variance_and_seeding() {
     let mean = w.iter().sum::<f64>() / w.len() as f64;
     let var = w.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / w.len() as f64;
     assert!(mean.abs() < 0.002, "mean {mean}");
-    assert!((var - 2.0 / 500.0).abs() < 0.02 * 2.0 / 500.0, "variance {var}, He wants {}", 2.0 / 500.0);
+    assert!(
+        (var - 2.0 / 500.0).abs() < 0.02 * 2.0 / 500.0,
+        "variance {var}, He wants {}",
+        2.0 / 500.0
+    );
     assert!(l.bias.value.to_vec().iter().all(|&b| b == 0.0));
     // ε scales the variance as ε·√2/n.
-    let init = Init { epsilon: 0.5, bias: 0.1 };
+    let init = Init {
+        epsilon: 0.5,
+        bias: 0.1,
+    };
     assert!((init.variance(100) - 0.5 * 2f64.sqrt() / 100.0).abs() < 1e-15);
     // Same seed, same network.
     let a = Sequential::<f32>::mlp(&[10, 20, 3], 0.0, &mut rng(7)).unwrap();
@@ -36,9 +43,19 @@ fn stable_names_and_counts() {
     let names: Vec<String> = net.params().into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
-        ["layers.0.weight", "layers.0.bias", "layers.3.weight", "layers.3.bias", "layers.6.weight", "layers.6.bias"]
+        [
+            "layers.0.weight",
+            "layers.0.bias",
+            "layers.3.weight",
+            "layers.3.bias",
+            "layers.6.weight",
+            "layers.6.bias"
+        ]
     );
-    assert_eq!(parameter_count(&net), 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10);
+    assert_eq!(
+        parameter_count(&net),
+        784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10
+    );
     assert_eq!(net.output_shape(&[784]).unwrap(), vec![10]);
     let clf = Sequential::<f32>::softmax_classifier(64, 10, &mut rng(0)).unwrap();
     assert_eq!(clf.layers().len(), 1);
@@ -54,7 +71,9 @@ fn dropout_obeys_the_mode() {
         let mut r = rng(1);
         let mut t = Tape::new();
         let xi = t.input(x.clone());
-        let y = net.forward(&mut t, xi, &mut Ctx::new(mode, &mut r)).unwrap();
+        let y = net
+            .forward(&mut t, xi, &mut Ctx::new(mode, &mut r))
+            .unwrap();
         let same = t.value(y).unwrap() == &x;
         assert_eq!(same, expect_identity, "{mode:?}");
     }
@@ -85,13 +104,21 @@ fn dead_units_are_found() {
 #[test]
 fn mismatched_layers_name_the_layer_and_shapes() {
     let mut net = Sequential::<f32>::new();
-    net.push(Linear::new(784, 100, &mut rng(0)).unwrap()).push(Relu).push(Linear::new(50, 10, &mut rng(0)).unwrap());
+    net.push(Linear::new(784, 100, &mut rng(0)).unwrap())
+        .push(Relu)
+        .push(Linear::new(50, 10, &mut rng(0)).unwrap());
     let e = net.shapes(&[784]).unwrap_err().to_string();
-    assert!(e.contains("layers.2") && e.contains("linear 50→10") && e.contains("[100]"), "{e}");
+    assert!(
+        e.contains("layers.2") && e.contains("linear 50→10") && e.contains("[100]"),
+        "{e}"
+    );
     let mut t = Tape::new();
     let x = t.input(Tensor::ones(&[2, 784]));
     let mut r = rng(0);
-    let e = net.forward(&mut t, x, &mut Ctx::new(Mode::Train, &mut r)).unwrap_err().to_string();
+    let e = net
+        .forward(&mut t, x, &mut Ctx::new(Mode::Train, &mut r))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("layers.2"), "{e}");
     assert!(Linear::<f32>::new(0, 3, &mut rng(0)).is_err());
     assert!(Sequential::<f32>::mlp(&[3], 0.0, &mut rng(0)).is_err());
@@ -104,11 +131,19 @@ fn state_round_trip_and_refusals() {
     load_state_dict(&mut b, &state_dict(&a)).unwrap();
     assert_eq!(state_dict(&a), state_dict(&b));
     let wrong = Sequential::<f32>::mlp(&[4, 6, 2], 0.0, &mut rng(1)).unwrap();
-    let e = load_state_dict(&mut b, &state_dict(&wrong)).unwrap_err().to_string();
-    assert!(e.contains("layers.0.weight") && e.contains("[6, 4]") && e.contains("[5, 4]"), "{e}");
+    let e = load_state_dict(&mut b, &state_dict(&wrong))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("layers.0.weight") && e.contains("[6, 4]") && e.contains("[5, 4]"),
+        "{e}"
+    );
     let mut partial = state_dict(&a);
     partial.pop();
-    assert!(load_state_dict(&mut b, &partial).unwrap_err().to_string().contains("missing"));
+    assert!(load_state_dict(&mut b, &partial)
+        .unwrap_err()
+        .to_string()
+        .contains("missing"));
 }
 
 #[test]
@@ -119,9 +154,22 @@ fn whole_network_gradients_match_finite_differences() {
         .push(Relu)
         .push(Dropout::new(0.3).unwrap())
         .push(Linear::new(7, 3, &mut rng(5)).unwrap());
-    let x = Tensor::from_vec((0..20).map(|i| ((i * 37 % 11) as f64 - 5.0) / 3.0).collect(), &[4, 5]).unwrap();
-    let reports =
-        check_module_gradients(&mut net, &x, &[0, 2, 1, 2], 1e-2, Mode::Train, &GradCheckOptions::default()).unwrap();
+    let x = Tensor::from_vec(
+        (0..20)
+            .map(|i| ((i * 37 % 11) as f64 - 5.0) / 3.0)
+            .collect(),
+        &[4, 5],
+    )
+    .unwrap();
+    let reports = check_module_gradients(
+        &mut net,
+        &x,
+        &[0, 2, 1, 2],
+        1e-2,
+        Mode::Train,
+        &GradCheckOptions::default(),
+    )
+    .unwrap();
     assert_eq!(reports.len(), 4);
     for r in reports {
         assert!(r.max_rel_error < 1e-6, "{}: {:e}", r.name, r.max_rel_error);

@@ -98,13 +98,17 @@ impl<T: Real> Optimizer<T> {
     pub fn new(method: Method, weight_decay: f64, schedule: Schedule) -> Result<Self, OptimError> {
         schedule.validate().map_err(OptimError::Config)?;
         if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-            return Err(OptimError::Config(format!("weight_decay must be ≥ 0, got {weight_decay}")));
+            return Err(OptimError::Config(format!(
+                "weight_decay must be ≥ 0, got {weight_decay}"
+            )));
         }
         let unit = |n: &str, v: f64| {
             if (0.0..1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(OptimError::Config(format!("{n} must lie in [0, 1), got {v}")))
+                Err(OptimError::Config(format!(
+                    "{n} must lie in [0, 1), got {v}"
+                )))
             }
         };
         match &method {
@@ -153,11 +157,21 @@ impl<T: Real> Optimizer<T> {
         Ok(lr)
     }
 
-    fn update(&mut self, name: &str, p: &mut Param<T>, grad: &Tensor<T>, lr: f64) -> Result<(), OptimError> {
+    fn update(
+        &mut self,
+        name: &str,
+        p: &mut Param<T>,
+        grad: &Tensor<T>,
+        lr: f64,
+    ) -> Result<(), OptimError> {
         if grad.shape() != p.value.shape() {
             return Err(OptimError::Shape {
                 name: name.into(),
-                what: format!("gradient shape {:?} differs from parameter shape {:?}", grad.shape(), p.value.shape()),
+                what: format!(
+                    "gradient shape {:?} differs from parameter shape {:?}",
+                    grad.shape(),
+                    p.value.shape()
+                ),
             });
         }
         let n = p.value.numel();
@@ -165,10 +179,17 @@ impl<T: Real> Optimizer<T> {
         let decoupled = matches!(self.method, Method::AdamW { .. });
         if p.decay && self.weight_decay > 0.0 && !decoupled {
             // ∇[(λ/2) wᵀw] = λw
-            elementwise::axpy(T::of(self.weight_decay), &p.value.to_contiguous_slice(), &mut g);
+            elementwise::axpy(
+                T::of(self.weight_decay),
+                &p.value.to_contiguous_slice(),
+                &mut g,
+            );
         }
         let slots = self.method.slots().len();
-        let state = self.state.entry(name.to_string()).or_insert_with(|| vec![vec![T::zero(); n]; slots]);
+        let state = self
+            .state
+            .entry(name.to_string())
+            .or_insert_with(|| vec![vec![T::zero(); n]; slots]);
         if state.iter().any(|s| s.len() != n) {
             return Err(OptimError::Shape {
                 name: name.into(),
@@ -181,11 +202,28 @@ impl<T: Real> Optimizer<T> {
             Method::Sgd => k::sgd(theta, &g, lr_t),
             Method::Momentum { mu } => k::sgd_momentum(theta, &g, &mut state[0], lr_t, T::of(*mu)),
             Method::Adagrad { alpha } => k::adagrad(theta, &g, &mut state[0], lr_t, T::of(*alpha)),
-            Method::RmsProp { decay, alpha } => k::rmsprop(theta, &g, &mut state[0], lr_t, T::of(*decay), T::of(*alpha)),
+            Method::RmsProp { decay, alpha } => {
+                k::rmsprop(theta, &g, &mut state[0], lr_t, T::of(*decay), T::of(*alpha))
+            }
             Method::Adam { beta1, beta2, eps } | Method::AdamW { beta1, beta2, eps } => {
-                let wd = if decoupled && p.decay { self.weight_decay } else { 0.0 };
+                let wd = if decoupled && p.decay {
+                    self.weight_decay
+                } else {
+                    0.0
+                };
                 let (m, v) = state.split_at_mut(1);
-                k::adam(theta, &g, &mut m[0], &mut v[0], lr_t, T::of(*beta1), T::of(*beta2), T::of(*eps), self.step, T::of(wd));
+                k::adam(
+                    theta,
+                    &g,
+                    &mut m[0],
+                    &mut v[0],
+                    lr_t,
+                    T::of(*beta1),
+                    T::of(*beta2),
+                    T::of(*eps),
+                    self.step,
+                    T::of(wd),
+                );
             }
         }
         Ok(())
@@ -200,7 +238,10 @@ impl<T: Real> Optimizer<T> {
         )];
         for (name, bufs) in &self.state {
             for (slot, b) in self.method.slots().iter().zip(bufs) {
-                out.push((format!("{name}.{slot}"), Tensor::from_slice(b, &[b.len()]).expect("flat")));
+                out.push((
+                    format!("{name}.{slot}"),
+                    Tensor::from_slice(b, &[b.len()]).expect("flat"),
+                ));
             }
         }
         out
@@ -224,12 +265,27 @@ impl<T: Real> Optimizer<T> {
             for slot in self.method.slots() {
                 let key = format!("{name}.{slot}");
                 match tensors.iter().find(|(n, _)| *n == key) {
-                    None if bufs.is_empty() && !tensors.iter().any(|(n, _)| n.starts_with(&format!("{name}."))) => break,
-                    None => return Err(OptimError::Shape { name, what: format!("saved state lacks {key}") }),
+                    None if bufs.is_empty()
+                        && !tensors
+                            .iter()
+                            .any(|(n, _)| n.starts_with(&format!("{name}."))) =>
+                    {
+                        break
+                    }
+                    None => {
+                        return Err(OptimError::Shape {
+                            name,
+                            what: format!("saved state lacks {key}"),
+                        })
+                    }
                     Some((_, t)) if t.numel() != p.value.numel() => {
                         return Err(OptimError::Shape {
                             name,
-                            what: format!("saved {slot} has {} values, the parameter {}", t.numel(), p.value.numel()),
+                            what: format!(
+                                "saved {slot} has {} values, the parameter {}",
+                                t.numel(),
+                                p.value.numel()
+                            ),
                         })
                     }
                     Some((_, t)) => bufs.push(t.to_vec()),

@@ -48,7 +48,9 @@ impl Schedule {
         match self {
             Schedule::Constant { lr } => *lr,
             Schedule::InverseEpoch { a, b } => 1.0 / (a + b * epoch as f64),
-            Schedule::Step { lr, gamma, every } => lr * gamma.powi((epoch / (*every).max(1)) as i32),
+            Schedule::Step { lr, gamma, every } => {
+                lr * gamma.powi((epoch / (*every).max(1)) as i32)
+            }
             Schedule::Cosine {
                 lr,
                 min_lr,
