@@ -1,0 +1,192 @@
+//! The training loop and held-out evaluation.
+
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::sync::Arc;
+use std::time::Instant;
+use strata_autograd::kernels::reduce::argmax_rows;
+use strata_autograd::Tape;
+use strata_data::{Batcher, DataError, Dataset};
+use strata_nn::{Ctx, DeadUnits, Mode, Module, NnError};
+use strata_optim::{OptimError, Optimizer};
+use thiserror::Error;
+
+/// Why training stopped early.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// The loss became NaN or infinite.
+    #[error(
+        "the loss became {loss} at step {step} (epoch {epoch}); training diverged — \
+         try a smaller learning rate"
+    )]
+    Diverged {
+        /// Global step (0-based) whose loss was not finite.
+        step: u64,
+        /// Epoch (1-based).
+        epoch: usize,
+        /// The loss value.
+        loss: f64,
+    },
+    /// A layer failed (shape mismatch, bad label, …).
+    #[error(transparent)]
+    Model(#[from] NnError),
+    /// The optimiser failed.
+    #[error(transparent)]
+    Optim(#[from] OptimError),
+    /// The data failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// An impossible setting.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Settings of [`fit`].
+#[derive(Clone, Debug)]
+pub struct FitOptions {
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Minibatch size.
+    pub batch: usize,
+    /// Seed of shuffling and dropout.
+    pub seed: u64,
+}
+
+/// What one epoch of training did.
+#[derive(Clone, Debug)]
+pub struct EpochReport {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// Global step count at the end of the epoch.
+    pub step: u64,
+    /// Mean minibatch loss over the epoch.
+    pub loss: f64,
+    /// Loss of every minibatch, in order (for loss-against-step plots).
+    pub step_losses: Vec<f64>,
+    /// Learning rate used in the epoch's last step.
+    pub lr: f64,
+    /// Accuracy on the training minibatches as they were trained on.
+    pub train_accuracy: f64,
+    /// Accuracy on the validation data, if given.
+    pub validation_accuracy: Option<f64>,
+    /// Fraction of dead ReLU units per layer over the epoch's training items.
+    pub dead_units: Vec<(String, f64)>,
+    /// Seconds spent in this epoch's training steps.
+    pub seconds: f64,
+    /// Training throughput.
+    pub samples_per_second: f64,
+}
+
+/// Trains `model` on `train` for `opts.epochs` epochs, calling `on_epoch` after
+/// each one, and returns every epoch's report.
+pub fn fit(
+    model: &mut dyn Module<f32>,
+    opt: &mut Optimizer<f32>,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    opts: &FitOptions,
+    mut on_epoch: impl FnMut(&EpochReport),
+) -> Result<Vec<EpochReport>, TrainError> {
+    if train.is_empty() {
+        return Err(TrainError::Config("the training set is empty".into()));
+    }
+    let image = train.image_shape();
+    model.output_shape(&image)?;
+    let batcher = Batcher::new(opts.batch)?.shuffle(opts.seed);
+    let data = Arc::new(train.clone());
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(opts.seed ^ 0x5eed);
+    let mut history = Vec::with_capacity(opts.epochs);
+    for epoch in 0..opts.epochs {
+        let start = Instant::now();
+        let mut monitor = DeadUnits::new();
+        let (mut losses, mut right, mut seen, mut lr) = (Vec::new(), 0usize, 0usize, 0.0);
+        for batch in batcher.prefetch(Arc::clone(&data), epoch as u64, 2) {
+            let mut tape = Tape::new();
+            let x = tape.input(batch.images);
+            let mut ctx = Ctx::new(Mode::Train, &mut rng).with_monitor(&mut monitor);
+            let logits = model.forward(&mut tape, x, &mut ctx)?;
+            let loss = tape
+                .softmax_cross_entropy(logits, &batch.labels)
+                .map_err(NnError::from)?;
+            let l = tape.value(loss).map_err(NnError::from)?.to_vec()[0] as f64;
+            if !l.is_finite() {
+                return Err(TrainError::Diverged {
+                    step: opt.steps(),
+                    epoch: epoch + 1,
+                    loss: l,
+                });
+            }
+            let out = tape.value(logits).map_err(NnError::from)?;
+            let classes = out.shape()[1];
+            let pred = argmax_rows(&out.to_contiguous_slice(), batch.labels.len(), classes);
+            right += pred
+                .iter()
+                .zip(&batch.labels)
+                .filter(|(p, y)| p == y)
+                .count();
+            seen += batch.labels.len();
+            let grads = tape.backward(loss).map_err(NnError::from)?;
+            lr = opt.step(model.params_mut(), |p| grads.param(p.id()).cloned(), epoch)?;
+            losses.push(l);
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let validation_accuracy = match validation {
+            Some(v) => Some(evaluate(model, v, 512)?.accuracy),
+            None => None,
+        };
+        let report = EpochReport {
+            epoch: epoch + 1,
+            step: opt.steps(),
+            loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
+            step_losses: losses,
+            lr,
+            train_accuracy: right as f64 / seen.max(1) as f64,
+            validation_accuracy,
+            dead_units: monitor.fractions(),
+            seconds,
+            samples_per_second: seen as f64 / seconds.max(1e-9),
+        };
+        on_epoch(&report);
+        history.push(report);
+    }
+    Ok(history)
+}
+
+/// Held-out evaluation: accuracy and the confusion matrix.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    /// Fraction classified correctly.
+    pub accuracy: f64,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// Evaluates `model` on `data` in evaluation mode, `batch` items at a time.
+pub fn evaluate(
+    model: &mut dyn Module<f32>,
+    data: &Dataset,
+    batch: usize,
+) -> Result<Evaluation, TrainError> {
+    let classes = data.num_classes();
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+    let mut right = 0;
+    for batch in Batcher::new(batch.max(1))?.epoch(data, 0) {
+        let mut tape = Tape::inference();
+        let x = tape.input(batch.images);
+        let mut ctx = Ctx::new(Mode::Eval, &mut rng);
+        let out = model.forward(&mut tape, x, &mut ctx)?;
+        let v = tape.value(out).map_err(NnError::from)?;
+        let pred = argmax_rows(&v.to_contiguous_slice(), batch.labels.len(), v.shape()[1]);
+        for (&p, &y) in pred.iter().zip(&batch.labels) {
+            right += usize::from(p == y);
+            if y < classes && p < classes {
+                confusion[y][p] += 1;
+            }
+        }
+    }
+    Ok(Evaluation {
+        accuracy: right as f64 / data.len().max(1) as f64,
+        confusion,
+    })
+}

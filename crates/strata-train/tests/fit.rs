@@ -1,0 +1,140 @@
+//! The driver on the embedded digits: it learns, reports, and stops on divergence.
+
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use strata_data::digits_split;
+use strata_nn::{Flatten, Linear, Relu, Sequential};
+use strata_optim::{Method, Optimizer, Schedule};
+use strata_train::{evaluate, fit, FitOptions, TrainError};
+
+#[test]
+fn softmax_classifier_learns_digits() {
+    let data = digits_split();
+    let (train, validation) = data.train.split_validation(300, 1).unwrap();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    let mut net = Sequential::<f32>::new();
+    net.push(Flatten)
+        .push(Linear::new(64, 10, &mut rng).unwrap());
+    let mut opt = Optimizer::new(
+        Method::Momentum { mu: 0.9 },
+        1e-4,
+        Schedule::InverseEpoch { a: 10.0, b: 1.0 },
+    )
+    .unwrap();
+    let opts = FitOptions {
+        epochs: 30,
+        batch: 32,
+        seed: 3,
+    };
+    let mut seen = 0;
+    let history = fit(&mut net, &mut opt, &train, Some(&validation), &opts, |_| {
+        seen += 1
+    })
+    .unwrap();
+    assert_eq!(seen, 30);
+    let last = history.last().unwrap();
+    assert!(
+        last.loss < history[0].loss,
+        "loss should fall: {} → {}",
+        history[0].loss,
+        last.loss
+    );
+    assert!(last.validation_accuracy.unwrap() > 0.9, "{last:?}");
+    assert_eq!(last.lr, 1.0 / (10.0 + 29.0));
+    let eval = evaluate(&mut net, &data.test, 100).unwrap();
+    eprintln!("digits softmax classifier: test accuracy {}", eval.accuracy);
+    assert!(eval.accuracy > 0.9, "test accuracy {}", eval.accuracy);
+    assert_eq!(
+        eval.confusion.iter().flatten().sum::<usize>(),
+        data.test.len()
+    );
+}
+
+#[test]
+fn dead_units_are_reported_per_layer() {
+    let data = digits_split();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+    let mut net = Sequential::<f32>::new();
+    net.push(Flatten)
+        .push(Linear::new(64, 32, &mut rng).unwrap())
+        .push(Relu)
+        .push(Linear::new(32, 10, &mut rng).unwrap());
+    let mut opt = Optimizer::new(
+        Method::Momentum { mu: 0.9 },
+        0.0,
+        Schedule::Constant { lr: 0.05 },
+    )
+    .unwrap();
+    let h = fit(
+        &mut net,
+        &mut opt,
+        &data.train,
+        None,
+        &FitOptions {
+            epochs: 1,
+            batch: 64,
+            seed: 1,
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(h[0].dead_units.len(), 1);
+    assert_eq!(h[0].dead_units[0].0, "layers.2");
+    assert!((0.0..=1.0).contains(&h[0].dead_units[0].1));
+}
+
+#[test]
+fn divergence_stops_with_a_clear_message() {
+    let data = digits_split();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    let mut net = Sequential::<f32>::new();
+    net.push(Flatten)
+        .push(Linear::new(64, 64, &mut rng).unwrap())
+        .push(Relu)
+        .push(Linear::new(64, 10, &mut rng).unwrap());
+    let mut opt = Optimizer::new(Method::Sgd, 0.0, Schedule::Constant { lr: 1e30 }).unwrap();
+    let e = fit(
+        &mut net,
+        &mut opt,
+        &data.train,
+        None,
+        &FitOptions {
+            epochs: 5,
+            batch: 32,
+            seed: 1,
+        },
+        |_| {},
+    )
+    .map(|h| h.len())
+    .unwrap_err();
+    assert!(matches!(e, TrainError::Diverged { .. }), "{e}");
+    assert!(e.to_string().contains("smaller learning rate"), "{e}");
+}
+
+#[test]
+fn a_network_that_does_not_fit_the_data_is_refused_up_front() {
+    let data = digits_split();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    let mut net = Sequential::<f32>::new();
+    net.push(Flatten)
+        .push(Linear::new(784, 10, &mut rng).unwrap());
+    let mut opt = Optimizer::new(Method::Sgd, 0.0, Schedule::Constant { lr: 0.1 }).unwrap();
+    let e = fit(
+        &mut net,
+        &mut opt,
+        &data.train,
+        None,
+        &FitOptions {
+            epochs: 1,
+            batch: 32,
+            seed: 1,
+        },
+        |_| {},
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("layers.1") && msg.contains("[784]") && msg.contains("[64]"),
+        "{msg}"
+    );
+}
