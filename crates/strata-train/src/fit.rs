@@ -36,6 +36,9 @@ pub enum TrainError {
     /// The data failed.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// An observer asked to stop (e.g. a checkpoint could not be written).
+    #[error("{0}")]
+    Observer(String),
     /// An impossible setting.
     #[error("{0}")]
     Config(String),
@@ -50,6 +53,68 @@ pub struct FitOptions {
     pub batch: usize,
     /// Seed of shuffling and dropout.
     pub seed: u64,
+}
+
+/// One training step, as reported to an [`Observer`].
+#[derive(Clone, Copy, Debug)]
+pub struct StepInfo {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Global step count after this step.
+    pub step: u64,
+    /// Index of the step within its epoch, from 0.
+    pub step_in_epoch: usize,
+    /// Steps in this epoch.
+    pub steps_in_epoch: usize,
+    /// The minibatch loss.
+    pub loss: f64,
+    /// The learning rate used.
+    pub lr: f64,
+    /// Items in the minibatch.
+    pub batch: usize,
+}
+
+/// Watches training: progress after each step, and each finished epoch with
+/// the model and optimiser (to write checkpoints and logs).
+pub trait Observer {
+    /// Called after every optimiser step.
+    fn on_step(&mut self, _info: &StepInfo) {}
+    /// Called after every epoch; an `Err` stops training with that message.
+    fn on_epoch(
+        &mut self,
+        _report: &EpochReport,
+        _model: &dyn Module<f32>,
+        _opt: &Optimizer<f32>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Observes nothing.
+impl Observer for () {}
+
+/// An observer that calls a closure with each epoch's report.
+pub struct OnEpoch<F>(pub F);
+
+impl<F: FnMut(&EpochReport)> Observer for OnEpoch<F> {
+    fn on_epoch(
+        &mut self,
+        report: &EpochReport,
+        _: &dyn Module<f32>,
+        _: &Optimizer<f32>,
+    ) -> Result<(), String> {
+        (self.0)(report);
+        Ok(())
+    }
+}
+
+/// The dropout random source of `epoch`: derived from the seed and the epoch
+/// alone, so a run resumed at an epoch boundary draws the same masks as an
+/// uninterrupted one.
+fn epoch_rng(seed: u64, epoch: usize) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(
+        seed ^ 0x5eed_0000_0000 ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    )
 }
 
 /// What one epoch of training did.
@@ -77,15 +142,30 @@ pub struct EpochReport {
     pub samples_per_second: f64,
 }
 
-/// Trains `model` on `train` for `opts.epochs` epochs, calling `on_epoch` after
-/// each one, and returns every epoch's report.
+/// Trains `model` on `train` for `opts.epochs` epochs, telling `observer`
+/// about every step and epoch, and returns every epoch's report.
 pub fn fit(
     model: &mut dyn Module<f32>,
     opt: &mut Optimizer<f32>,
     train: &Dataset,
     validation: Option<&Dataset>,
     opts: &FitOptions,
-    mut on_epoch: impl FnMut(&EpochReport),
+    observer: impl Observer,
+) -> Result<Vec<EpochReport>, TrainError> {
+    fit_from(model, opt, train, validation, opts, 0, observer)
+}
+
+/// As [`fit`], starting at epoch `first_epoch` (0-based): continues a run
+/// whose model and optimiser were restored from the checkpoint written after
+/// epoch `first_epoch`. The result is bit-identical to an uninterrupted run.
+pub fn fit_from(
+    model: &mut dyn Module<f32>,
+    opt: &mut Optimizer<f32>,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    opts: &FitOptions,
+    first_epoch: usize,
+    mut observer: impl Observer,
 ) -> Result<Vec<EpochReport>, TrainError> {
     if train.is_empty() {
         return Err(TrainError::Config("the training set is empty".into()));
@@ -94,13 +174,15 @@ pub fn fit(
     model.output_shape(&image)?;
     let batcher = Batcher::new(opts.batch)?.shuffle(opts.seed);
     let data = Arc::new(train.clone());
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(opts.seed ^ 0x5eed);
     let mut history = Vec::with_capacity(opts.epochs);
-    for epoch in 0..opts.epochs {
+    for epoch in first_epoch..opts.epochs {
+        let mut rng = epoch_rng(opts.seed, epoch);
         let start = Instant::now();
         let mut monitor = DeadUnits::new();
         let (mut losses, mut right, mut seen, mut lr) = (Vec::new(), 0usize, 0usize, 0.0);
-        for batch in batcher.prefetch(Arc::clone(&data), epoch as u64, 2) {
+        let batches = batcher.prefetch(Arc::clone(&data), epoch as u64, 2);
+        let steps_in_epoch = batches.len();
+        for (step_in_epoch, batch) in batches.enumerate() {
             let mut tape = Tape::new();
             let x = tape.input(batch.images);
             let mut ctx = Ctx::new(Mode::Train, &mut rng).with_monitor(&mut monitor);
@@ -128,6 +210,15 @@ pub fn fit(
             let grads = tape.backward(loss).map_err(NnError::from)?;
             lr = opt.step(model.params_mut(), |p| grads.param(p.id()).cloned(), epoch)?;
             losses.push(l);
+            observer.on_step(&StepInfo {
+                epoch: epoch + 1,
+                step: opt.steps(),
+                step_in_epoch,
+                steps_in_epoch,
+                loss: l,
+                lr,
+                batch: batch.labels.len(),
+            });
         }
         let seconds = start.elapsed().as_secs_f64();
         let validation_accuracy = match validation {
@@ -146,7 +237,9 @@ pub fn fit(
             seconds,
             samples_per_second: seen as f64 / seconds.max(1e-9),
         };
-        on_epoch(&report);
+        observer
+            .on_epoch(&report, model, opt)
+            .map_err(TrainError::Observer)?;
         history.push(report);
     }
     Ok(history)

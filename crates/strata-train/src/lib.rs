@@ -19,7 +19,7 @@
 //! net.push(Flatten).push(Linear::new(64, 10, &mut rng)?);
 //! let mut opt = Optimizer::new(Method::Sgd, 1e-4, Schedule::InverseEpoch { a: 2.0, b: 0.5 })?;
 //! let opts = FitOptions { epochs: 3, batch: 32, seed: 1 };
-//! let history = fit(&mut net, &mut opt, &train, Some(&validation), &opts, |_| {})?;
+//! let history = fit(&mut net, &mut opt, &train, Some(&validation), &opts, ())?;
 //! assert_eq!(history.len(), 3);
 //! assert!(evaluate(&mut net, &data.test, 256)?.accuracy > 0.8);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -29,4 +29,7 @@
 
 mod fit;
 
-pub use fit::{evaluate, fit, EpochReport, Evaluation, FitOptions, TrainError};
+pub use fit::{
+    evaluate, fit, fit_from, EpochReport, Evaluation, FitOptions, Observer, OnEpoch, StepInfo,
+    TrainError,
+};

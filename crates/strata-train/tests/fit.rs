@@ -5,7 +5,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use strata_data::digits_split;
 use strata_nn::{Flatten, Linear, Relu, Sequential};
 use strata_optim::{Method, Optimizer, Schedule};
-use strata_train::{evaluate, fit, FitOptions, TrainError};
+use strata_train::{evaluate, fit, FitOptions, OnEpoch, TrainError};
 
 #[test]
 fn softmax_classifier_learns_digits() {
@@ -27,9 +27,14 @@ fn softmax_classifier_learns_digits() {
         seed: 3,
     };
     let mut seen = 0;
-    let history = fit(&mut net, &mut opt, &train, Some(&validation), &opts, |_| {
-        seen += 1
-    })
+    let history = fit(
+        &mut net,
+        &mut opt,
+        &train,
+        Some(&validation),
+        &opts,
+        OnEpoch(|_: &strata_train::EpochReport| seen += 1),
+    )
     .unwrap();
     assert_eq!(seen, 30);
     let last = history.last().unwrap();
@@ -75,7 +80,7 @@ fn dead_units_are_reported_per_layer() {
             batch: 64,
             seed: 1,
         },
-        |_| {},
+        (),
     )
     .unwrap();
     assert_eq!(h[0].dead_units.len(), 1);
@@ -103,7 +108,7 @@ fn divergence_stops_with_a_clear_message() {
             batch: 32,
             seed: 1,
         },
-        |_| {},
+        (),
     )
     .map(|h| h.len())
     .unwrap_err();
@@ -129,7 +134,7 @@ fn a_network_that_does_not_fit_the_data_is_refused_up_front() {
             batch: 32,
             seed: 1,
         },
-        |_| {},
+        (),
     )
     .unwrap_err();
     let msg = e.to_string();
