@@ -79,6 +79,8 @@ pub struct StepInfo {
 pub trait Observer {
     /// Called after every optimiser step.
     fn on_step(&mut self, _info: &StepInfo) {}
+    /// A message for the user (a warning, a note about files written).
+    fn on_message(&mut self, _message: &str) {}
     /// Called after every epoch; an `Err` stops training with that message.
     fn on_epoch(
         &mut self,

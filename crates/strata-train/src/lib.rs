@@ -27,8 +27,15 @@
 
 #![warn(missing_docs)]
 
+mod assemble;
+pub mod checkpoint;
 mod fit;
+pub mod plot;
+pub mod run;
+pub mod spec;
+pub mod sweep;
 
+pub use assemble::{build_model, layer_table, LayerRow};
 pub use fit::{
     evaluate, fit, fit_from, EpochReport, Evaluation, FitOptions, Observer, OnEpoch, StepInfo,
     TrainError,

@@ -1,0 +1,85 @@
+//! # strata-data
+//!
+//! Data set readers and minibatching for strata:
+//!
+//! - [`Dataset`]: labelled images in NCHW layout (`u8` or `f32` pixels) with class
+//!   names, converted to `Tensor<f32>` scaled to `[0, 1]`; subsets and a seeded
+//!   validation split.
+//! - Readers: IDX files of MNIST and Fashion-MNIST, plain or gzipped
+//!   ([`load_mnist_like`]); the CIFAR-10 binary batches ([`load_cifar10_binary`]);
+//!   image folders of PNG/JPEG files decoded in parallel ([`load_image_folder_split`]);
+//!   and the UCI digits embedded in the library ([`digits`]).
+//! - Name resolution ([`resolve`], [`load`]): an explicit path, a caller's data
+//!   folder, `$STRATA_DATA/<name>`, `~/.cache/strata/<name>`,
+//!   `/usr/share/datasets/<name>`, then (when enabled) a download from the official
+//!   address into the cache with MD5 verification ([`download()`]).
+//! - Minibatches ([`Batcher`]): seeded shuffling that depends only on the seed and
+//!   the epoch, `drop_last`, and a background prefetching thread.
+//!
+//! Bad input never panics: every reader returns a [`DataError`] naming the file and
+//! what was expected and found.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use strata_data::{digits_split, Batcher};
+//!
+//! let data = digits_split(); // embedded: 1,500 train + 297 test 8×8 images
+//! let (train, validation) = data.train.split_validation(300, 7)?;
+//! assert_eq!((train.len(), validation.len()), (1200, 300));
+//!
+//! let batcher = Batcher::new(64)?.shuffle(1).drop_last(true);
+//! let train = Arc::new(train);
+//! for epoch in 0..2 {
+//!     for batch in batcher.prefetch(Arc::clone(&train), epoch, 4) {
+//!         assert_eq!(batch.images.shape(), &[64, 1, 8, 8]); // pixels / 16, in [0, 1]
+//!         assert_eq!(batch.labels.len(), 64);
+//!     }
+//! }
+//! let test_images = data.test.to_tensor()?; // [297, 1, 8, 8]
+//! assert_eq!(test_images.shape(), &[297, 1, 8, 8]);
+//! # Ok::<(), strata_data::DataError>(())
+//! ```
+//!
+//! Reading MNIST from a folder (or by name, see [`resolve`]):
+//!
+//! ```no_run
+//! let mnist = strata_data::load_mnist_like("../shared/data/mnist")?;
+//! assert_eq!(mnist.train.shape(), [60_000, 1, 28, 28]);
+//! let same = strata_data::load("mnist", Some("../shared/data".as_ref()))?;
+//! # Ok::<(), strata_data::DataError>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod batch;
+mod cifar;
+mod dataset;
+mod digits;
+mod download;
+mod error;
+mod folder;
+mod idx;
+mod resolve;
+mod shuffle;
+
+pub use batch::{Batch, Batcher, Batches, Prefetcher};
+pub use cifar::{
+    load_cifar10_binary, parse_cifar10_batch, read_cifar10_batch, CIFAR10_CLASSES,
+    CIFAR10_RECORD_LEN, CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES,
+};
+pub use dataset::{validation_indices, Dataset, Pixels, TrainTest};
+pub use digits::{
+    digits, digits_split, parse_digits_csv, DIGITS_CSV_GZ, DIGITS_LEN, DIGITS_TEST_LEN,
+};
+pub use download::{download, extract_tar_gz, fetch_verified, official_remote, Packing, Remote};
+pub use error::{DataError, Result};
+pub use folder::{
+    list_class_folder, load_class_folder, load_image_folder, load_image_folder_split, ClassFolder,
+    IMAGE_EXTENSIONS,
+};
+pub use idx::{
+    load_fashion_mnist, load_idx_pair, load_mnist_like, read_idx, write_idx, IdxArray,
+    FASHION_MNIST_CLASSES, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, MNIST_CLASSES,
+};
+pub use resolve::{detect_layout, load, resolve, Layout, Resolved, Resolver, KNOWN_DATASETS};
+pub use shuffle::{mix_seed, permutation, shuffle_in_place};

@@ -1,0 +1,607 @@
+//! `strata train`: assemble the spec's network, train it with logs, plots and
+//! checkpoints, evaluate on held-out data; plus `eval`, `sweep` and `gradcheck`.
+
+use crate::assemble::build_model;
+use crate::checkpoint::{load_tensors, save_tensors, write_atomic, CheckpointError};
+use crate::fit::{
+    evaluate, fit_from, EpochReport, Evaluation, FitOptions, Observer, StepInfo, TrainError,
+};
+use crate::plot;
+use crate::spec::{Spec, SpecError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use strata_autograd::gradcheck::{GradCheckOptions, GradCheckReport};
+use strata_data::{DataError, Dataset, TrainTest};
+use strata_nn::{load_state_dict, parameter_count, state_dict, Mode, Module, Sequential};
+use strata_optim::Optimizer;
+use strata_tensor::Tensor;
+use thiserror::Error;
+
+/// Anything that can stop a run.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The spec is malformed.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The data could not be read.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Training failed (diverged, shape error, …).
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// Something else, with context.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Options of [`train`] beyond the spec (the CLI flags).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Output folder.
+    pub out: PathBuf,
+    /// A folder to look for data sets in first.
+    pub data_dir: Option<PathBuf>,
+    /// Overrides `train.epochs`.
+    pub epochs: Option<usize>,
+    /// Overrides `train.threads`.
+    pub threads: Option<usize>,
+    /// Continue from `out/checkpoint/` instead of starting afresh.
+    pub resume: bool,
+    /// Skip the held-out test evaluation (sweeps evaluate only the winner).
+    pub skip_test: bool,
+}
+
+/// `summary.json`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    /// Held-out test accuracy (absent when skipped).
+    pub test_accuracy: Option<f64>,
+    /// Validation accuracy after the last epoch.
+    pub validation_accuracy: Option<f64>,
+    /// Seconds spent training (all epochs of this and earlier resumed runs).
+    pub train_seconds: f64,
+    /// Epochs trained.
+    pub epochs: usize,
+    /// Trainable scalars.
+    pub parameters: usize,
+    /// Mean training throughput.
+    pub samples_per_second: f64,
+}
+
+/// The spec's data: train (minus validation), validation, test.
+pub struct Splits {
+    /// Training items.
+    pub train: Dataset,
+    /// Validation items (held out of training).
+    pub validation: Option<Dataset>,
+    /// Held-out test items.
+    pub test: Dataset,
+}
+
+/// Loads and splits the spec's data set.
+pub fn load_data(spec: &Spec, data_dir: Option<&Path>) -> Result<Splits, RunError> {
+    let TrainTest {
+        mut train,
+        mut test,
+    } = strata_data::load(&spec.data.dataset, data_dir)?;
+    if let Some(n) = spec.data.subset {
+        train = train.take(n);
+    }
+    if let Some(n) = spec.data.test_subset {
+        test = test.take(n);
+    }
+    let validation = if spec.data.validation > 0 {
+        if spec.data.validation >= train.len() {
+            return Err(SpecError {
+                file: spec.file.clone(),
+                line: None,
+                field: "data.validation".into(),
+                message: format!(
+                    "{} validation items leave none of the {} training items",
+                    spec.data.validation,
+                    train.len()
+                ),
+            }
+            .into());
+        }
+        let (t, v) = train.split_validation(spec.data.validation, spec.train.seed)?;
+        train = t;
+        Some(v)
+    } else {
+        None
+    };
+    Ok(Splits {
+        train,
+        validation,
+        test,
+    })
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> RunError {
+    RunError::Other(format!("{}: {e}", path.display()))
+}
+
+fn write_text(path: &Path, text: &str) -> Result<(), RunError> {
+    Ok(write_atomic(path, text.as_bytes())?)
+}
+
+/// Model weights under their names, plus the spec, in `model.safetensors`.
+fn save_model(
+    path: &Path,
+    model: &dyn Module<f32>,
+    spec: &Spec,
+    epoch: usize,
+) -> Result<(), RunError> {
+    let meta = HashMap::from([
+        ("format".to_string(), "strata-model-1".to_string()),
+        ("spec".to_string(), spec.source.clone()),
+        ("epoch".to_string(), epoch.to_string()),
+    ]);
+    Ok(save_tensors(path, &state_dict(model), meta)?)
+}
+
+/// Loads `model.safetensors` into a network built from the same spec.
+pub fn load_model(path: &Path, model: &mut dyn Module<f32>) -> Result<(), RunError> {
+    let (tensors, _) = load_tensors(path)?;
+    load_state_dict(model, &tensors).map_err(|e| {
+        RunError::Checkpoint(CheckpointError::Format {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    })
+}
+
+struct Metrics {
+    jsonl: String,
+    step_losses: Vec<f64>,
+    epochs: Vec<EpochReport>,
+    train_seconds: f64,
+}
+
+/// Writes logs, plots and checkpoints as training goes.
+struct RunObserver<'a> {
+    out: PathBuf,
+    spec: &'a Spec,
+    metrics: Metrics,
+    pending_steps: Vec<StepInfo>,
+    inner: &'a mut dyn Observer,
+}
+
+impl RunObserver<'_> {
+    fn write_logs(&mut self) -> Result<(), String> {
+        let m = &self.metrics;
+        write_atomic(&self.out.join("metrics.jsonl"), m.jsonl.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let layers: Vec<String> = m
+            .epochs
+            .last()
+            .map(|r| r.dead_units.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default();
+        let mut csv = String::from("step,epoch,loss,lr,train_accuracy,validation_accuracy,seconds");
+        for l in &layers {
+            csv.push_str(&format!(",dead.{l}"));
+        }
+        csv.push('\n');
+        for r in &m.epochs {
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{}",
+                r.step,
+                r.epoch,
+                r.loss,
+                r.lr,
+                r.train_accuracy,
+                r.validation_accuracy
+                    .map_or(String::new(), |v| v.to_string()),
+                r.seconds
+            ));
+            for l in &layers {
+                let v = r
+                    .dead_units
+                    .iter()
+                    .find(|(n, _)| n == l)
+                    .map(|(_, f)| f.to_string());
+                csv.push_str(&format!(",{}", v.unwrap_or_default()));
+            }
+            csv.push('\n');
+        }
+        write_atomic(&self.out.join("metrics.csv"), csv.as_bytes()).map_err(|e| e.to_string())?;
+        plot::loss_plot(&self.out.join("loss.png"), &m.step_losses)?;
+        let train: Vec<f64> = m.epochs.iter().map(|r| r.train_accuracy).collect();
+        let val: Vec<Option<f64>> = m.epochs.iter().map(|r| r.validation_accuracy).collect();
+        plot::accuracy_plot(&self.out.join("accuracy.png"), &train, &val)
+    }
+}
+
+impl Observer for RunObserver<'_> {
+    fn on_step(&mut self, info: &StepInfo) {
+        self.pending_steps.push(*info);
+        self.inner.on_step(info);
+    }
+
+    fn on_message(&mut self, message: &str) {
+        self.inner.on_message(message);
+    }
+
+    fn on_epoch(
+        &mut self,
+        r: &EpochReport,
+        model: &dyn Module<f32>,
+        opt: &Optimizer<f32>,
+    ) -> Result<(), String> {
+        for s in self.pending_steps.drain(..) {
+            self.metrics.jsonl.push_str(&format!(
+                "{{\"kind\":\"step\",\"step\":{},\"epoch\":{},\"loss\":{},\"lr\":{}}}\n",
+                s.step,
+                s.epoch,
+                json_num(s.loss),
+                json_num(s.lr)
+            ));
+            self.metrics.step_losses.push(s.loss);
+        }
+        let dead: Vec<String> = r
+            .dead_units
+            .iter()
+            .map(|(n, f)| format!("\"{n}\":{}", json_num(*f)))
+            .collect();
+        self.metrics.train_seconds += r.seconds;
+        self.metrics.jsonl.push_str(&format!(
+            "{{\"kind\":\"epoch\",\"step\":{},\"epoch\":{},\"loss\":{},\"lr\":{},\"train_accuracy\":{},\"validation_accuracy\":{},\"dead_units\":{{{}}},\"seconds\":{},\"total_seconds\":{}}}\n",
+            r.step,
+            r.epoch,
+            json_num(r.loss),
+            json_num(r.lr),
+            json_num(r.train_accuracy),
+            r.validation_accuracy.map_or("null".into(), json_num),
+            dead.join(","),
+            json_num(r.seconds),
+            json_num(self.metrics.train_seconds),
+        ));
+        self.metrics.epochs.push(r.clone());
+        for (layer, f) in &r.dead_units {
+            if *f > self.spec.train.dead_unit_warning {
+                self.inner.on_message(&format!(
+                    "warning: {:.0}% of the units of {layer} were dead (zero for every item) in epoch {}; a smaller learning rate may help",
+                    100.0 * f,
+                    r.epoch
+                ));
+            }
+        }
+        self.write_logs()?;
+        save_model(
+            &self.out.join("model.safetensors"),
+            model,
+            self.spec,
+            r.epoch,
+        )
+        .map_err(|e| e.to_string())?;
+        if r.epoch % self.spec.train.checkpoint_every == 0 || r.epoch == self.spec.train.epochs {
+            save_checkpoint(&self.out, model, opt, self.spec, r.epoch)
+                .map_err(|e| e.to_string())?;
+        }
+        self.inner.on_epoch(r, model, opt)
+    }
+}
+
+fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".into()
+    }
+}
+
+/// `checkpoint/state.safetensors`: weights, optimiser state and the epoch.
+fn save_checkpoint(
+    out: &Path,
+    model: &dyn Module<f32>,
+    opt: &Optimizer<f32>,
+    spec: &Spec,
+    epoch: usize,
+) -> Result<(), RunError> {
+    let mut tensors: Vec<(String, Tensor<f32>)> = state_dict(model)
+        .into_iter()
+        .map(|(n, t)| (format!("model/{n}"), t))
+        .collect();
+    tensors.extend(
+        opt.state_tensors()
+            .into_iter()
+            .map(|(n, t)| (format!("optim/{n}"), t)),
+    );
+    let meta = HashMap::from([
+        ("format".to_string(), "strata-checkpoint-1".to_string()),
+        ("epoch".to_string(), epoch.to_string()),
+        ("spec".to_string(), spec.source.clone()),
+    ]);
+    Ok(save_tensors(
+        &out.join("checkpoint").join("state.safetensors"),
+        &tensors,
+        meta,
+    )?)
+}
+
+/// Restores model and optimiser from `checkpoint/`; returns the epoch it was written after.
+fn restore_checkpoint(
+    out: &Path,
+    model: &mut dyn Module<f32>,
+    opt: &mut Optimizer<f32>,
+) -> Result<usize, RunError> {
+    let path = out.join("checkpoint").join("state.safetensors");
+    let (tensors, meta) = load_tensors(&path)?;
+    let fmt = |message: String| {
+        RunError::Checkpoint(CheckpointError::Format {
+            path: path.clone(),
+            message,
+        })
+    };
+    let epoch: usize = meta
+        .get("epoch")
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| fmt("no epoch in the checkpoint's metadata".into()))?;
+    let mut weights = Vec::new();
+    let mut optim = Vec::new();
+    for (n, t) in tensors {
+        if let Some(w) = n.strip_prefix("model/") {
+            weights.push((w.to_string(), t));
+        } else if let Some(o) = n.strip_prefix("optim/") {
+            optim.push((o.to_string(), t));
+        }
+    }
+    load_state_dict(model, &weights).map_err(|e| fmt(e.to_string()))?;
+    opt.load_state_tensors(&optim, model.params())
+        .map_err(|e| fmt(e.to_string()))?;
+    Ok(epoch)
+}
+
+/// Rebuilds metrics of epochs `1..=epoch` from an earlier `metrics.jsonl`.
+fn restore_metrics(out: &Path, epoch: usize) -> Metrics {
+    let mut m = Metrics {
+        jsonl: String::new(),
+        step_losses: Vec::new(),
+        epochs: Vec::new(),
+        train_seconds: 0.0,
+    };
+    let Ok(text) = std::fs::read_to_string(out.join("metrics.jsonl")) else {
+        return m;
+    };
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let e = v["epoch"].as_u64().unwrap_or(u64::MAX) as usize;
+        if e > epoch {
+            continue;
+        }
+        m.jsonl.push_str(line);
+        m.jsonl.push('\n');
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        match v["kind"].as_str() {
+            Some("step") => m.step_losses.push(f("loss")),
+            Some("epoch") => {
+                m.train_seconds = f("total_seconds");
+                let dead = v["dead_units"]
+                    .as_object()
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, x)| (k.clone(), x.as_f64().unwrap_or(0.0)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                m.epochs.push(EpochReport {
+                    epoch: e,
+                    step: v["step"].as_u64().unwrap_or(0),
+                    loss: f("loss"),
+                    step_losses: Vec::new(),
+                    lr: f("lr"),
+                    train_accuracy: f("train_accuracy"),
+                    validation_accuracy: v["validation_accuracy"].as_f64(),
+                    dead_units: dead,
+                    seconds: f("seconds"),
+                    samples_per_second: 0.0,
+                });
+            }
+            _ => {}
+        }
+    }
+    m
+}
+
+/// Confusion matrix as a text table.
+pub fn confusion_text(e: &Evaluation, names: &[String]) -> String {
+    let w = names.iter().map(|n| n.len()).max().unwrap_or(1).max(6);
+    let mut s = format!("{:>w$} | predicted →\n", "true ↓");
+    s.push_str(&format!("{:>w$} |", ""));
+    for n in names {
+        s.push_str(&format!(" {n:>w$}"));
+    }
+    s.push('\n');
+    for (n, row) in names.iter().zip(&e.confusion) {
+        s.push_str(&format!("{n:>w$} |"));
+        for c in row {
+            s.push_str(&format!(" {c:>w$}"));
+        }
+        s.push('\n');
+    }
+    s.push_str(&format!("accuracy {:.4}\n", e.accuracy));
+    s
+}
+
+/// Trains the spec as the CLI's `strata train` does, writing into `opts.out`.
+pub fn train(
+    spec: &Spec,
+    opts: &RunOptions,
+    progress: &mut dyn Observer,
+) -> Result<Summary, RunError> {
+    let mut spec = spec.clone();
+    if let Some(e) = opts.epochs {
+        if e == 0 {
+            return Err(RunError::Other("--epochs must be at least 1".into()));
+        }
+        spec.train.epochs = e;
+    }
+    let threads = opts.threads.unwrap_or(spec.train.threads);
+    strata_kernels::parallel::set_num_threads(threads);
+    let data = load_data(&spec, opts.data_dir.as_deref())?;
+    let input = data.train.image_shape().to_vec();
+    let classes = data.train.num_classes();
+    let mut model: Sequential<f32> = build_model(&spec, &input, classes)?;
+    let steps_per_epoch = data.train.len().div_ceil(spec.train.batch) as u64;
+    let method = spec.method().map_err(RunError::Other)?;
+    let mut opt = Optimizer::new(
+        method,
+        spec.optimizer.weight_decay,
+        spec.schedule_for(steps_per_epoch),
+    )
+    .map_err(|e| RunError::Other(e.to_string()))?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| io_err(&opts.out, e))?;
+    let first_epoch = if opts.resume {
+        let e = restore_checkpoint(&opts.out, &mut model, &mut opt)?;
+        progress.on_message(&format!(
+            "resuming after epoch {e} from {}",
+            opts.out.join("checkpoint").display()
+        ));
+        e
+    } else {
+        0
+    };
+    write_text(&opts.out.join("spec.toml"), &spec.source)?;
+    let metrics = if opts.resume {
+        restore_metrics(&opts.out, first_epoch)
+    } else {
+        Metrics {
+            jsonl: String::new(),
+            step_losses: Vec::new(),
+            epochs: Vec::new(),
+            train_seconds: 0.0,
+        }
+    };
+    let fit_opts = FitOptions {
+        epochs: spec.train.epochs,
+        batch: spec.train.batch,
+        seed: spec.train.seed,
+    };
+    let mut observer = RunObserver {
+        out: opts.out.clone(),
+        spec: &spec,
+        metrics,
+        pending_steps: Vec::new(),
+        inner: progress,
+    };
+    let result = fit_from(
+        &mut model,
+        &mut opt,
+        &data.train,
+        data.validation.as_ref(),
+        &fit_opts,
+        first_epoch,
+        &mut observer,
+    );
+    if let Err(e) = result {
+        let kept = opts.out.join("checkpoint");
+        let note = if kept.exists() {
+            format!("; the last good checkpoint is kept in {}", kept.display())
+        } else {
+            String::new()
+        };
+        return Err(RunError::Other(format!("{e}{note}")));
+    }
+    let metrics = observer.metrics;
+    let last = metrics.epochs.last();
+    let trained_items: f64 = metrics.epochs.len() as f64 * data.train.len() as f64;
+    let mut summary = Summary {
+        test_accuracy: None,
+        validation_accuracy: last.and_then(|r| r.validation_accuracy),
+        train_seconds: metrics.train_seconds,
+        epochs: spec.train.epochs,
+        parameters: parameter_count(&model),
+        samples_per_second: trained_items / metrics.train_seconds.max(1e-9),
+    };
+    if !opts.skip_test {
+        let eval = evaluate(&mut model, &data.test, spec.eval.batch)?;
+        summary.test_accuracy = Some(eval.accuracy);
+        let names = data.test.class_names().to_vec();
+        write_text(
+            &opts.out.join("confusion.txt"),
+            &confusion_text(&eval, &names),
+        )?;
+        plot::confusion_plot(&opts.out.join("confusion.png"), &eval.confusion, &names)
+            .map_err(RunError::Other)?;
+    }
+    let json =
+        serde_json::to_string_pretty(&summary).map_err(|e| RunError::Other(e.to_string()))?;
+    write_text(&opts.out.join("summary.json"), &json)?;
+    Ok(summary)
+}
+
+impl<O: Observer + ?Sized> Observer for &mut O {
+    fn on_step(&mut self, info: &StepInfo) {
+        (**self).on_step(info)
+    }
+    fn on_message(&mut self, message: &str) {
+        (**self).on_message(message)
+    }
+    fn on_epoch(
+        &mut self,
+        r: &EpochReport,
+        model: &dyn Module<f32>,
+        opt: &Optimizer<f32>,
+    ) -> Result<(), String> {
+        (**self).on_epoch(r, model, opt)
+    }
+}
+
+/// `strata eval`: evaluates a trained model folder (`spec.toml` +
+/// `model.safetensors`) on the held-out test split of its data set, or of
+/// `dataset` when given.
+pub fn eval_dir(
+    model_dir: &Path,
+    dataset: Option<&str>,
+    data_dir: Option<&Path>,
+) -> Result<(Evaluation, Vec<String>), RunError> {
+    let mut spec = Spec::load(model_dir.join("spec.toml"))?;
+    if let Some(d) = dataset {
+        spec.data.dataset = d.to_string();
+    }
+    spec.data.validation = 0;
+    spec.data.subset = None;
+    let data = load_data(&spec, data_dir)?;
+    let mut model: Sequential<f32> = build_model(
+        &spec,
+        data.test.image_shape().as_slice(),
+        data.test.num_classes(),
+    )?;
+    load_model(&model_dir.join("model.safetensors"), &mut model)?;
+    let eval = evaluate(&mut model, &data.test, spec.eval.batch)?;
+    Ok((eval, data.test.class_names().to_vec()))
+}
+
+/// `strata gradcheck`: builds the spec's network at f64 and checks backprop
+/// against finite differences on a small batch of its training data.
+pub fn gradcheck(
+    spec: &Spec,
+    data_dir: Option<&Path>,
+    items: usize,
+) -> Result<Vec<GradCheckReport>, RunError> {
+    let data = load_data(spec, data_dir)?;
+    let input = data.train.image_shape().to_vec();
+    let mut model: Sequential<f64> = build_model(spec, &input, data.train.num_classes())?;
+    let idx: Vec<usize> = (0..items.min(data.train.len())).collect();
+    let (x, labels) = data.train.batch(&idx)?;
+    let x64 = Tensor::from_vec(x.to_vec().into_iter().map(f64::from).collect(), x.shape())
+        .map_err(|e| RunError::Other(e.to_string()))?;
+    let opts = GradCheckOptions {
+        max_entries: 20,
+        ..GradCheckOptions::default()
+    };
+    strata_nn::gradcheck::check_module_gradients(
+        &mut model,
+        &x64,
+        &labels,
+        spec.optimizer.weight_decay,
+        Mode::Train,
+        &opts,
+    )
+    .map_err(|e| RunError::Other(e.to_string()))
+}

@@ -1,0 +1,597 @@
+//! The specification language (TOML): one file describes data, model,
+//! optimiser and schedule, training and evaluation.
+//!
+//! ```toml
+//! [data]
+//! dataset = "digits"        # a name (digits, mnist, fashion-mnist, cifar10) or a path
+//! validation = 300          # training items held out for validation
+//!
+//! [model]
+//! layers = ["flatten", { linear = 64 }, "relu", { dropout = 0.2 }, { linear = 10 }]
+//!
+//! [optimizer]
+//! kind = "sgd"              # sgd | adagrad | rmsprop | adam | adamw
+//! momentum = 0.9
+//! weight_decay = 1e-4       # λ of the (λ/2)Σ wᵀw penalty on weights
+//! schedule = { kind = "inverse-epoch", a = 10.0, b = 1.0 }   # η = 1/(a + b·epoch)
+//!
+//! [train]
+//! epochs = 10
+//! batch = 64
+//! seed = 1
+//! ```
+//!
+//! Errors name the file, the line and the field, and say what was expected.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use strata_optim::{Method, Schedule};
+
+/// A problem with a spec, located in its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecError {
+    /// The spec file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The field, e.g. `model.layers[3]` or `train.epochs`.
+    pub field: String,
+    /// What was wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// The whole experiment.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Where the spec came from.
+    pub file: PathBuf,
+    /// The text it was parsed from (after overrides), saved next to checkpoints.
+    pub source: String,
+    /// Data section.
+    pub data: DataSpec,
+    /// The layers, in order.
+    pub layers: Vec<LayerSpec>,
+    /// The line of each layer in the source (for messages).
+    pub layer_lines: Vec<usize>,
+    /// Optimiser section.
+    pub optimizer: OptimizerSpec,
+    /// Training section.
+    pub train: TrainSpec,
+    /// Evaluation section.
+    pub eval: EvalSpec,
+}
+
+/// `[data]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// Dataset name or path.
+    pub dataset: String,
+    /// Training items held out as the validation split.
+    #[serde(default)]
+    pub validation: usize,
+    /// Use only the first `subset` training items (quick runs).
+    #[serde(default)]
+    pub subset: Option<usize>,
+    /// Use only the first `test_subset` test items (quick runs).
+    #[serde(default)]
+    pub test_subset: Option<usize>,
+}
+
+/// `[optimizer]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerSpec {
+    /// `sgd`, `adagrad`, `rmsprop`, `adam` or `adamw`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Learning rate of the default constant schedule.
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// Momentum `μ` for `sgd` (0: plain gradient descent).
+    #[serde(default)]
+    pub momentum: f64,
+    /// `λ`, weight of the L2 penalty on weights (decoupled for `adamw`).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Adagrad/RMSprop `α`.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// RMSprop decay rate `Δ`.
+    #[serde(default = "default_decay")]
+    pub decay: f64,
+    /// Adam `β₁`.
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    /// Adam `β₂`.
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    /// Adam `ε`.
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    /// Learning-rate schedule (default: constant `lr`).
+    #[serde(default)]
+    pub schedule: Option<ScheduleSpec>,
+    /// Linear warm-up steps before the schedule.
+    #[serde(default)]
+    pub warmup_steps: u64,
+}
+
+fn default_kind() -> String {
+    "sgd".into()
+}
+fn default_alpha() -> f64 {
+    1e-6
+}
+fn default_decay() -> f64 {
+    0.9
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+
+impl Default for OptimizerSpec {
+    fn default() -> Self {
+        toml::from_str("").expect("every field has a default")
+    }
+}
+
+/// `optimizer.schedule`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ScheduleSpec {
+    /// Fixed rate.
+    Constant {
+        /// The rate.
+        lr: f64,
+    },
+    /// The chapter's `η = 1/(a + b·epoch)`.
+    InverseEpoch {
+        /// `a`.
+        a: f64,
+        /// `b`.
+        b: f64,
+    },
+    /// Multiply by `gamma` every `every` epochs.
+    Step {
+        /// Initial rate.
+        lr: f64,
+        /// Factor.
+        gamma: f64,
+        /// Epochs between decays.
+        every: usize,
+    },
+    /// Cosine annealing over the whole run.
+    Cosine {
+        /// Initial rate.
+        lr: f64,
+        /// Final rate.
+        #[serde(default)]
+        min_lr: f64,
+    },
+}
+
+/// `[train]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    /// Passes over the training data.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Minibatch size.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Seed of initialisation, shuffling and dropout.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Kernel threads (0: all cores).
+    #[serde(default)]
+    pub threads: usize,
+    /// Write a checkpoint every this many epochs.
+    #[serde(default = "default_checkpoint")]
+    pub checkpoint_every: usize,
+    /// Warn when a layer's dead-unit fraction passes this.
+    #[serde(default = "default_dead")]
+    pub dead_unit_warning: f64,
+}
+
+fn default_epochs() -> usize {
+    10
+}
+fn default_batch() -> usize {
+    128
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_checkpoint() -> usize {
+    1
+}
+fn default_dead() -> f64 {
+    0.5
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        toml::from_str("").expect("every field has a default")
+    }
+}
+
+/// `[eval]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSpec {
+    /// Items per evaluation minibatch.
+    #[serde(default = "default_eval_batch")]
+    pub batch: usize,
+}
+
+fn default_eval_batch() -> usize {
+    500
+}
+
+impl Default for EvalSpec {
+    fn default() -> Self {
+        toml::from_str("").expect("every field has a default")
+    }
+}
+
+/// One layer of `model.layers`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerSpec {
+    /// `{ linear = 256 }` or `{ linear = { out = 256 } }`.
+    Linear {
+        /// Units.
+        out: usize,
+    },
+    /// `"relu"`.
+    Relu,
+    /// `{ dropout = 0.5 }`.
+    Dropout {
+        /// Drop probability.
+        p: f64,
+    },
+    /// `"flatten"`.
+    Flatten,
+}
+
+impl LayerSpec {
+    /// The spec's name of this layer kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerSpec::Linear { .. } => "linear",
+            LayerSpec::Relu => "relu",
+            LayerSpec::Dropout { .. } => "dropout",
+            LayerSpec::Flatten => "flatten",
+        }
+    }
+}
+
+/// Layer kinds the spec knows, for error messages.
+pub const LAYER_KINDS: &str = "linear, relu, dropout, flatten";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    data: DataSpec,
+    model: RawModel,
+    #[serde(default)]
+    optimizer: OptimizerSpec,
+    #[serde(default)]
+    train: TrainSpec,
+    #[serde(default)]
+    eval: EvalSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    layers: Vec<toml::Spanned<toml::Value>>,
+}
+
+/// 1-based line of byte offset `pos` in `text`.
+fn line_of(text: &str, pos: usize) -> usize {
+    text[..pos.min(text.len())].matches('\n').count() + 1
+}
+
+/// Line of `key` inside `[section]` (best effort, for validation messages).
+fn field_line(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut in_section = false;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            in_section = t.trim_matches(|c| c == '[' || c == ']').trim() == section;
+            continue;
+        }
+        if in_section && t.split('=').next().map(str::trim) == Some(key) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+impl Spec {
+    /// Reads and validates a spec file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, SpecError> {
+        Self::load_with(path, &[])
+    }
+
+    /// Reads a spec file and applies `overrides` (`section.key=value`, the value
+    /// in TOML syntax) before validating it.
+    pub fn load_with(path: impl AsRef<Path>, overrides: &[String]) -> Result<Self, SpecError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+            file: path.into(),
+            line: None,
+            field: String::new(),
+            message: format!("cannot read the spec: {e}"),
+        })?;
+        Self::parse_with(&text, path, overrides)
+    }
+
+    /// Parses spec text (`file` is only used in messages).
+    pub fn parse(text: &str, file: impl AsRef<Path>) -> Result<Self, SpecError> {
+        Self::parse_with(text, file, &[])
+    }
+
+    /// Parses spec text with overrides applied.
+    pub fn parse_with(
+        text: &str,
+        file: impl AsRef<Path>,
+        overrides: &[String],
+    ) -> Result<Self, SpecError> {
+        let file = file.as_ref().to_path_buf();
+        let err = |line: Option<usize>, field: &str, message: String| SpecError {
+            file: file.clone(),
+            line,
+            field: field.into(),
+            message,
+        };
+        let source = if overrides.is_empty() {
+            text.to_string()
+        } else {
+            let mut doc: toml::Table = toml::from_str(text).map_err(|e| {
+                err(
+                    e.span().map(|s| line_of(text, s.start)),
+                    "",
+                    e.message().to_string(),
+                )
+            })?;
+            for o in overrides {
+                apply_override(&mut doc, o).map_err(|m| err(None, o, m))?;
+            }
+            toml::to_string(&doc).map_err(|e| err(None, "", e.to_string()))?
+        };
+        let raw: RawSpec = toml::from_str(&source).map_err(|e| {
+            err(
+                e.span().map(|s| line_of(&source, s.start)),
+                "",
+                e.message().trim().to_string(),
+            )
+        })?;
+        let mut layers = Vec::with_capacity(raw.model.layers.len());
+        let mut layer_lines = Vec::with_capacity(raw.model.layers.len());
+        for (i, l) in raw.model.layers.iter().enumerate() {
+            let line = line_of(&source, l.span().start);
+            let layer = parse_layer(l.get_ref())
+                .map_err(|m| err(Some(line), &format!("model.layers[{i}]"), m))?;
+            layers.push(layer);
+            layer_lines.push(line);
+        }
+        if layers.is_empty() {
+            return Err(err(
+                field_line(&source, "model", "layers"),
+                "model.layers",
+                "at least one layer is needed".into(),
+            ));
+        }
+        let spec = Spec {
+            file: file.clone(),
+            source: source.clone(),
+            data: raw.data,
+            layers,
+            layer_lines,
+            optimizer: raw.optimizer,
+            train: raw.train,
+            eval: raw.eval,
+        };
+        spec.validate().map_err(|(section, key, m)| {
+            err(
+                field_line(&source, section, key),
+                &format!("{section}.{key}"),
+                m,
+            )
+        })?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, &'static str, String)> {
+        let t = &self.train;
+        if t.epochs == 0 {
+            return Err(("train", "epochs", "must be at least 1".into()));
+        }
+        if t.batch == 0 {
+            return Err(("train", "batch", "must be at least 1".into()));
+        }
+        if t.checkpoint_every == 0 {
+            return Err((
+                "train",
+                "checkpoint_every",
+                "must be at least 1 epoch".into(),
+            ));
+        }
+        if self.eval.batch == 0 {
+            return Err(("eval", "batch", "must be at least 1".into()));
+        }
+        self.method().map_err(|m| ("optimizer", "kind", m))?;
+        self.schedule()
+            .validate()
+            .map_err(|m| ("optimizer", "schedule", m))?;
+        let wd = self.optimizer.weight_decay;
+        if !(wd.is_finite() && wd >= 0.0) {
+            return Err((
+                "optimizer",
+                "weight_decay",
+                format!("must be ≥ 0, got {wd}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The optimiser's update rule.
+    pub fn method(&self) -> Result<Method, String> {
+        let o = &self.optimizer;
+        Ok(match o.kind.as_str() {
+            "sgd" if o.momentum == 0.0 => Method::Sgd,
+            "sgd" | "momentum" => Method::Momentum { mu: o.momentum },
+            "adagrad" => Method::Adagrad { alpha: o.alpha },
+            "rmsprop" => Method::RmsProp {
+                decay: o.decay,
+                alpha: o.alpha,
+            },
+            "adam" => Method::Adam {
+                beta1: o.beta1,
+                beta2: o.beta2,
+                eps: o.eps,
+            },
+            "adamw" => Method::AdamW {
+                beta1: o.beta1,
+                beta2: o.beta2,
+                eps: o.eps,
+            },
+            k => return Err(format!(
+                "unknown optimizer {k:?}; expected sgd, momentum, adagrad, rmsprop, adam or adamw"
+            )),
+        })
+    }
+
+    /// The learning-rate schedule; `steps_per_epoch` sizes the cosine schedule.
+    pub fn schedule_for(&self, steps_per_epoch: u64) -> Schedule {
+        let o = &self.optimizer;
+        let base = match &o.schedule {
+            None => Schedule::Constant {
+                lr: o.lr.unwrap_or(0.01),
+            },
+            Some(ScheduleSpec::Constant { lr }) => Schedule::Constant { lr: *lr },
+            Some(ScheduleSpec::InverseEpoch { a, b }) => Schedule::InverseEpoch { a: *a, b: *b },
+            Some(ScheduleSpec::Step { lr, gamma, every }) => Schedule::Step {
+                lr: *lr,
+                gamma: *gamma,
+                every: *every,
+            },
+            Some(ScheduleSpec::Cosine { lr, min_lr }) => Schedule::Cosine {
+                lr: *lr,
+                min_lr: *min_lr,
+                total_steps: steps_per_epoch * self.train.epochs as u64,
+            },
+        };
+        if o.warmup_steps > 0 {
+            Schedule::Warmup {
+                steps: o.warmup_steps,
+                after: Box::new(base),
+            }
+        } else {
+            base
+        }
+    }
+
+    /// The schedule with a nominal epoch length (for validation and display).
+    pub fn schedule(&self) -> Schedule {
+        self.schedule_for(1)
+    }
+}
+
+/// Sets `a.b.c = value` in a TOML table; `value` is TOML (a bare word that is
+/// not valid TOML is taken as a string).
+pub fn apply_override(doc: &mut toml::Table, assignment: &str) -> Result<(), String> {
+    let (key, value) = assignment
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {assignment:?}"))?;
+    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {}", value.trim())) {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(value.trim().to_string()),
+    };
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    let (last, parents) = parts.split_last().ok_or("empty key")?;
+    let mut table = doc;
+    for p in parents {
+        table = table
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .ok_or_else(|| format!("{p} is not a table"))?;
+    }
+    table.insert(last.to_string(), value);
+    Ok(())
+}
+
+fn parse_layer(v: &toml::Value) -> Result<LayerSpec, String> {
+    use toml::Value;
+    let unknown = |k: &str| format!("unknown layer kind {k:?}; expected one of {LAYER_KINDS}");
+    match v {
+        Value::String(s) => match s.as_str() {
+            "relu" => Ok(LayerSpec::Relu),
+            "flatten" => Ok(LayerSpec::Flatten),
+            k => Err(unknown(k)),
+        },
+        Value::Table(t) if t.len() == 1 => {
+            let (k, arg) = t.iter().next().expect("one entry");
+            match k.as_str() {
+                "linear" => {
+                    let out = match arg {
+                        Value::Table(a) => a.get("out").cloned().ok_or("linear needs out = <units>")?,
+                        other => other.clone(),
+                    };
+                    Ok(LayerSpec::Linear { out: positive(&out, "linear: the number of units")? })
+                }
+                "dropout" => {
+                    let p = match arg {
+                        Value::Float(f) => *f,
+                        Value::Integer(i) => *i as f64,
+                        Value::Table(a) => a.get("p").and_then(Value::as_float).ok_or("dropout needs p = <probability>")?,
+                        _ => return Err("dropout takes a probability in [0, 1)".into()),
+                    };
+                    if !(0.0..1.0).contains(&p) {
+                        return Err(format!("dropout probability must lie in [0, 1), got {p}"));
+                    }
+                    Ok(LayerSpec::Dropout { p })
+                }
+                "relu" => Ok(LayerSpec::Relu),
+                "flatten" => Ok(LayerSpec::Flatten),
+                k => Err(unknown(k)),
+            }
+        }
+        _ => Err(format!("a layer is a name such as \"relu\" or a table with one key such as {{ linear = 10 }}; got {v}")),
+    }
+}
+
+fn positive(v: &toml::Value, what: &str) -> Result<usize, String> {
+    match v.as_integer() {
+        Some(i) if i > 0 => Ok(i as usize),
+        Some(i) => Err(format!("{what} must be a positive integer, got {i}")),
+        None => Err(format!("{what} must be a positive integer, got {v}")),
+    }
+}
