@@ -173,33 +173,35 @@ pub fn confusion_plot(
     confusion: &[Vec<usize>],
     class_names: &[String],
 ) -> Result<(), String> {
+    use plotters::coord::ranged1d::SegmentValue;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
     fonts();
     let k = confusion.len().max(1);
-    let root = BitMapBackend::new(path, (720, 720)).into_drawing_area();
+    let root = BitMapBackend::new(path, (760, 720)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "confusion matrix (rows: true, columns: predicted)",
+            "confusion matrix (rows: true class, columns: predicted)",
             ("sans-serif", 20),
         )
         .margin(12)
-        .x_label_area_size(60)
-        .y_label_area_size(90)
-        .build_cartesian_2d(0..k, 0..k)
+        .x_label_area_size(50)
+        .y_label_area_size(110)
+        .build_cartesian_2d((0..k).into_segmented(), (0..k).into_segmented())
         .map_err(|e| err(path, e))?;
-    let name = |i: &usize| {
-        class_names
-            .get(*i)
-            .cloned()
-            .unwrap_or_else(|| i.to_string())
+    let name = |i: usize| class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
+    // Row 0 (the first true class) is drawn at the top.
+    let label = |v: &SegmentValue<usize>, flip: bool| match v {
+        SegmentValue::CenterOf(i) if *i < k => name(if flip { k - 1 - i } else { *i }),
+        _ => String::new(),
     };
     chart
         .configure_mesh()
         .disable_mesh()
         .x_labels(k)
         .y_labels(k)
-        .x_label_formatter(&name)
-        .y_label_formatter(&|i| name(&(k - 1 - i)))
+        .x_label_formatter(&|v| label(v, false))
+        .y_label_formatter(&|v| label(v, true))
         .draw()
         .map_err(|e| err(path, e))?;
     let max = confusion
@@ -209,27 +211,32 @@ pub fn confusion_plot(
         .max()
         .unwrap_or(1)
         .max(1) as f64;
+    let cells = confusion
+        .iter()
+        .enumerate()
+        .flat_map(|(t, row)| row.iter().enumerate().map(move |(p, &c)| (t, p, c)));
     chart
-        .draw_series(confusion.iter().enumerate().flat_map(|(t, row)| {
-            row.iter().enumerate().map(move |(p, &c)| {
-                let shade = 255 - (215.0 * (c as f64 / max).sqrt()) as u8;
-                let y = k - 1 - t;
-                Rectangle::new(
-                    [(p, y), (p + 1, y + 1)],
-                    RGBColor(shade, shade, 255).filled(),
-                )
-            })
+        .draw_series(cells.clone().map(|(t, p, c)| {
+            let shade = 255 - (215.0 * (c as f64 / max).sqrt()) as u8;
+            let y = k - 1 - t;
+            Rectangle::new(
+                [
+                    (SegmentValue::Exact(p), SegmentValue::Exact(y)),
+                    (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
+                ],
+                RGBColor(shade, shade, 255).filled(),
+            )
         }))
         .map_err(|e| err(path, e))?;
+    let centre = Pos::new(HPos::Center, VPos::Center);
     chart
-        .draw_series(confusion.iter().enumerate().flat_map(|(t, row)| {
-            row.iter().enumerate().map(move |(p, &c)| {
-                Text::new(
-                    c.to_string(),
-                    (p, k - t),
-                    ("sans-serif", 14).into_font().color(&BLACK),
-                )
-            })
+        .draw_series(cells.map(|(t, p, c)| {
+            let style = ("sans-serif", 14).into_font().color(&BLACK).pos(centre);
+            Text::new(
+                c.to_string(),
+                (SegmentValue::CenterOf(p), SegmentValue::CenterOf(k - 1 - t)),
+                style,
+            )
         }))
         .map_err(|e| err(path, e))?;
     root.present().map_err(|e| err(path, e))

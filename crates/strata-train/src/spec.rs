@@ -482,9 +482,11 @@ impl Spec {
                 beta2: o.beta2,
                 eps: o.eps,
             },
-            k => return Err(format!(
+            k => {
+                return Err(format!(
                 "unknown optimizer {k:?}; expected sgd, momentum, adagrad, rmsprop, adam or adamw"
-            )),
+            ))
+            }
         })
     }
 

@@ -1,0 +1,347 @@
+//! `strata`: train image classifiers described by a TOML spec, and look at them.
+//!
+//! ```text
+//! strata train examples/digits-softmax.toml      # trains, logs, plots, evaluates
+//! strata eval runs/digits-softmax                # held-out evaluation of a saved model
+//! strata sweep SPEC --set optimizer.weight_decay=1e-5,1e-4,1e-3
+//! strata gradcheck SPEC                          # backprop vs finite differences
+//! strata inspect SPEC                            # layers, shapes, parameters, FLOPs
+//! strata data list                               # which data sets are found where
+//! ```
+//! Exit codes: 0 success, 1 failure while running, 2 a malformed spec or command line.
+
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use strata_train::run::{self, RunError, RunOptions};
+use strata_train::spec::Spec;
+
+#[derive(Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Train image classifiers on the CPU from a TOML spec"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train the network a spec describes; write logs, plots, checkpoints and a summary.
+    Train {
+        /// The spec file.
+        spec: PathBuf,
+        /// Output folder (default: runs/<spec name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Look for data sets in this folder first.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Override train.epochs.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Kernel threads (0: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Continue from the output folder's last checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Override a spec field, e.g. --set optimizer.weight_decay=1e-4 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Evaluate a trained model folder on held-out test data.
+    Eval {
+        /// A folder written by `strata train`.
+        model_dir: PathBuf,
+        /// Evaluate on this data set's test split instead of the spec's.
+        #[arg(long)]
+        data: Option<String>,
+        /// Look for data sets in this folder first.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Train once per value, choose on validation, test only the best.
+    Sweep {
+        /// The spec file.
+        spec: PathBuf,
+        /// KEY=V1,V2,… values to try (repeat for a grid).
+        #[arg(long = "set", value_name = "KEY=V1,V2", required = true)]
+        sets: Vec<String>,
+        /// Output folder (default: runs/<spec name>-sweep).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Look for data sets in this folder first.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Override train.epochs for every run.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Kernel threads (0: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Check backprop against finite differences for every parameter (f64).
+    Gradcheck {
+        /// The spec file.
+        spec: PathBuf,
+        /// Items in the check's minibatch.
+        #[arg(long, default_value_t = 4)]
+        items: usize,
+        /// Fail above this relative error.
+        #[arg(long, default_value_t = 1e-4)]
+        tolerance: f64,
+        /// Look for data sets in this folder first.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print the layer table: output shapes, parameters and FLOPs per sample.
+    Inspect {
+        /// The spec file.
+        spec: PathBuf,
+        /// Look for data sets in this folder first.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Data sets: where they are found, and fetching them into the cache.
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataAction {
+    /// List the known data sets and where each is found.
+    List {
+        /// Look in this folder first.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Download a data set into ~/.cache/strata (checksums verified).
+    Fetch {
+        /// Data set name (mnist, fashion-mnist, cifar10).
+        name: String,
+    },
+}
+
+/// An error and the exit code it maps to.
+struct Failure(String, u8);
+
+impl From<RunError> for Failure {
+    fn from(e: RunError) -> Self {
+        let code = if matches!(e, RunError::Spec(_)) { 2 } else { 1 };
+        Failure(e.to_string(), code)
+    }
+}
+
+fn default_out(spec: &Path, suffix: &str) -> PathBuf {
+    let stem = spec.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
+    PathBuf::from("runs").join(format!("{stem}{suffix}"))
+}
+
+fn load_spec(path: &Path, sets: &[String]) -> Result<Spec, Failure> {
+    Spec::load_with(path, sets).map_err(|e| Failure(e.to_string(), 2))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run_command(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg, code)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run_command(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Train {
+            spec,
+            out,
+            data_dir,
+            epochs,
+            threads,
+            resume,
+            sets,
+        } => {
+            let s = load_spec(&spec, &sets)?;
+            let out = out.unwrap_or_else(|| default_out(&spec, ""));
+            let opts = RunOptions {
+                out: out.clone(),
+                data_dir,
+                epochs,
+                threads,
+                resume,
+                skip_test: false,
+            };
+            let mut bar = progress::Progress::new();
+            let summary = run::train(&s, &opts, &mut bar)?;
+            bar.finish();
+            if let Some(v) = summary.validation_accuracy {
+                println!("validation accuracy {:.2}%", 100.0 * v);
+            }
+            if let Some(t) = summary.test_accuracy {
+                println!("test accuracy {:.2}%", 100.0 * t);
+            }
+            println!(
+                "{} epochs in {:.1}s ({:.0} samples/s); results in {}",
+                summary.epochs,
+                summary.train_seconds,
+                summary.samples_per_second,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Eval {
+            model_dir,
+            data,
+            data_dir,
+        } => {
+            let (eval, names) = run::eval_dir(&model_dir, data.as_deref(), data_dir.as_deref())?;
+            print!("{}", run::confusion_text(&eval, &names));
+            println!("test accuracy {:.2}%", 100.0 * eval.accuracy);
+            Ok(())
+        }
+        Command::Sweep {
+            spec,
+            sets,
+            out,
+            data_dir,
+            epochs,
+            threads,
+        } => {
+            let out = out.unwrap_or_else(|| default_out(&spec, "-sweep"));
+            let opts = RunOptions {
+                out: out.clone(),
+                data_dir,
+                epochs,
+                threads,
+                resume: false,
+                skip_test: true,
+            };
+            let mut bar = progress::Progress::new();
+            let r = strata_train::sweep::sweep(&spec, &sets, &opts, &mut bar)?;
+            bar.finish();
+            println!(
+                "{:<5} {:<50} {:>12} {:>10}",
+                "run", "settings", "validation", "seconds"
+            );
+            for (i, row) in r.rows.iter().enumerate() {
+                let mark = if i == r.best { "*" } else { " " };
+                println!(
+                    "{i:<4}{mark} {:<50} {:>11.2}% {:>10.1}",
+                    row.settings.join(" "),
+                    100.0 * row.validation_accuracy,
+                    row.train_seconds
+                );
+            }
+            println!(
+                "best: run {} — held-out test accuracy {:.2}%",
+                r.best,
+                100.0 * r.test_accuracy
+            );
+            println!("table written to {}", out.join("sweep.md").display());
+            Ok(())
+        }
+        Command::Gradcheck {
+            spec,
+            items,
+            tolerance,
+            data_dir,
+        } => {
+            let s = load_spec(&spec, &[])?;
+            let reports = run::gradcheck(&s, data_dir.as_deref(), items.max(1))?;
+            let mut worst = 0.0f64;
+            println!(
+                "{:<28} {:>8} {:>14} {:>14}",
+                "parameter", "checked", "max rel. error", "max abs. error"
+            );
+            for r in &reports {
+                println!(
+                    "{:<28} {:>8} {:>14.3e} {:>14.3e}",
+                    r.name, r.checked, r.max_rel_error, r.max_abs_error
+                );
+                worst = worst.max(r.max_rel_error);
+            }
+            if worst > tolerance {
+                return Err(Failure(
+                    format!(
+                        "worst relative error {worst:.3e} exceeds the tolerance {tolerance:.1e}"
+                    ),
+                    1,
+                ));
+            }
+            println!("ok: worst relative error {worst:.3e} ≤ {tolerance:.1e}");
+            Ok(())
+        }
+        Command::Inspect { spec, data_dir } => {
+            let s = load_spec(&spec, &[])?;
+            let resolved = strata_train::data::resolve(&s.data.dataset, data_dir.as_deref())
+                .map_err(|e| Failure(e.to_string(), 1))?;
+            let data = resolved.load().map_err(|e| Failure(e.to_string(), 1))?;
+            let input = data.train.image_shape().to_vec();
+            let net: strata_train::nn::Sequential<f32> =
+                strata_train::build_model(&s, &input, data.train.num_classes())
+                    .map_err(|e| Failure(e.to_string(), 2))?;
+            println!(
+                "input {:?} per sample, {} classes",
+                input,
+                data.train.num_classes()
+            );
+            println!(
+                "{:<10} {:<28} {:<16} {:>12} {:>14}",
+                "layer", "kind", "output", "parameters", "FLOPs/sample"
+            );
+            let (mut params, mut flops) = (0, 0);
+            for row in strata_train::layer_table(&net, &input) {
+                println!(
+                    "{:<10} {:<28} {:<16} {:>12} {:>14}",
+                    row.path,
+                    row.kind,
+                    format!("{:?}", row.output),
+                    row.parameters,
+                    2 * row.flops
+                );
+                params += row.parameters;
+                flops += 2 * row.flops;
+            }
+            println!("total: {params} parameters, {flops} FLOPs per sample (forward)");
+            Ok(())
+        }
+        Command::Data {
+            action: DataAction::List { data_dir },
+        } => {
+            for name in ["digits", "mnist", "fashion-mnist", "cifar10"] {
+                match strata_train::data::resolve(name, data_dir.as_deref()) {
+                    Ok(r) => {
+                        let at = r.path.map_or("embedded in the library".into(), |p| {
+                            p.display().to_string()
+                        });
+                        println!("{name:<14} {at} ({:?})", r.layout);
+                    }
+                    Err(e) => println!("{name:<14} not found: {e}"),
+                }
+            }
+            Ok(())
+        }
+        Command::Data {
+            action: DataAction::Fetch { name },
+        } => {
+            let remote = strata_train::data::official_remote(&name)
+                .ok_or_else(|| Failure(format!("no download address is known for {name:?}"), 2))?;
+            let cache = strata_train::data::Resolver::from_env(None)
+                .cache_dir
+                .ok_or_else(|| Failure("no cache folder: set HOME or STRATA_DATA".into(), 1))?;
+            let path = strata_train::data::download(&remote, &cache)
+                .map_err(|e| Failure(e.to_string(), 1))?;
+            println!("{name} is in {}", path.display());
+            Ok(())
+        }
+    }
+}

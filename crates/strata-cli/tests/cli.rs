@@ -1,0 +1,265 @@
+//! The `strata` binary end to end on the embedded digits: training writes every
+//! promised file and reaches a good test accuracy; a resumed run matches an
+//! uninterrupted one bit for bit; bad specs and corrupt data fail cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use strata_train::checkpoint::load_tensors;
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+
+fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .output()
+        .expect("the strata binary runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("strata-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn train_on_digits_writes_everything() {
+    let out = tmp("train");
+    let spec = format!("{EXAMPLES}/digits-softmax.toml");
+    let o = strata(&[
+        "train",
+        &spec,
+        "--out",
+        out.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    for f in [
+        "metrics.jsonl",
+        "metrics.csv",
+        "loss.png",
+        "accuracy.png",
+        "model.safetensors",
+        "spec.toml",
+        "checkpoint/state.safetensors",
+        "summary.json",
+        "confusion.txt",
+        "confusion.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let test = summary["test_accuracy"].as_f64().unwrap();
+    assert!(test > 0.88, "test accuracy {test}");
+    assert!(summary["validation_accuracy"].as_f64().unwrap() > 0.93);
+    assert_eq!(summary["parameters"].as_u64(), Some(650));
+    assert!(text(&o).contains("test accuracy"));
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 31, "header + one row per epoch");
+    assert!(csv.starts_with("step,epoch,loss,lr,train_accuracy,validation_accuracy,seconds"));
+    // The saved model evaluates to the same test accuracy.
+    let e = strata(&["eval", out.to_str().unwrap()]);
+    assert!(e.status.success(), "{}", text(&e));
+    assert!(
+        text(&e).contains(&format!("test accuracy {:.2}%", 100.0 * test)),
+        "{}",
+        text(&e)
+    );
+}
+
+fn weights(path: &Path) -> Vec<(String, Vec<u32>)> {
+    let (t, _) = load_tensors(path).unwrap();
+    t.into_iter()
+        .map(|(n, v)| (n, v.to_vec().iter().map(|x| x.to_bits()).collect()))
+        .collect()
+}
+
+#[test]
+fn resumed_run_matches_uninterrupted_bit_for_bit() {
+    let spec = format!("{EXAMPLES}/digits-mlp.toml");
+    let full = tmp("full");
+    let o = strata(&[
+        "train",
+        &spec,
+        "--out",
+        full.to_str().unwrap(),
+        "--epochs",
+        "4",
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // A run stopped after epoch 2 (as if killed), then resumed to epoch 4.
+    let part = tmp("part");
+    let o = strata(&[
+        "train",
+        &spec,
+        "--out",
+        part.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = strata(&[
+        "train",
+        &spec,
+        "--out",
+        part.to_str().unwrap(),
+        "--epochs",
+        "4",
+        "--threads",
+        "1",
+        "--resume",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("resuming after epoch 2"), "{}", text(&o));
+    assert_eq!(
+        weights(&full.join("model.safetensors")),
+        weights(&part.join("model.safetensors"))
+    );
+    let a = std::fs::read_to_string(full.join("metrics.csv")).unwrap();
+    let b = std::fs::read_to_string(part.join("metrics.csv")).unwrap();
+    let losses = |s: &str| {
+        s.lines()
+            .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(losses(&a), losses(&b), "same losses per epoch");
+}
+
+#[test]
+fn malformed_specs_fail_with_file_line_and_field() {
+    let dir = tmp("bad");
+    let cases = [
+        ("unknown-layer.toml", "[data]\ndataset = \"digits\"\n[model]\nlayers = [\"flatten\",\n  { convolution = 3 }]\n", "model.layers[1]", ":5"),
+        ("negative.toml", "[data]\ndataset = \"digits\"\n[model]\nlayers = [\"flatten\", { linear = -3 }]\n", "positive integer", ":4"),
+        ("epochs.toml", "[data]\ndataset = \"digits\"\n[model]\nlayers = [\"flatten\", { linear = 10 }]\n[train]\nepochs = 0\n", "train.epochs", ":6"),
+        ("typo.toml", "[data]\ndataset = \"digits\"\n[model]\nlayers = [\"flatten\", { linear = 10 }]\n[train]\nepoch = 3\n", "unknown field", ":6"),
+        ("shape.toml", "[data]\ndataset = \"digits\"\n[model]\nlayers = [{ linear = 10 }]\n", "flatten", ":4"),
+        ("classes.toml", "[data]\ndataset = \"digits\"\n[model]\nlayers = [\"flatten\", { linear = 7 }]\n", "one output per class (10)", ":4"),
+        ("syntax.toml", "[data\ndataset = 1\n", "syntax.toml:1", ""),
+    ];
+    for (name, body, expect, line) in cases {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        let o = strata(&[
+            "train",
+            p.to_str().unwrap(),
+            "--out",
+            dir.join("out").to_str().unwrap(),
+        ]);
+        let msg = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {msg}");
+        assert!(
+            msg.contains(name) && msg.contains(expect) && msg.contains(line),
+            "{name}: {msg}"
+        );
+        assert!(!msg.contains("panicked"), "{msg}");
+    }
+    let o = strata(&["train", dir.join("missing.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("missing.toml"));
+}
+
+#[test]
+fn corrupt_data_fails_cleanly() {
+    let dir = tmp("corrupt");
+    let data = dir.join("mnist");
+    std::fs::create_dir_all(&data).unwrap();
+    // A truncated image file: the header promises 60,000 images.
+    let mut header = vec![0, 0, 8, 3];
+    for d in [60000u32, 28, 28] {
+        header.extend_from_slice(&d.to_be_bytes());
+    }
+    header.extend_from_slice(&[0u8; 100]);
+    for f in ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte"] {
+        std::fs::write(data.join(f), &header).unwrap();
+    }
+    for f in ["train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"] {
+        std::fs::write(data.join(f), [0, 0, 8, 1, 0, 0, 0, 2, 1, 2]).unwrap();
+    }
+    let spec = dir.join("s.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[data]\ndataset = {:?}\n[model]\nlayers = [\"flatten\", {{ linear = 10 }}]\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = strata(&[
+        "train",
+        spec.to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    let msg = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("train-images-idx3-ubyte"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+}
+
+#[test]
+fn inspect_gradcheck_and_sweep() {
+    let spec = format!("{EXAMPLES}/digits-mlp.toml");
+    let o = strata(&["inspect", &spec]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("linear 64→128") && t.contains("[10]") && t.contains("total: 26122 parameters"),
+        "{t}"
+    );
+    let o = strata(&["gradcheck", &spec]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("layers.7.weight") && text(&o).contains("ok: worst relative error"));
+    let out = tmp("sweep");
+    let o = strata(&[
+        "sweep",
+        &format!("{EXAMPLES}/digits-softmax.toml"),
+        "--set",
+        "optimizer.weight_decay=1e-4,1e-1",
+        "--epochs",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let table = std::fs::read_to_string(out.join("sweep.md")).unwrap();
+    assert!(
+        table.contains("(best)") && table.contains("Held-out test accuracy"),
+        "{table}"
+    );
+    assert!(
+        !out.join("run-0/summary.json").exists() || {
+            let s: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(out.join("run-0/summary.json")).unwrap(),
+            )
+            .unwrap();
+            s["test_accuracy"].is_null()
+        },
+        "sweep runs must not touch the test set"
+    );
+}
+
+#[test]
+fn data_list_names_the_places() {
+    let o = strata(&["data", "list"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("digits") && text(&o).contains("embedded"),
+        "{}",
+        text(&o)
+    );
+}
