@@ -447,6 +447,31 @@ impl Spec {
             return Err(("eval", "batch", "must be at least 1".into()));
         }
         self.method().map_err(|m| ("optimizer", "kind", m))?;
+        let o = &self.optimizer;
+        for (key, v) in [
+            ("momentum", o.momentum),
+            ("decay", o.decay),
+            ("beta1", o.beta1),
+            ("beta2", o.beta2),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(("optimizer", key, format!("must lie in [0, 1), got {v}")));
+            }
+        }
+        for (key, v) in [("alpha", o.alpha), ("eps", o.eps)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err((
+                    "optimizer",
+                    key,
+                    format!("must be a small positive number, got {v}"),
+                ));
+            }
+        }
+        if let Some(lr) = o.lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(("optimizer", "lr", format!("must be positive, got {lr}")));
+            }
+        }
         self.schedule()
             .validate()
             .map_err(|m| ("optimizer", "schedule", m))?;

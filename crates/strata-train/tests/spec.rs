@@ -1,0 +1,154 @@
+//! The spec language: defaults, every optimiser and schedule, overrides, and
+//! errors that point at the file, line and field.
+
+use strata_optim::{Method, Schedule};
+use strata_train::spec::{LayerSpec, Spec};
+
+const BASE: &str = "[data]\ndataset = \"digits\"\n[model]\nlayers = [\"flatten\", { linear = { out = 32 } }, \"relu\", { dropout = 0.25 }, { linear = 10 }]\n";
+
+#[test]
+fn defaults_and_layers() {
+    let s = Spec::parse(BASE, "a.toml").unwrap();
+    assert_eq!(
+        s.layers,
+        vec![
+            LayerSpec::Flatten,
+            LayerSpec::Linear { out: 32 },
+            LayerSpec::Relu,
+            LayerSpec::Dropout { p: 0.25 },
+            LayerSpec::Linear { out: 10 }
+        ]
+    );
+    assert_eq!(s.layer_lines, vec![4; 5]);
+    assert_eq!((s.train.epochs, s.train.batch, s.train.seed), (10, 128, 1));
+    assert_eq!(s.method().unwrap(), Method::Sgd);
+    assert_eq!(s.schedule(), Schedule::Constant { lr: 0.01 });
+}
+
+#[test]
+fn every_optimiser_and_schedule() {
+    let cases = [
+        (
+            "kind = \"sgd\"\nmomentum = 0.9",
+            Method::Momentum { mu: 0.9 },
+        ),
+        (
+            "kind = \"adagrad\"\nalpha = 1e-7",
+            Method::Adagrad { alpha: 1e-7 },
+        ),
+        (
+            "kind = \"rmsprop\"\ndecay = 0.99",
+            Method::RmsProp {
+                decay: 0.99,
+                alpha: 1e-6,
+            },
+        ),
+        (
+            "kind = \"adam\"",
+            Method::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+        ),
+        (
+            "kind = \"adamw\"\nbeta2 = 0.99",
+            Method::AdamW {
+                beta1: 0.9,
+                beta2: 0.99,
+                eps: 1e-8,
+            },
+        ),
+    ];
+    for (body, want) in cases {
+        let s = Spec::parse(&format!("{BASE}[optimizer]\n{body}\n"), "o.toml").unwrap();
+        assert_eq!(s.method().unwrap(), want, "{body}");
+    }
+    let sched = |t: &str| {
+        Spec::parse(
+            &format!("{BASE}[optimizer]\nschedule = {t}\nwarmup_steps = 0\n"),
+            "s.toml",
+        )
+        .unwrap()
+        .schedule_for(10)
+    };
+    assert_eq!(
+        sched("{ kind = \"inverse-epoch\", a = 10.0, b = 1.0 }"),
+        Schedule::InverseEpoch { a: 10.0, b: 1.0 }
+    );
+    assert_eq!(
+        sched("{ kind = \"step\", lr = 0.1, gamma = 0.5, every = 3 }"),
+        Schedule::Step {
+            lr: 0.1,
+            gamma: 0.5,
+            every: 3
+        }
+    );
+    assert_eq!(
+        sched("{ kind = \"cosine\", lr = 0.1 }"),
+        Schedule::Cosine {
+            lr: 0.1,
+            min_lr: 0.0,
+            total_steps: 100
+        }
+    );
+    let w = Spec::parse(
+        &format!("{BASE}[optimizer]\nlr = 0.2\nwarmup_steps = 5\n"),
+        "w.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        w.schedule(),
+        Schedule::Warmup {
+            steps: 5,
+            after: Box::new(Schedule::Constant { lr: 0.2 })
+        }
+    );
+}
+
+#[test]
+fn overrides_apply_before_validation() {
+    let s = Spec::parse_with(
+        BASE,
+        "a.toml",
+        &[
+            "optimizer.weight_decay=1e-3".into(),
+            "train.epochs=3".into(),
+            "data.dataset=mnist".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.optimizer.weight_decay, 1e-3);
+    assert_eq!(s.train.epochs, 3);
+    assert_eq!(s.data.dataset, "mnist");
+    let e = Spec::parse_with(BASE, "a.toml", &["train.epochs=-1".into()]).unwrap_err();
+    assert!(e.to_string().contains("a.toml"), "{e}");
+    assert!(Spec::parse_with(BASE, "a.toml", &["nonsense".into()]).is_err());
+}
+
+#[test]
+fn errors_point_at_line_and_field() {
+    let bad = "[data]\ndataset = \"digits\"\n[model]\nlayers = [\n  \"flatten\",\n  { linear = 10, relu = 1 },\n]\n";
+    let e = Spec::parse(bad, "b.toml").unwrap_err();
+    assert_eq!(e.line, Some(6));
+    assert_eq!(e.field, "model.layers[1]");
+    let e = Spec::parse(&format!("{BASE}[optimizer]\nkind = \"newton\"\n"), "c.toml").unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (Some(6), "optimizer.kind"));
+    assert!(e.message.contains("adam"), "{e}");
+    let e = Spec::parse(&format!("{BASE}[optimizer]\nmomentum = 1.5\n"), "d.toml").unwrap_err();
+    assert_eq!(
+        (e.line, e.field.as_str()),
+        (Some(6), "optimizer.momentum"),
+        "{e}"
+    );
+    let e = Spec::parse("[model]\nlayers = [\"relu\"]\n", "e.toml").unwrap_err();
+    assert!(e.to_string().contains("data"), "{e}");
+    let e = Spec::parse(&format!("{BASE}[train]\nbatch = 0\n"), "f.toml").unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (Some(6), "train.batch"));
+    let e = Spec::parse(
+        "[data]\ndataset = \"digits\"\n[model]\nlayers = [{ dropout = 1.0 }]\n",
+        "g.toml",
+    )
+    .unwrap_err();
+    assert!(e.message.contains("[0, 1)"), "{e}");
+}
