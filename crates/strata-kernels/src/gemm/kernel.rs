@@ -1,0 +1,229 @@
+//! Register-tile micro-kernels and their cache-blocking parameters.
+//!
+//! A micro-kernel computes one `MR × NR` tile of C from an A micro-panel
+//! (`kc` steps of `MR` values) and a B micro-panel (`kc` steps of `NR` values):
+//! `MR·NR/W` accumulators stay in registers for the whole k loop, each step
+//! loading `NR/W` vectors of B and broadcasting `MR` values of A.
+
+#[cfg(target_arch = "x86_64")]
+use super::simd::{Avx2F32, Avx2F64, Avx512F32, Avx512F64, Simd};
+
+/// `(kc, a, b, c, ldc, alpha, beta)`: `C[MR×NR] ← α·A·B + β·C`, β = 0 overwriting.
+pub type MicroKernel<T> = unsafe fn(usize, *const T, *const T, *mut T, usize, T, T);
+
+/// A micro-kernel with the blocking that suits it.
+pub struct Kernel<T> {
+    /// Rows of the register tile.
+    pub mr: usize,
+    /// Columns of the register tile.
+    pub nr: usize,
+    /// Rows of A packed per block (the A block stays in L2).
+    pub mc: usize,
+    /// Depth of a packed block (a B micro-panel `kc × nr` stays in L1).
+    pub kc: usize,
+    /// Columns of B packed per block (the B block stays in L3).
+    pub nc: usize,
+    /// The tile routine; it must only be called where its ISA is available.
+    pub ukr: MicroKernel<T>,
+}
+
+/// The generic tile loop; instantiated inside `target_feature` wrappers so the
+/// `Simd` methods inline and the accumulators live in registers.
+///
+/// # Safety
+/// `a` holds `kc·MR` values, `b` holds `kc·NV·W`, and `c` addresses an
+/// `MR × NV·W` tile with row stride `ldc`; `S`'s ISA is available.
+/// Hints that the line at `p` is about to be used.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch(p: *const i8) {
+    // SAFETY: a prefetch is only a hint; it never faults, whatever the address.
+    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
+    kc: usize,
+    a: *const S::T,
+    b: *const S::T,
+    c: *mut S::T,
+    ldc: usize,
+    alpha: S::T,
+    beta: S::T,
+) where
+    S::T: PartialEq + Default,
+{
+    // SAFETY: the pointer arithmetic stays inside the panels and tile the
+    // caller vouches for (see the function's contract); the ISA is enabled.
+    unsafe {
+        // Fetch the C tile while the k loop runs: its rows lie ldc apart and
+        // would otherwise miss at the final load/store.
+        for i in 0..MR {
+            prefetch(c.add(i * ldc).cast());
+            prefetch(c.add(i * ldc + NV * S::W - 1).cast());
+        }
+        let mut acc = [[S::zero(); NV]; MR];
+        let (mut ap, mut bp) = (a, b);
+        // One k step: NV loads of B, MR broadcasts of A, MR·NV FMAs. A macro,
+        // not a closure: a closure would not inherit the target features.
+        macro_rules! step {
+            ($ap:expr, $bp:expr) => {
+                let mut bv = [S::zero(); NV];
+                for v in 0..NV {
+                    bv[v] = S::load($bp.add(v * S::W));
+                }
+                for i in 0..MR {
+                    let ai = S::splat(*$ap.add(i));
+                    for v in 0..NV {
+                        acc[i][v] = S::fma(ai, bv[v], acc[i][v]);
+                    }
+                }
+            };
+        }
+        // Unrolled by 4 to keep loop overhead off the FMA ports.
+        for _ in 0..kc / 4 {
+            step!(ap, bp);
+            step!(ap.add(MR), bp.add(NV * S::W));
+            step!(ap.add(2 * MR), bp.add(2 * NV * S::W));
+            step!(ap.add(3 * MR), bp.add(3 * NV * S::W));
+            ap = ap.add(4 * MR);
+            bp = bp.add(4 * NV * S::W);
+        }
+        for _ in 0..kc % 4 {
+            step!(ap, bp);
+            ap = ap.add(MR);
+            bp = bp.add(NV * S::W);
+        }
+        let va = S::splat(alpha);
+        if beta == S::T::default() {
+            // β = 0 overwrites: C is never read, so NaN in C does not leak.
+            for i in 0..MR {
+                for v in 0..NV {
+                    S::store(c.add(i * ldc + v * S::W), S::mul(acc[i][v], va));
+                }
+            }
+        } else {
+            let vb = S::splat(beta);
+            for i in 0..MR {
+                for v in 0..NV {
+                    let p = c.add(i * ldc + v * S::W);
+                    S::store(p, S::fma(acc[i][v], va, S::mul(S::load(p), vb)));
+                }
+            }
+        }
+    }
+}
+
+macro_rules! wrapper {
+    ($name:ident, $feat:literal, $s:ty, $t:ty, $mr:expr, $nv:expr) => {
+        /// # Safety
+        /// As for `tile`, and the CPU supports the enabled features.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feat)]
+        unsafe fn $name(
+            kc: usize,
+            a: *const $t,
+            b: *const $t,
+            c: *mut $t,
+            ldc: usize,
+            alpha: $t,
+            beta: $t,
+        ) {
+            // SAFETY: forwarded contract; the features are enabled on this function.
+            unsafe { tile::<$s, $mr, $nv>(kc, a, b, c, ldc, alpha, beta) }
+        }
+    };
+}
+
+// Zen 3/4/5 with AVX2: 16 ymm registers → 6×16 (12 accumulators, 2 B vectors, 1 broadcast).
+wrapper!(avx2_f32, "avx2,fma", Avx2F32, f32, 6, 2);
+wrapper!(avx2_f64, "avx2,fma", Avx2F64, f64, 6, 2);
+// AVX-512: 32 zmm registers → 12×32 f32 (24 accumulators), 12×16 f64.
+wrapper!(avx512_f32, "avx512f", Avx512F32, f32, 12, 2);
+wrapper!(avx512_f64, "avx512f", Avx512F64, f64, 12, 2);
+
+/// The AVX2 + FMA f32 kernel (6×16 tile).
+#[cfg(target_arch = "x86_64")]
+pub const AVX2_F32: Kernel<f32> = Kernel {
+    mr: 6,
+    nr: 16,
+    mc: 144,
+    kc: 256,
+    nc: 4096,
+    ukr: avx2_f32,
+};
+/// The AVX2 + FMA f64 kernel (6×8 tile).
+#[cfg(target_arch = "x86_64")]
+pub const AVX2_F64: Kernel<f64> = Kernel {
+    mr: 6,
+    nr: 8,
+    mc: 144,
+    kc: 256,
+    nc: 4096,
+    ukr: avx2_f64,
+};
+/// The AVX-512 f32 kernel (12×32 tile; B micro-panel 32 KB of Zen 5's 48 KB L1d).
+#[cfg(target_arch = "x86_64")]
+pub const AVX512_F32: Kernel<f32> = Kernel {
+    mr: 12,
+    nr: 32,
+    mc: 192,
+    kc: 256,
+    nc: 4096,
+    ukr: avx512_f32,
+};
+/// The AVX-512 f64 kernel (12×16 tile).
+#[cfg(target_arch = "x86_64")]
+pub const AVX512_F64: Kernel<f64> = Kernel {
+    mr: 12,
+    nr: 16,
+    mc: 192,
+    kc: 256,
+    nc: 4096,
+    ukr: avx512_f64,
+};
+
+/// The AVX-512 kernels' tile loop and blocking, on emulated 512-bit registers
+/// (tests check that geometry on machines without AVX-512).
+#[cfg(all(test, target_arch = "x86_64"))]
+pub mod emulated {
+    use super::super::simd::Emu;
+    use super::{tile, Kernel, AVX512_F32, AVX512_F64};
+
+    unsafe fn emu_f32(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        // SAFETY: the driver passes panels and tiles of the advertised size.
+        unsafe { tile::<Emu<f32, 16>, 12, 2>(kc, a, b, c, ldc, alpha, beta) }
+    }
+    unsafe fn emu_f64(
+        kc: usize,
+        a: *const f64,
+        b: *const f64,
+        c: *mut f64,
+        ldc: usize,
+        alpha: f64,
+        beta: f64,
+    ) {
+        // SAFETY: as above.
+        unsafe { tile::<Emu<f64, 8>, 12, 2>(kc, a, b, c, ldc, alpha, beta) }
+    }
+    /// AVX-512 f32 geometry (12×32, same blocking), emulated.
+    pub const EMU512_F32: Kernel<f32> = Kernel {
+        ukr: emu_f32,
+        ..AVX512_F32
+    };
+    /// AVX-512 f64 geometry (12×16, same blocking), emulated.
+    pub const EMU512_F64: Kernel<f64> = Kernel {
+        ukr: emu_f64,
+        ..AVX512_F64
+    };
+}

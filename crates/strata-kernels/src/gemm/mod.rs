@@ -1,0 +1,431 @@
+//! General matrix multiply: `C ← α·op(A)·op(B) + β·C`, row-major.
+//!
+//! Own kernels (AVX-512 or AVX2 + FMA micro-kernels over packed, cache-blocked
+//! panels, parallel over the kernels' rayon pool) run where the CPU has the
+//! instructions; `matrixmultiply` is the portable fallback. [`choose`] is the
+//! one place that decides which implementation runs; [`gemm_with`] forces one
+//! (for benchmarks and tests). [`gemm_bias_act`] fuses a bias add and ReLU into
+//! the store of each output tile.
+
+mod driver;
+mod kernel;
+mod pack;
+mod simd;
+#[cfg(test)]
+mod tests;
+
+use driver::Scalar;
+use kernel::Kernel;
+
+/// Whether an operand is used as stored or transposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trans {
+    /// Use the matrix as stored.
+    No,
+    /// Use its transpose.
+    Yes,
+}
+
+/// A GEMM implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemmImpl {
+    /// Own AVX-512F micro-kernel (12×32 f32, 12×16 f64 register tiles).
+    Avx512,
+    /// Own AVX2 + FMA micro-kernel (6×16 f32, 6×8 f64 register tiles).
+    Avx2,
+    /// The `matrixmultiply` crate (portable; its own threading, sized by
+    /// `MATMUL_NUM_THREADS`, not by [`crate::parallel`]).
+    MatrixMultiply,
+}
+
+impl GemmImpl {
+    /// Every implementation, fastest first.
+    pub const ALL: [GemmImpl; 3] = [GemmImpl::Avx512, GemmImpl::Avx2, GemmImpl::MatrixMultiply];
+
+    /// Short name used in benchmark output.
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmImpl::Avx512 => "strata-avx512",
+            GemmImpl::Avx2 => "strata-avx2",
+            GemmImpl::MatrixMultiply => "matrixmultiply",
+        }
+    }
+
+    /// Whether this CPU can run it.
+    pub fn is_available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            GemmImpl::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            GemmImpl::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            GemmImpl::MatrixMultiply => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+}
+
+/// The implementation [`gemm`] uses for an `m × n × k` product of `T` on this CPU.
+///
+/// The own kernels beat `matrixmultiply` at every measured shape, small ones
+/// included (see `benches/RESULTS.md`), so the choice depends on the CPU only.
+pub fn choose<T: GemmScalar>(m: usize, n: usize, k: usize) -> GemmImpl {
+    let _ = (m, n, k);
+    [GemmImpl::Avx512, GemmImpl::Avx2]
+        .into_iter()
+        .find(|&i| i.is_available() && T::kernel(i).is_some())
+        .unwrap_or(GemmImpl::MatrixMultiply)
+}
+
+/// A bias added to the output after the product.
+#[derive(Clone, Copy, Debug)]
+pub enum Bias<'a, T> {
+    /// No bias.
+    None,
+    /// `C[i, j] += bias[i]` (one value per row of C; length ≥ m).
+    PerRow(&'a [T]),
+    /// `C[i, j] += bias[j]` (one value per column of C, e.g. a Linear layer's
+    /// bias for a minibatch in rows; length ≥ n).
+    PerCol(&'a [T]),
+}
+
+/// What is applied to each output tile while it is still in cache:
+/// `C ← act(C + bias)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a, T> {
+    /// The bias to add.
+    pub bias: Bias<'a, T>,
+    /// Whether to apply ReLU, `max(x, 0)`, afterwards (NaN stays NaN).
+    pub relu: bool,
+}
+
+impl<T: Scalar> Epilogue<'_, T> {
+    const NONE: Epilogue<'static, T> = Epilogue {
+        bias: Bias::None,
+        relu: false,
+    };
+
+    fn is_noop(&self) -> bool {
+        matches!(self.bias, Bias::None) && !self.relu
+    }
+
+    /// Applies the epilogue to `row` of C, columns `col..col + dst.len()`.
+    fn apply_row(&self, dst: &mut [T], row: usize, col: usize) {
+        match self.bias {
+            Bias::None => {}
+            Bias::PerRow(b) => dst.iter_mut().for_each(|x| *x = *x + b[row]),
+            Bias::PerCol(b) => dst
+                .iter_mut()
+                .zip(&b[col..])
+                .for_each(|(x, &b)| *x = *x + b),
+        }
+        if self.relu {
+            dst.iter_mut()
+                .filter(|x| **x < T::zero())
+                .for_each(|x| *x = T::zero());
+        }
+    }
+}
+
+mod sealed {
+    /// Keeps [`super::GemmScalar`] to the types the kernels know.
+    pub trait Sealed: super::Scalar {
+        /// The own kernel for `imp` on this target, if any.
+        fn kernel(imp: super::GemmImpl) -> Option<&'static super::Kernel<Self>>;
+        /// `matrixmultiply`'s routine for this type.
+        const MM: super::MmFn<Self>;
+    }
+}
+
+/// `matrixmultiply::{s,d}gemm`'s signature.
+type MmFn<T> = unsafe fn(
+    usize,
+    usize,
+    usize,
+    T,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    T,
+    *mut T,
+    isize,
+    isize,
+);
+
+/// Element types with a GEMM (f32 and f64).
+pub trait GemmScalar: strata_tensor::Element + sealed::Sealed {
+    /// `C ← α·op(A)·op(B) + β·C` for row-major matrices with leading dimensions
+    /// `lda`, `ldb`, `ldc`; `op(A)` is m×k, `op(B)` is k×n, `C` is m×n.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        ta: Trans,
+        tb: Trans,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: Self,
+        a: &[Self],
+        lda: usize,
+        b: &[Self],
+        ldb: usize,
+        beta: Self,
+        c: &mut [Self],
+        ldc: usize,
+    ) {
+        gemm_with(
+            choose::<Self>(m, n, k),
+            ta,
+            tb,
+            m,
+            n,
+            k,
+            alpha,
+            a,
+            lda,
+            b,
+            ldb,
+            beta,
+            c,
+            ldc,
+        )
+    }
+}
+
+macro_rules! scalar {
+    ($t:ty, $avx512:ident, $avx2:ident, $mm:path) => {
+        impl sealed::Sealed for $t {
+            fn kernel(imp: GemmImpl) -> Option<&'static Kernel<$t>> {
+                match imp {
+                    #[cfg(target_arch = "x86_64")]
+                    GemmImpl::Avx512 => Some(&kernel::$avx512),
+                    #[cfg(target_arch = "x86_64")]
+                    GemmImpl::Avx2 => Some(&kernel::$avx2),
+                    _ => None,
+                }
+            }
+            const MM: MmFn<$t> = $mm;
+        }
+        impl GemmScalar for $t {}
+    };
+}
+scalar!(f32, AVX512_F32, AVX2_F32, matrixmultiply::sgemm);
+scalar!(f64, AVX512_F64, AVX2_F64, matrixmultiply::dgemm);
+
+/// Panics with a clear message if a slice is too short for the described matrix.
+fn check(name: &str, t: Trans, rows: usize, cols: usize, ld: usize, len: usize) {
+    let (r, c) = match t {
+        Trans::No => (rows, cols),
+        Trans::Yes => (cols, rows),
+    };
+    if r == 0 || c == 0 {
+        return;
+    }
+    assert!(
+        ld >= c,
+        "gemm: leading dimension of {name} ({ld}) < its columns ({c})"
+    );
+    assert!(
+        len >= (r - 1) * ld + c,
+        "gemm: {name} holds {len} elements, needs {}",
+        (r - 1) * ld + c
+    );
+}
+
+/// `C ← α·op(A)·op(B) + β·C` (row-major), choosing the fastest implementation
+/// for this CPU and shape.
+///
+/// # Panics
+/// If a slice is too short for the matrix its dimensions describe (a caller bug;
+/// layers above validate shapes and report errors before calling).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<T: GemmScalar>(
+    ta: Trans,
+    tb: Trans,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    lda: usize,
+    b: &[T],
+    ldb: usize,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
+    T::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+/// [`gemm`] with a forced implementation.
+///
+/// # Panics
+/// If a slice is too short, or `imp` is not available on this CPU for `T`
+/// (check [`GemmImpl::is_available`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with<T: GemmScalar>(
+    imp: GemmImpl,
+    ta: Trans,
+    tb: Trans,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    lda: usize,
+    b: &[T],
+    ldb: usize,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
+    let epi = Epilogue::NONE;
+    run(
+        imp,
+        (ta, tb),
+        (m, n, k),
+        alpha,
+        (a, lda),
+        (b, ldb),
+        beta,
+        (c, ldc),
+        &epi,
+    )
+}
+
+/// `C ← act(α·op(A)·op(B) + β·C + bias)`: [`gemm`] with the bias add and
+/// ReLU fused into the store of each output tile.
+///
+/// # Panics
+/// If a slice (including the bias) is too short.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bias_act<T: GemmScalar>(
+    ta: Trans,
+    tb: Trans,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    lda: usize,
+    b: &[T],
+    ldb: usize,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+    epilogue: Epilogue<'_, T>,
+) {
+    let imp = choose::<T>(m, n, k);
+    run(
+        imp,
+        (ta, tb),
+        (m, n, k),
+        alpha,
+        (a, lda),
+        (b, ldb),
+        beta,
+        (c, ldc),
+        &epilogue,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run<T: GemmScalar>(
+    imp: GemmImpl,
+    (ta, tb): (Trans, Trans),
+    (m, n, k): (usize, usize, usize),
+    alpha: T,
+    (a, lda): (&[T], usize),
+    (b, ldb): (&[T], usize),
+    beta: T,
+    (c, ldc): (&mut [T], usize),
+    epi: &Epilogue<'_, T>,
+) {
+    check("A", ta, m, k, lda, a.len());
+    check("B", tb, k, n, ldb, b.len());
+    check("C", Trans::No, m, n, ldc, c.len());
+    match epi.bias {
+        Bias::PerRow(v) => assert!(
+            v.len() >= m,
+            "gemm: bias holds {} elements, needs m = {m}",
+            v.len()
+        ),
+        Bias::PerCol(v) => assert!(
+            v.len() >= n,
+            "gemm: bias holds {} elements, needs n = {n}",
+            v.len()
+        ),
+        Bias::None => {}
+    }
+    assert!(
+        imp.is_available(),
+        "gemm: {} is not available on this CPU",
+        imp.name()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 || alpha == T::zero() {
+        // Nothing to multiply: C ← β·C, with β = 0 overwriting.
+        for r in c.chunks_mut(ldc).take(m).map(|r| &mut r[..n]) {
+            if beta == T::zero() {
+                r.fill(T::zero());
+            } else if beta != T::one() {
+                r.iter_mut().for_each(|x| *x = *x * beta);
+            }
+        }
+    } else if let Some(kern) = T::kernel(imp) {
+        return driver::run(
+            kern,
+            (ta, tb),
+            (m, n, k),
+            alpha,
+            (a, lda),
+            (b, ldb),
+            beta,
+            (c, ldc),
+            epi,
+        );
+    } else {
+        let (rsa, csa) = strides(ta, lda);
+        let (rsb, csb) = strides(tb, ldb);
+        // SAFETY: `check` guarantees every index touched lies inside the slices;
+        // matrixmultiply reads A and B and writes only the m×n part of C.
+        unsafe {
+            (T::MM)(
+                m,
+                k,
+                n,
+                alpha,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                beta,
+                c.as_mut_ptr(),
+                ldc as isize,
+                1,
+            )
+        };
+    }
+    if !epi.is_noop() {
+        for (i, r) in c.chunks_mut(ldc).take(m).enumerate() {
+            epi.apply_row(&mut r[..n], i, 0);
+        }
+    }
+}
+
+/// Row and column strides of op(X) for a row-major X with leading dimension `ld`.
+fn strides(t: Trans, ld: usize) -> (isize, isize) {
+    match t {
+        Trans::No => (ld as isize, 1),
+        Trans::Yes => (1, ld as isize),
+    }
+}

@@ -1,0 +1,31 @@
+//! `cargo xtask …` — project automation.
+//!
+//! `cargo xtask bench [WORKLOAD…] [--threads N] [--json] [--window-ms MS] [--windows W]`
+//! runs the named benchmark workloads (all of them if none is named) and prints
+//! a table, or one JSON object per line with `--json`.
+
+mod bench;
+
+use std::process::ExitCode;
+
+const USAGE: &str =
+    "usage: cargo xtask bench [WORKLOAD…] [--threads N] [--json] [--window-ms MS] [--windows W]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bench") => bench::Opts::parse(&args[1..]).and_then(|o| bench::run(&o)),
+        _ => Err(String::new()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{USAGE}");
+            eprint!("workloads (default: all):\n{}", bench::list());
+            ExitCode::from(2)
+        }
+    }
+}
