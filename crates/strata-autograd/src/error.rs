@@ -50,7 +50,11 @@ pub enum AutogradError {
 pub type Result<T> = std::result::Result<T, AutogradError>;
 
 /// Shorthand for a [`AutogradError::Shape`].
-pub(crate) fn shape_err(op: &'static str, what: impl Into<String>, shapes: &[&[usize]]) -> AutogradError {
+pub(crate) fn shape_err(
+    op: &'static str,
+    what: impl Into<String>,
+    shapes: &[&[usize]],
+) -> AutogradError {
     AutogradError::Shape {
         op,
         what: what.into(),

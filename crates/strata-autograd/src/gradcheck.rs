@@ -71,7 +71,10 @@ where
         Ok(tape.value(y)?.item()?)
     };
     let mut tape = Tape::new();
-    let vars: Vec<Var> = inputs.iter().map(|(_, t)| tape.leaf(t.contiguous())).collect();
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|(_, t)| tape.leaf(t.contiguous()))
+        .collect();
     let y = f(&mut tape, &vars)?;
     let grads = tape.backward(y)?;
     let mut values: Vec<Tensor<f64>> = inputs.iter().map(|(_, t)| t.contiguous()).collect();

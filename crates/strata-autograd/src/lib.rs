@@ -30,10 +30,12 @@ mod error;
 pub mod gradcheck;
 pub mod ops;
 mod param;
+pub mod profile;
 mod tape;
 
 pub use error::{AutogradError, Result};
 pub use param::{Param, ParamId};
+pub use profile::Profiler;
 pub use strata_kernels as kernels;
 pub use tape::{Backward, Gradients, Tape, Var};
 

@@ -9,8 +9,10 @@
 
 use crate::error::{AutogradError, Result};
 use crate::param::{Param, ParamId};
+use crate::profile::Profiler;
 use crate::Real;
 use std::collections::HashMap;
+use std::time::Instant;
 use strata_tensor::Tensor;
 
 /// A value on a [`Tape`]: an index, cheap to copy.
@@ -44,6 +46,8 @@ struct Node<T: Real> {
     inputs: Vec<usize>,
     backward: Option<Box<dyn Backward<T>>>,
     requires_grad: bool,
+    /// The op's kind for the profile (a compile-time type name, free to keep).
+    kind: &'static str,
 }
 
 /// A define-by-run computation record.
@@ -59,6 +63,8 @@ pub struct Tape<T: Real> {
     nodes: Vec<Node<T>>,
     params: Vec<(ParamId, usize)>,
     recording: bool,
+    /// Per-op timing: the profiler and when the previous value was pushed.
+    profile: Option<(Profiler, Instant)>,
 }
 
 impl<T: Real> Default for Tape<T> {
@@ -69,11 +75,16 @@ impl<T: Real> Default for Tape<T> {
 
 impl<T: Real> Tape<T> {
     /// A tape that records ops for `backward` (training mode).
+    ///
+    /// The first tape of a process also makes the allocator keep freed
+    /// memory for the next step ([`strata_kernels::memory::retain_freed_memory`]).
     pub fn new() -> Self {
+        strata_kernels::memory::retain_freed_memory();
         Self {
             nodes: Vec::new(),
             params: Vec::new(),
             recording: true,
+            profile: None,
         }
     }
 
@@ -83,6 +94,14 @@ impl<T: Real> Tape<T> {
             recording: false,
             ..Self::new()
         }
+    }
+
+    /// Accumulates the wall time of every op of this tape, forward and
+    /// backward, by op kind into `profiler`. Off by default; when off the
+    /// only cost is one branch per op.
+    pub fn with_profiler(mut self, profiler: Profiler) -> Self {
+        self.profile = Some((profiler, Instant::now()));
+        self
     }
 
     /// Whether ops are recorded for `backward`.
@@ -122,11 +141,15 @@ impl<T: Real> Tape<T> {
     }
 
     fn push_leaf(&mut self, value: Tensor<T>, requires_grad: bool) -> Var {
+        if let Some((_, mark)) = &mut self.profile {
+            *mark = Instant::now();
+        }
         self.nodes.push(Node {
             value,
             inputs: Vec::new(),
             backward: None,
             requires_grad,
+            kind: "leaf",
         });
         Var(self.nodes.len() - 1)
     }
@@ -155,12 +178,24 @@ impl<T: Real> Tape<T> {
     /// Records the result of an op. `make_backward` is only called when the
     /// tape records and some input needs a gradient, so ops keep masks and
     /// indices only when they will be used.
-    pub fn push_op(
+    ///
+    /// With a profiler attached, the op's forward time is the wall time since
+    /// the previous value was put on the tape (its computation plus any layer
+    /// code before it), filed under the name of the function that called
+    /// `push_op` (e.g. `matmul`).
+    pub fn push_op<F: FnOnce() -> Box<dyn Backward<T>>>(
         &mut self,
         inputs: &[Var],
         value: Tensor<T>,
-        make_backward: impl FnOnce() -> Box<dyn Backward<T>>,
+        make_backward: F,
     ) -> Result<Var> {
+        // The closure's type name is the calling op's path: a constant.
+        let kind = std::any::type_name::<F>();
+        if let Some((p, mark)) = &mut self.profile {
+            let now = Instant::now();
+            p.add_forward(kind, now - *mark);
+            *mark = now;
+        }
         for v in inputs {
             if v.0 >= self.nodes.len() {
                 return Err(AutogradError::UnknownVar(v.0));
@@ -177,6 +212,7 @@ impl<T: Real> Tape<T> {
             inputs,
             backward,
             requires_grad,
+            kind,
         });
         Ok(Var(self.nodes.len() - 1))
     }
@@ -184,7 +220,10 @@ impl<T: Real> Tape<T> {
     /// Backpropagation from the scalar `loss`: walks the tape in reverse,
     /// accumulating `v 𝒥` into every input that needs a gradient.
     pub fn backward(&self, loss: Var) -> Result<Gradients<T>> {
-        let n = self.nodes.get(loss.0).ok_or(AutogradError::UnknownVar(loss.0))?;
+        let n = self
+            .nodes
+            .get(loss.0)
+            .ok_or(AutogradError::UnknownVar(loss.0))?;
         if !self.recording {
             return Err(AutogradError::Backward(
                 "this tape was recorded in inference mode".into(),
@@ -203,8 +242,14 @@ impl<T: Real> Tape<T> {
             let Some(bw) = &node.backward else { continue };
             // Take this node's gradient: nothing downstream needs it any more.
             let Some(g) = grads[i].take() else { continue };
-            let inputs: Vec<&Tensor<T>> = node.inputs.iter().map(|&j| &self.nodes[j].value).collect();
-            let needs: Vec<bool> = node.inputs.iter().map(|&j| self.nodes[j].requires_grad).collect();
+            let start = self.profile.as_ref().map(|_| Instant::now());
+            let inputs: Vec<&Tensor<T>> =
+                node.inputs.iter().map(|&j| &self.nodes[j].value).collect();
+            let needs: Vec<bool> = node
+                .inputs
+                .iter()
+                .map(|&j| self.nodes[j].requires_grad)
+                .collect();
             let input_grads = bw.backward(&inputs, &node.value, &g, &needs)?;
             for ((&j, gi), need) in node.inputs.iter().zip(input_grads).zip(needs) {
                 let Some(gi) = gi else { continue };
@@ -212,6 +257,9 @@ impl<T: Real> Tape<T> {
                     continue;
                 }
                 accumulate(&mut grads[j], gi);
+            }
+            if let (Some((p, _)), Some(t)) = (&self.profile, start) {
+                p.add_backward(node.kind, t.elapsed());
             }
         }
         // A parameter put on the tape more than once (shared weights) gets the
@@ -232,7 +280,9 @@ impl<T: Real> Tape<T> {
 fn accumulate<T: Real>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) {
     match slot {
         None => *slot = Some(g),
-        Some(acc) => strata_kernels::elementwise::add_assign(acc.data_mut(), &g.to_contiguous_slice()),
+        Some(acc) => {
+            strata_kernels::elementwise::add_assign(acc.data_mut(), &g.to_contiguous_slice())
+        }
     }
 }
 

@@ -28,54 +28,91 @@ fn weighted_sum(tape: &mut Tape<f64>, y: Var, seed: u64) -> Result<Var> {
     tape.sum(s)
 }
 
-fn assert_checks(inputs: &[(&str, Tensor<f64>)], f: impl Fn(&mut Tape<f64>, &[Var]) -> Result<Var>) {
+fn assert_checks(
+    inputs: &[(&str, Tensor<f64>)],
+    f: impl Fn(&mut Tape<f64>, &[Var]) -> Result<Var>,
+) {
     let reports = check_gradients(inputs, f, &GradCheckOptions::default()).unwrap();
     for r in reports {
         assert!(r.checked > 0);
-        assert!(r.max_rel_error < TOL, "{}: relative error {:e} (abs {:e})", r.name, r.max_rel_error, r.max_abs_error);
+        assert!(
+            r.max_rel_error < TOL,
+            "{}: relative error {:e} (abs {:e})",
+            r.name,
+            r.max_rel_error,
+            r.max_abs_error
+        );
     }
 }
 
 #[test]
 fn matmul_all_transpositions() {
-    for (ta, tb) in [(Trans::No, Trans::No), (Trans::No, Trans::Yes), (Trans::Yes, Trans::No), (Trans::Yes, Trans::Yes)] {
+    for (ta, tb) in [
+        (Trans::No, Trans::No),
+        (Trans::No, Trans::Yes),
+        (Trans::Yes, Trans::No),
+        (Trans::Yes, Trans::Yes),
+    ] {
         let a_shape = if ta == Trans::No { [3, 4] } else { [4, 3] };
         let b_shape = if tb == Trans::No { [4, 5] } else { [5, 4] };
-        assert_checks(&[("a", rand_tensor(&a_shape, 1)), ("b", rand_tensor(&b_shape, 2))], |t, v| {
-            let y = t.matmul(v[0], v[1], ta, tb)?;
-            weighted_sum(t, y, 3)
-        });
+        assert_checks(
+            &[
+                ("a", rand_tensor(&a_shape, 1)),
+                ("b", rand_tensor(&b_shape, 2)),
+            ],
+            |t, v| {
+                let y = t.matmul(v[0], v[1], ta, tb)?;
+                weighted_sum(t, y, 3)
+            },
+        );
     }
 }
 
 #[test]
 fn bias_dense_and_channels() {
-    assert_checks(&[("x", rand_tensor(&[3, 4], 1)), ("b", rand_tensor(&[4], 2))], |t, v| {
-        let y = t.add_bias(v[0], v[1])?;
-        weighted_sum(t, y, 3)
-    });
-    assert_checks(&[("x", rand_tensor(&[2, 3, 2, 3], 4)), ("b", rand_tensor(&[3], 5))], |t, v| {
-        let y = t.add_bias(v[0], v[1])?;
-        weighted_sum(t, y, 6)
-    });
+    assert_checks(
+        &[("x", rand_tensor(&[3, 4], 1)), ("b", rand_tensor(&[4], 2))],
+        |t, v| {
+            let y = t.add_bias(v[0], v[1])?;
+            weighted_sum(t, y, 3)
+        },
+    );
+    assert_checks(
+        &[
+            ("x", rand_tensor(&[2, 3, 2, 3], 4)),
+            ("b", rand_tensor(&[3], 5)),
+        ],
+        |t, v| {
+            let y = t.add_bias(v[0], v[1])?;
+            weighted_sum(t, y, 6)
+        },
+    );
 }
 
 #[test]
 fn relu_add_scale_reshape() {
-    assert_checks(&[("x", rand_tensor(&[4, 5], 7)), ("r", rand_tensor(&[4, 5], 8))], |t, v| {
-        let h = t.relu(v[0])?;
-        let s = t.add(h, v[1])?; // a residual connection
-        let s = t.scale(s, -1.5)?;
-        let f = t.reshape(s, &[2, 10])?;
-        let f = t.flatten(f)?;
-        weighted_sum(t, f, 9)
-    });
+    assert_checks(
+        &[
+            ("x", rand_tensor(&[4, 5], 7)),
+            ("r", rand_tensor(&[4, 5], 8)),
+        ],
+        |t, v| {
+            let h = t.relu(v[0])?;
+            let s = t.add(h, v[1])?; // a residual connection
+            let s = t.scale(s, -1.5)?;
+            let f = t.reshape(s, &[2, 10])?;
+            let f = t.flatten(f)?;
+            weighted_sum(t, f, 9)
+        },
+    );
 }
 
 #[test]
 fn softmax_cross_entropy_and_softmax() {
     let labels = [2usize, 0, 4];
-    assert_checks(&[("logits", rand_tensor(&[3, 5], 10))], |t, v| t.softmax_cross_entropy(v[0], &labels));
+    assert_checks(&[("logits", rand_tensor(&[3, 5], 10))], |t, v| {
+        t.softmax_cross_entropy(v[0], &labels)
+    });
     assert_checks(&[("logits", rand_tensor(&[3, 5], 11))], |t, v| {
         let s = t.softmax(v[0])?;
         weighted_sum(t, s, 12)
@@ -85,11 +122,17 @@ fn softmax_cross_entropy_and_softmax() {
 #[test]
 fn sum_mean_and_l2_penalty() {
     assert_checks(&[("x", rand_tensor(&[3, 3], 13))], |t, v| t.mean(v[0]));
-    assert_checks(&[("w1", rand_tensor(&[3, 2], 14)), ("w2", rand_tensor(&[5], 15))], |t, v| {
-        let p = t.l2_penalty(&[v[0], v[1]], 0.3)?;
-        let s = t.sum(v[1])?;
-        t.add(p, s)
-    });
+    assert_checks(
+        &[
+            ("w1", rand_tensor(&[3, 2], 14)),
+            ("w2", rand_tensor(&[5], 15)),
+        ],
+        |t, v| {
+            let p = t.l2_penalty(&[v[0], v[1]], 0.3)?;
+            let s = t.sum(v[1])?;
+            t.add(p, s)
+        },
+    );
 }
 
 #[test]
@@ -128,7 +171,13 @@ fn two_layer_network_end_to_end() {
 /// A custom op whose backward has a sign error, to show the checker catches it.
 struct WrongSign;
 impl strata_autograd::Backward<f64> for WrongSign {
-    fn backward(&self, _i: &[&Tensor<f64>], _o: &Tensor<f64>, g: &Tensor<f64>, _n: &[bool]) -> Result<Vec<Option<Tensor<f64>>>> {
+    fn backward(
+        &self,
+        _i: &[&Tensor<f64>],
+        _o: &Tensor<f64>,
+        g: &Tensor<f64>,
+        _n: &[bool],
+    ) -> Result<Vec<Option<Tensor<f64>>>> {
         Ok(vec![Some(g.map(|v| -v))])
     }
 }
@@ -136,7 +185,13 @@ impl strata_autograd::Backward<f64> for WrongSign {
 /// A custom op that forgets a factor 2 (d/dx of 2x).
 struct MissingTerm;
 impl strata_autograd::Backward<f64> for MissingTerm {
-    fn backward(&self, _i: &[&Tensor<f64>], _o: &Tensor<f64>, g: &Tensor<f64>, _n: &[bool]) -> Result<Vec<Option<Tensor<f64>>>> {
+    fn backward(
+        &self,
+        _i: &[&Tensor<f64>],
+        _o: &Tensor<f64>,
+        g: &Tensor<f64>,
+        _n: &[bool],
+    ) -> Result<Vec<Option<Tensor<f64>>>> {
         Ok(vec![Some(g.clone())])
     }
 }
@@ -150,14 +205,22 @@ fn gradcheck_catches_wrong_gradients() {
         weighted_sum(t, y, 31)
     };
     let r = check_gradients(&[("x", x.clone())], identity, &GradCheckOptions::default()).unwrap();
-    assert!(r[0].max_rel_error > 1.0, "a sign error must be caught: {}", r[0].max_rel_error);
+    assert!(
+        r[0].max_rel_error > 1.0,
+        "a sign error must be caught: {}",
+        r[0].max_rel_error
+    );
     let double = |t: &mut Tape<f64>, v: &[Var]| {
         let val = t.value(v[0])?.map(|e| 2.0 * e);
         let y = t.push_op(&[v[0]], val, || Box::new(MissingTerm))?;
         weighted_sum(t, y, 32)
     };
     let r = check_gradients(&[("x", x)], double, &GradCheckOptions::default()).unwrap();
-    assert!(r[0].max_rel_error > 0.4, "a missing factor must be caught: {}", r[0].max_rel_error);
+    assert!(
+        r[0].max_rel_error > 0.4,
+        "a missing factor must be caught: {}",
+        r[0].max_rel_error
+    );
 }
 
 #[test]
@@ -180,9 +243,14 @@ fn dropout_scales_kept_units() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     let y = tape.dropout(x, 0.25, true, &mut rng).unwrap();
     let v = tape.value(y).unwrap().to_vec();
-    assert!(v.iter().all(|&e| e == 0.0 || (e - 1.0 / 0.75).abs() < 1e-12));
+    assert!(v
+        .iter()
+        .all(|&e| e == 0.0 || (e - 1.0 / 0.75).abs() < 1e-12));
     let mean = v.iter().sum::<f64>() / v.len() as f64;
-    assert!((mean - 1.0).abs() < 0.03, "expected output ≈ input on average, got {mean}");
+    assert!(
+        (mean - 1.0).abs() < 0.03,
+        "expected output ≈ input on average, got {mean}"
+    );
 }
 
 #[test]
@@ -191,16 +259,33 @@ fn bad_inputs_are_errors() {
     let a = t.leaf(Tensor::ones(&[2, 3]));
     let b = t.leaf(Tensor::ones(&[4, 2]));
     let e = t.matmul(a, b, Trans::No, Trans::No).unwrap_err();
-    assert!(e.to_string().contains("[2, 3]") && e.to_string().contains("[4, 2]"), "{e}");
+    assert!(
+        e.to_string().contains("[2, 3]") && e.to_string().contains("[4, 2]"),
+        "{e}"
+    );
     assert!(matches!(t.add(a, b), Err(AutogradError::Shape { .. })));
     let bias = t.leaf(Tensor::ones(&[2]));
     assert!(t.add_bias(a, bias).is_err());
     let e = t.softmax_cross_entropy(a, &[0, 3]).unwrap_err();
-    assert!(matches!(e, AutogradError::LabelOutOfRange { label: 3, row: 1, classes: 3, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            AutogradError::LabelOutOfRange {
+                label: 3,
+                row: 1,
+                classes: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(t.softmax_cross_entropy(a, &[0]).is_err());
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
     for p in [-0.1, 1.0, f64::NAN] {
-        assert!(matches!(t.dropout(a, p, true, &mut rng), Err(AutogradError::BadProbability { .. })));
+        assert!(matches!(
+            t.dropout(a, p, true, &mut rng),
+            Err(AutogradError::BadProbability { .. })
+        ));
     }
     let s = t.relu(a).unwrap();
     assert!(t.backward(s).is_err(), "non-scalar loss");

@@ -42,7 +42,10 @@ fn memory_is_flat_over_thousands_of_steps() {
         let o = t.matmul(h, b, Trans::No, Trans::Yes).unwrap();
         let l = t.softmax_cross_entropy(o, &labels).unwrap();
         let g = t.backward(l).unwrap();
-        let (g1, g2) = (g.param(w1.id()).unwrap().clone(), g.param(w2.id()).unwrap().clone());
+        let (g1, g2) = (
+            g.param(w1.id()).unwrap().clone(),
+            g.param(w2.id()).unwrap().clone(),
+        );
         drop(g);
         drop(t);
         sgd(w1.value.data_mut(), &g1.to_vec(), 0.01);
@@ -57,5 +60,8 @@ fn memory_is_flat_over_thousands_of_steps() {
     }
     let after = LIVE.load(Ordering::Relaxed);
     // Allow a little slack for lazily initialised statics, nothing per step.
-    assert!((after - after_warmup).abs() < 16 * 1024, "live bytes grew from {after_warmup} to {after}");
+    assert!(
+        (after - after_warmup).abs() < 16 * 1024,
+        "live bytes grew from {after_warmup} to {after}"
+    );
 }

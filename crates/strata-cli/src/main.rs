@@ -285,7 +285,7 @@ fn run_command(command: Command) -> Result<(), Failure> {
             let resolved = strata_train::data::resolve(&s.data.dataset, data_dir.as_deref())
                 .map_err(|e| Failure(e.to_string(), 1))?;
             let data = resolved.load().map_err(|e| Failure(e.to_string(), 1))?;
-            let input = data.train.image_shape().to_vec();
+            let input = run::input_shape_for(&s, data.train.image_shape())?.to_vec();
             let net: strata_train::nn::Sequential<f32> =
                 strata_train::build_model(&s, &input, data.train.num_classes())
                     .map_err(|e| Failure(e.to_string(), 2))?;

@@ -263,3 +263,165 @@ fn data_list_names_the_places() {
         text(&o)
     );
 }
+
+#[test]
+fn preprocessing_and_augmentation_are_saved_and_reused() {
+    let out = tmp("whitened");
+    let spec = format!("{EXAMPLES}/digits-whitened.toml");
+    let o = strata(&[
+        "train",
+        &spec,
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "5",
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let test = summary["test_accuracy"].as_f64().unwrap();
+    assert!(test > 0.75, "test accuracy {test}");
+    // The fitted whitening travels inside model.safetensors …
+    let (tensors, _) = load_tensors(&out.join("model.safetensors")).unwrap();
+    assert!(
+        tensors.iter().any(|(n, _)| n.contains("pixel_whiten")),
+        "{:?}",
+        tensors.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
+    // … so `strata eval` reproduces the multi-crop test accuracy without refitting.
+    let e = strata(&["eval", out.to_str().unwrap()]);
+    assert!(e.status.success(), "{}", text(&e));
+    assert!(
+        text(&e).contains(&format!("test accuracy {:.2}%", 100.0 * test)),
+        "{}",
+        text(&e)
+    );
+    // The network was sized for the 7×7 crops.
+    let i = strata(&["inspect", &spec]);
+    assert!(text(&i).contains("linear 49→10"), "{}", text(&i));
+}
+
+#[test]
+fn bad_preprocessing_and_augmentation_are_spec_errors() {
+    let dir = tmp("badaug");
+    for (name, data, expect) in [
+        ("p.toml", "preprocess = [\"sharpen\"]", "data.preprocess[0]"),
+        (
+            "a.toml",
+            "augment = { crop = { size = 0 } }",
+            "data.augment",
+        ),
+        ("r.toml", "augment = { rotate = 90.0 }", "data.augment"),
+        ("k.toml", "augment = { shear = 1 }", "unknown augmentation"),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("[data]\ndataset = \"digits\"\n{data}\n[model]\nlayers = [\"flatten\", {{ linear = 10 }}]\n")).unwrap();
+        let o = strata(&[
+            "train",
+            p.to_str().unwrap(),
+            "--out",
+            dir.join("o").to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", text(&o));
+        assert!(
+            text(&o).contains(expect) && text(&o).contains(":3"),
+            "{name}: {}",
+            text(&o)
+        );
+    }
+    // A crop larger than the images is caught before training.
+    let p = dir.join("big.toml");
+    std::fs::write(&p, "[data]\ndataset = \"digits\"\naugment = { crop = { size = 12 } }\n[model]\nlayers = [\"flatten\", { linear = 10 }]\n").unwrap();
+    let o = strata(&[
+        "train",
+        p.to_str().unwrap(),
+        "--out",
+        dir.join("o").to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && !text(&o).contains("panicked"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("12"), "{}", text(&o));
+}
+
+#[test]
+fn image_layers_from_the_spec_train_and_gradcheck() {
+    let dir = tmp("conv");
+    let spec = dir.join("conv.toml");
+    std::fs::write(
+        &spec,
+        r#"[data]
+dataset = "digits"
+validation = 200
+[model]
+layers = [
+  { conv = { out = 8, kernel = 3, pad = "same", border = "reflect", bias = false } }, "batchnorm", "relu",
+  { maxpool = { size = 3, stride = 2, odd = "ceil" } },
+  { stage = { blocks = 2, out = 12, stride = 2, kind = "pre-activation" } },
+  { residual = { out = 12, kind = "original", batchnorm = false } },
+  "global-avgpool", { linear = 10 },
+]
+[optimizer]
+kind = "sgd"
+momentum = 0.9
+lr = 0.05
+[train]
+epochs = 4
+batch = 32
+"#,
+    )
+    .unwrap();
+    let o = strata(&["gradcheck", spec.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("running") || text(&o).contains("weight"),
+        "{}",
+        text(&o)
+    );
+    let o = strata(&[
+        "train",
+        spec.to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/summary.json")).unwrap())
+            .unwrap();
+    assert!(
+        summary["test_accuracy"].as_f64().unwrap() > 0.6,
+        "{summary}"
+    );
+    // Batch-norm running statistics travel with the weights.
+    let (tensors, _) = load_tensors(&dir.join("out/model.safetensors")).unwrap();
+    assert!(tensors.iter().any(|(n, _)| n.contains("running_mean")));
+    let e = strata(&["eval", dir.join("out").to_str().unwrap()]);
+    assert!(
+        text(&e).contains(&format!(
+            "test accuracy {:.2}%",
+            100.0 * summary["test_accuracy"].as_f64().unwrap()
+        )),
+        "{}",
+        text(&e)
+    );
+    // A kernel larger than the (unpadded) image is refused before training, naming the layer.
+    std::fs::write(&spec, "[data]\ndataset = \"digits\"\n[model]\nlayers = [{ conv = { out = 4, kernel = 9 } }, \"flatten\", { linear = 10 }]\n").unwrap();
+    let o = strata(&[
+        "train",
+        spec.to_str().unwrap(),
+        "--out",
+        dir.join("o2").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("model.layers[0] (conv)") && text(&o).contains(":4"),
+        "{}",
+        text(&o)
+    );
+}

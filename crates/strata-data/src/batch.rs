@@ -4,7 +4,14 @@
 //! Each epoch visits the images in an order that depends only on the seed and the
 //! epoch number (a `Xoshiro256PlusPlus` Fisher–Yates shuffle), so a run resumed at
 //! epoch `e` sees the same minibatches as an uninterrupted one.
+//!
+//! An [`Augmentation`] set with [`Batcher::augment`] is applied to each training
+//! minibatch as it is assembled (on the prefetch thread with
+//! [`Batcher::prefetch`]), its draws fixed by the seed, the epoch and the batch
+//! index. Evaluation batches must come from a batcher without augmentation
+//! (use [`Augmentation::eval_transform`] if the crops change the image size).
 
+use crate::augment::Augmentation;
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::shuffle::{mix_seed, permutation};
@@ -42,6 +49,7 @@ pub struct Batcher {
     batch_size: usize,
     seed: Option<u64>,
     drop_last: bool,
+    augment: Option<Augmentation>,
 }
 
 impl Batcher {
@@ -55,6 +63,7 @@ impl Batcher {
             batch_size,
             seed: None,
             drop_last: false,
+            augment: None,
         })
     }
 
@@ -68,6 +77,50 @@ impl Batcher {
     pub fn drop_last(mut self, drop_last: bool) -> Self {
         self.drop_last = drop_last;
         self
+    }
+
+    /// Augments every minibatch with `augmentation` (for training only: evaluation
+    /// uses a batcher without it). Check it against the data with
+    /// [`Batcher::check`], or use [`Batcher::try_epoch`] / [`Batcher::try_prefetch`].
+    pub fn augment(mut self, augmentation: Augmentation) -> Self {
+        self.augment = Some(augmentation);
+        self
+    }
+
+    /// The augmentation, if any.
+    pub fn augmentation(&self) -> Option<&Augmentation> {
+        self.augment.as_ref()
+    }
+
+    /// The image shape `[C, H, W]` of the batches this batcher makes from `data`;
+    /// fails if the augmentation does not fit the images (a crop larger than the
+    /// padded image, say).
+    pub fn check(&self, data: &Dataset) -> Result<[usize; 3]> {
+        match &self.augment {
+            Some(a) => a.output_shape(data.image_shape()),
+            None => Ok(data.image_shape()),
+        }
+    }
+
+    /// [`Batcher::epoch`] after [`Batcher::check`].
+    pub fn try_epoch<'a>(&self, data: &'a Dataset, epoch: u64) -> Result<Batches<'a>> {
+        self.check(data)?;
+        Ok(self.epoch(data, epoch))
+    }
+
+    /// [`Batcher::prefetch`] after [`Batcher::check`].
+    pub fn try_prefetch(&self, data: Arc<Dataset>, epoch: u64, depth: usize) -> Result<Prefetcher> {
+        self.check(&data)?;
+        Ok(self.prefetch(data, epoch, depth))
+    }
+
+    /// The batches of an epoch, empty if the augmentation does not fit the data
+    /// (so that no bad input panics; [`Batcher::check`] says why).
+    fn planned(&self, data: &Dataset, epoch: u64) -> Vec<Vec<usize>> {
+        if self.check(data).is_err() {
+            return Vec::new();
+        }
+        self.batch_indices(data.len(), epoch)
     }
 
     /// The batch size.
@@ -103,29 +156,39 @@ impl Batcher {
             .collect()
     }
 
-    /// The batches of epoch `epoch`, assembled on the calling thread as the
-    /// iterator advances.
+    /// The batches of epoch `epoch`, assembled (and augmented, if set) on the
+    /// calling thread as the iterator advances. Empty if the augmentation does not
+    /// fit the data: see [`Batcher::try_epoch`].
     pub fn epoch<'a>(&self, data: &'a Dataset, epoch: u64) -> Batches<'a> {
         Batches {
             data,
-            batches: self.batch_indices(data.len(), epoch).into_iter(),
+            batches: self.planned(data, epoch).into_iter().enumerate(),
+            augment: self.augment.clone().map(|a| (a, epoch)),
         }
     }
 
     /// The batches of epoch `epoch`, assembled by a background thread that keeps up
     /// to `depth` (at least 1) batches ready in a bounded channel, so the training
-    /// loop does not wait for them. Yields exactly what [`Batcher::epoch`] yields.
+    /// loop does not wait for them; the augmentation, if set, runs on that thread
+    /// too. Yields exactly what [`Batcher::epoch`] yields.
     pub fn prefetch(&self, data: Arc<Dataset>, epoch: u64, depth: usize) -> Prefetcher {
-        let batches = self.batch_indices(data.len(), epoch);
+        let batches: Vec<(usize, Vec<usize>)> =
+            self.planned(&data, epoch).into_iter().enumerate().collect();
+        let augment = self.augment.clone().map(|a| (a, epoch));
         let remaining = batches.len();
         let (tx, rx) = sync_channel(depth.max(1));
         let (thread_data, thread_batches) = (Arc::clone(&data), batches.clone());
+        let thread_augment = augment.clone();
         let handle = std::thread::Builder::new()
             .name("strata-data-prefetch".into())
             .spawn(move || {
-                for idx in thread_batches {
+                for (b, idx) in thread_batches {
+                    let Some(batch) = make_batch(&thread_data, b, idx, thread_augment.as_ref())
+                    else {
+                        break;
+                    };
                     // The receiver is gone when the consumer stops early: stop too.
-                    if tx.send(make_batch(&thread_data, idx)).is_err() {
+                    if tx.send(batch).is_err() {
                         break;
                     }
                 }
@@ -141,14 +204,21 @@ impl Batcher {
             Err(_) => Prefetcher {
                 rx: None,
                 handle: None,
-                fallback: Some((data, batches.into_iter())),
+                fallback: Some((data, batches.into_iter(), augment)),
                 remaining,
             },
         }
     }
 }
 
-fn make_batch(data: &Dataset, indices: Vec<usize>) -> Batch {
+/// Assembles (and augments) batch `b`; `None` only if the augmentation fails,
+/// which [`Batcher::check`] rules out before an epoch starts.
+fn make_batch(
+    data: &Dataset,
+    b: usize,
+    indices: Vec<usize>,
+    augment: Option<&(Augmentation, u64)>,
+) -> Option<Batch> {
     let n = data.image_len();
     let mut buf = vec![0.0f32; indices.len() * n];
     if n > 0 {
@@ -157,28 +227,32 @@ fn make_batch(data: &Dataset, indices: Vec<usize>) -> Batch {
         }
     }
     let [_, c, h, w] = data.shape();
-    let images = Tensor::from_vec(buf, &[indices.len(), c, h, w])
-        .expect("the buffer has the size of the batch shape");
+    let mut images = Tensor::from_vec(buf, &[indices.len(), c, h, w]).ok()?;
+    if let Some((aug, epoch)) = augment {
+        images = aug.apply_batch(&images, *epoch, b as u64).ok()?;
+    }
     let labels = indices.iter().map(|&i| data.labels()[i]).collect();
-    Batch {
+    Some(Batch {
         images,
         labels,
         indices,
-    }
+    })
 }
 
 /// The batches of one epoch, assembled on the calling thread (see [`Batcher::epoch`]).
 #[derive(Debug)]
 pub struct Batches<'a> {
     data: &'a Dataset,
-    batches: std::vec::IntoIter<Vec<usize>>,
+    batches: std::iter::Enumerate<std::vec::IntoIter<Vec<usize>>>,
+    augment: Option<(Augmentation, u64)>,
 }
 
 impl Iterator for Batches<'_> {
     type Item = Batch;
 
     fn next(&mut self) -> Option<Batch> {
-        self.batches.next().map(|idx| make_batch(self.data, idx))
+        let (b, idx) = self.batches.next()?;
+        make_batch(self.data, b, idx, self.augment.as_ref())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -188,13 +262,21 @@ impl Iterator for Batches<'_> {
 
 impl ExactSizeIterator for Batches<'_> {}
 
+/// What the calling thread needs to assemble the batches itself when no thread
+/// could be started: the data, the numbered index lists, the augmentation and epoch.
+type Fallback = (
+    Arc<Dataset>,
+    std::vec::IntoIter<(usize, Vec<usize>)>,
+    Option<(Augmentation, u64)>,
+);
+
 /// The batches of one epoch, assembled ahead by a background thread (see
 /// [`Batcher::prefetch`]). Dropping it early stops and joins the thread.
 #[derive(Debug)]
 pub struct Prefetcher {
     rx: Option<Receiver<Batch>>,
     handle: Option<JoinHandle<()>>,
-    fallback: Option<(Arc<Dataset>, std::vec::IntoIter<Vec<usize>>)>,
+    fallback: Option<Fallback>,
     remaining: usize,
 }
 
@@ -204,7 +286,9 @@ impl Iterator for Prefetcher {
     fn next(&mut self) -> Option<Batch> {
         let b = match (&self.rx, &mut self.fallback) {
             (Some(rx), _) => rx.recv().ok(),
-            (None, Some((data, batches))) => batches.next().map(|idx| make_batch(data, idx)),
+            (None, Some((data, batches, aug))) => batches
+                .next()
+                .and_then(|(b, idx)| make_batch(data, b, idx, aug.as_ref())),
             (None, None) => None,
         };
         match b {

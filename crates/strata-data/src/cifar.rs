@@ -46,7 +46,7 @@ pub fn parse_cifar10_batch(bytes: &[u8], path: &Path) -> Result<Dataset> {
             found: 0,
         });
     }
-    if bytes.len() % CIFAR10_RECORD_LEN != 0 {
+    if !bytes.len().is_multiple_of(CIFAR10_RECORD_LEN) {
         let whole = bytes.len() / CIFAR10_RECORD_LEN;
         return Err(DataError::Truncated {
             path: path.into(),

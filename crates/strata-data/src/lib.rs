@@ -15,6 +15,15 @@
 //!   address into the cache with MD5 verification ([`download()`]).
 //! - Minibatches ([`Batcher`]): seeded shuffling that depends only on the seed and
 //!   the epoch, `drop_last`, and a background prefetching thread.
+//! - Preprocessing (section 12.4.2, [`FittedPipeline`]): resize and centre crop,
+//!   per-pixel whitening, per-image and local contrast normalisation, PCA and ZCA
+//!   whitening of whole images ([`whiten`]) and of patches ([`PatchZca`], a fixed
+//!   first convolution) — fitted on the training set, stored as named tensors,
+//!   applied unchanged to test images.
+//! - Augmentation (section 12.4.3, [`Augmentation`]): random crops with padding,
+//!   rescale-then-crop, rotations that keep unknown pixels out, flips; run by the
+//!   batcher on the prefetch thread with draws fixed by (seed, epoch, batch).
+//!   Test-time views: [`multi_crop`]. Image grids as PNG: [`save_grid`].
 //!
 //! Bad input never panics: every reader returns a [`DataError`] naming the file and
 //! what was expected and found.
@@ -40,6 +49,28 @@
 //! # Ok::<(), strata_data::DataError>(())
 //! ```
 //!
+//! Preprocessing fitted on the training set and augmentation on the fly:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use strata_data::{digits_split, Augmentation, Batcher, FittedPipeline, Preprocess};
+//!
+//! let mut data = digits_split();
+//! let steps = [Preprocess::PixelWhiten { eps: 1e-2 }, Preprocess::Zca { eps: 0.1 }];
+//! let fitted = FittedPipeline::fit_apply(&steps, &mut data.train)?;
+//! fitted.apply(&mut data.test)?; // the training statistics, unchanged
+//! let saved = fitted.to_tensors(); // named tensors for the checkpoint
+//! assert_eq!(FittedPipeline::from_tensors(&saved, &steps)?, fitted);
+//!
+//! let augment = Augmentation::new(3).crop(8, 8, 1).flip();
+//! let batcher = Batcher::new(100)?.shuffle(1).augment(augment);
+//! assert_eq!(batcher.check(&data.train)?, [1, 8, 8]);
+//! for batch in batcher.prefetch(Arc::new(data.train), 0, 2) {
+//!     assert_eq!(batch.images.shape()[1..], [1, 8, 8]);
+//! }
+//! # Ok::<(), strata_data::DataError>(())
+//! ```
+//!
 //! Reading MNIST from a folder (or by name, see [`resolve`]):
 //!
 //! ```no_run
@@ -51,6 +82,7 @@
 
 #![warn(missing_docs)]
 
+mod augment;
 mod batch;
 mod cifar;
 mod dataset;
@@ -58,10 +90,18 @@ mod digits;
 mod download;
 mod error;
 mod folder;
+mod geometry;
+mod grid;
 mod idx;
+mod multicrop;
+mod normalize;
+mod preprocess;
+mod preprocess_io;
 mod resolve;
 mod shuffle;
+pub mod whiten;
 
+pub use augment::{AugmentStep, Augmentation};
 pub use batch::{Batch, Batcher, Batches, Prefetcher};
 pub use cifar::{
     load_cifar10_binary, parse_cifar10_batch, read_cifar10_batch, CIFAR10_CLASSES,
@@ -77,9 +117,18 @@ pub use folder::{
     list_class_folder, load_class_folder, load_image_folder, load_image_folder_split, ClassFolder,
     IMAGE_EXTENSIONS,
 };
+pub use geometry::{
+    center_crop, crop_window, flip_horizontal, resize_center_crop, resize_image, rotate_crop,
+    rotation_zoom, Filter,
+};
+pub use grid::{grid_pixels, save_grid, GridOptions, GridScale};
 pub use idx::{
     load_fashion_mnist, load_idx_pair, load_mnist_like, read_idx, write_idx, IdxArray,
     FASHION_MNIST_CLASSES, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, MNIST_CLASSES,
 };
+pub use multicrop::{multi_crop, multi_crop_offsets, MULTI_CROP_VIEWS};
+pub use normalize::{local_contrast, normalize_image};
+pub use preprocess::{FittedPipeline, Preprocess};
 pub use resolve::{detect_layout, load, resolve, Layout, Resolved, Resolver, KNOWN_DATASETS};
 pub use shuffle::{mix_seed, permutation, shuffle_in_place};
+pub use whiten::{Padding, PatchZca, Whitening, WhiteningKind};

@@ -225,7 +225,7 @@ fn tar_gz(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
 
 fn cifar_records(n: usize) -> Vec<u8> {
     (0..n)
-        .flat_map(|i| std::iter::once((i % 10) as u8).chain(std::iter::repeat(i as u8).take(3072)))
+        .flat_map(|i| std::iter::once((i % 10) as u8).chain(std::iter::repeat_n(i as u8, 3072)))
         .collect()
 }
 

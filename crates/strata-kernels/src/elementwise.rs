@@ -1,7 +1,29 @@
 //! Elementwise kernels over slices. Inner loops are written as zipped iterators
-//! so the compiler drops bounds checks and vectorises them.
+//! so the compiler drops bounds checks and vectorises them; large slices are
+//! cut into fixed chunks run on the kernels' pool (each element is computed
+//! the same way whatever the split, so results do not depend on the threads).
 
+use rayon::prelude::*;
 use strata_tensor::Element;
+
+/// Below this many elements a pass runs on the calling thread: these loops
+/// are memory-bound and a pool hand-off costs a few microseconds.
+pub(crate) const PAR_MIN: usize = 1 << 16;
+
+/// Elements per parallel task.
+pub(crate) const CHUNK: usize = 1 << 14;
+
+/// Runs `f(offset, out_chunk)` over `out`, in parallel when it is large.
+fn par_out<T: Element>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
+    if out.len() < PAR_MIN || crate::parallel::num_threads() == 1 {
+        return f(0, out);
+    }
+    crate::parallel::install(|| {
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, c)| f(i * CHUNK, c))
+    });
+}
 
 /// Panics unless all lengths agree (a caller bug, not user input).
 #[inline]
@@ -13,58 +35,78 @@ fn same_len(op: &str, a: usize, b: usize) {
 pub fn add<T: Element>(a: &[T], b: &[T], out: &mut [T]) {
     same_len("add", a.len(), b.len());
     same_len("add", a.len(), out.len());
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = x + y;
-    }
+    par_out(out, |at, out| {
+        for ((o, &x), &y) in out.iter_mut().zip(&a[at..]).zip(&b[at..]) {
+            *o = x + y;
+        }
+    });
 }
 
 /// `acc[i] += x[i]`.
 pub fn add_assign<T: Element>(acc: &mut [T], x: &[T]) {
     same_len("add_assign", acc.len(), x.len());
-    for (a, &v) in acc.iter_mut().zip(x) {
-        *a = *a + v;
-    }
+    par_out(acc, |at, acc| {
+        for (a, &v) in acc.iter_mut().zip(&x[at..]) {
+            *a = *a + v;
+        }
+    });
 }
 
 /// `out[i] = a[i] · b[i]`.
 pub fn mul<T: Element>(a: &[T], b: &[T], out: &mut [T]) {
     same_len("mul", a.len(), b.len());
     same_len("mul", a.len(), out.len());
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = x * y;
-    }
+    par_out(out, |at, out| {
+        for ((o, &x), &y) in out.iter_mut().zip(&a[at..]).zip(&b[at..]) {
+            *o = x * y;
+        }
+    });
 }
 
 /// `y[i] ← α·x[i] + y[i]` (BLAS axpy).
 pub fn axpy<T: Element>(alpha: T, x: &[T], y: &mut [T]) {
     same_len("axpy", x.len(), y.len());
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi = alpha * xi + *yi;
-    }
+    par_out(y, |at, y| {
+        for (yi, &xi) in y.iter_mut().zip(&x[at..]) {
+            *yi = alpha * xi + *yi;
+        }
+    });
+}
+
+/// `out[i] = α·x[i]`.
+pub fn scale_into<T: Element>(alpha: T, x: &[T], out: &mut [T]) {
+    same_len("scale_into", x.len(), out.len());
+    par_out(out, |at, out| {
+        for (o, &v) in out.iter_mut().zip(&x[at..]) {
+            *o = alpha * v;
+        }
+    });
 }
 
 /// `x[i] ← α·x[i]`.
 pub fn scale<T: Element>(alpha: T, x: &mut [T]) {
-    for v in x.iter_mut() {
-        *v = alpha * *v;
-    }
+    par_out(x, |_, x| x.iter_mut().for_each(|v| *v = alpha * *v));
 }
 
 /// ReLU, `F(u) = max(0, u)`: `out[i] = max(0, x[i])`.
 pub fn relu<T: Element>(x: &[T], out: &mut [T]) {
     same_len("relu", x.len(), out.len());
     let zero = T::zero();
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = if v > zero { v } else { zero };
-    }
+    par_out(out, |at, out| {
+        for (o, &v) in out.iter_mut().zip(&x[at..]) {
+            *o = if v > zero { v } else { zero };
+        }
+    });
 }
 
 /// ReLU in place.
 pub fn relu_inplace<T: Element>(x: &mut [T]) {
     let zero = T::zero();
-    for v in x.iter_mut() {
-        *v = if *v > zero { *v } else { zero };
-    }
+    par_out(x, |_, x| {
+        for v in x.iter_mut() {
+            *v = if *v > zero { *v } else { zero };
+        }
+    });
 }
 
 /// ReLU backward: `dx[i] = dy[i]·𝕀[y[i] > 0]`, with `y` the forward output (or input:
@@ -73,9 +115,11 @@ pub fn relu_backward<T: Element>(y: &[T], dy: &[T], dx: &mut [T]) {
     same_len("relu_backward", y.len(), dy.len());
     same_len("relu_backward", y.len(), dx.len());
     let zero = T::zero();
-    for ((d, &g), &v) in dx.iter_mut().zip(dy).zip(y) {
-        *d = if v > zero { g } else { zero };
-    }
+    par_out(dx, |at, dx| {
+        for ((d, &g), &v) in dx.iter_mut().zip(&dy[at..]).zip(&y[at..]) {
+            *d = if v > zero { g } else { zero };
+        }
+    });
 }
 
 /// Adds `bias` (length `cols`) to every row of the row-major `rows × cols` matrix `x`.
@@ -89,6 +133,20 @@ pub fn add_row_bias<T: Element>(x: &mut [T], bias: &[T]) {
         for (v, &b) in row.iter_mut().zip(bias) {
             *v = *v + b;
         }
+    }
+}
+
+/// Inverted-dropout mask from random bits: `mask[i] = 0` when
+/// `bits[i] < threshold` (threshold `p·2³²` drops with probability `p`),
+/// else `keep` (`1/(1−p)`).
+pub fn dropout_mask<T: Element>(bits: &[u32], threshold: u64, keep: T, mask: &mut [T]) {
+    same_len("dropout_mask", bits.len(), mask.len());
+    for (m, &b) in mask.iter_mut().zip(bits) {
+        *m = if u64::from(b) < threshold {
+            T::zero()
+        } else {
+            keep
+        };
     }
 }
 

@@ -19,10 +19,16 @@
 
 #![warn(missing_docs)]
 
+pub mod batchnorm;
+pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+pub mod image;
+pub mod memory;
 pub mod optim;
+pub mod pad;
 pub mod parallel;
+pub mod pool;
 pub mod reduce;
 pub mod softmax;
 

@@ -2,10 +2,15 @@
 //! over each parameter tensor. `g` is the gradient already including any L2
 //! penalty term.
 
+use crate::elementwise::{CHUNK, PAR_MIN};
+use rayon::prelude::*;
 use strata_tensor::Element;
 
 fn lens(op: &str, a: usize, b: usize) {
-    assert_eq!(a, b, "{op}: parameter and gradient lengths differ ({a} vs {b})");
+    assert_eq!(
+        a, b,
+        "{op}: parameter and gradient lengths differ ({a} vs {b})"
+    );
 }
 
 /// Plain SGD: `θ ← θ − η g`.
@@ -24,6 +29,32 @@ pub fn sgd_momentum<T: Element>(theta: &mut [T], g: &[T], v: &mut [T], lr: T, mu
         *vi = mu * *vi + lr * gi;
         *t = *t - *vi;
     }
+}
+
+/// Momentum with the L2 penalty folded in, one pass and no copy of the
+/// gradient: `g' = λθ + g; v ← μ v + η g'; θ ← θ − v`, element by element in
+/// the same order as [`crate::elementwise::axpy`] then [`sgd_momentum`], so
+/// the result is bit-identical to those two calls. Parallel for large tensors.
+pub fn sgd_momentum_l2<T: Element>(theta: &mut [T], g: &[T], v: &mut [T], lr: T, mu: T, wd: T) {
+    lens("sgd_momentum_l2", theta.len(), g.len());
+    lens("sgd_momentum_l2", theta.len(), v.len());
+    let step = |(theta, v, g): (&mut [T], &mut [T], &[T])| {
+        for ((t, &gi), vi) in theta.iter_mut().zip(g).zip(v.iter_mut()) {
+            let gi = wd * *t + gi;
+            *vi = mu * *vi + lr * gi;
+            *t = *t - *vi;
+        }
+    };
+    if theta.len() < PAR_MIN || crate::parallel::num_threads() == 1 {
+        return step((theta, v, g));
+    }
+    crate::parallel::install(|| {
+        theta
+            .par_chunks_mut(CHUNK)
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|((t, v), g)| step((t, v, g)))
+    });
 }
 
 /// Adagrad: `c ← c + g²; θ ← θ − η g/(√c + α)`.

@@ -61,8 +61,16 @@ pub fn softmax_cross_entropy<T: Element>(
     grad: &mut [T],
 ) -> T {
     let rows = rows_check("softmax_cross_entropy", logits.len(), cols);
-    assert_eq!(labels.len(), rows, "softmax_cross_entropy: one label per row");
-    assert_eq!(grad.len(), logits.len(), "softmax_cross_entropy: gradient length");
+    assert_eq!(
+        labels.len(),
+        rows,
+        "softmax_cross_entropy: one label per row"
+    );
+    assert_eq!(
+        grad.len(),
+        logits.len(),
+        "softmax_cross_entropy: gradient length"
+    );
     if rows == 0 {
         return T::zero();
     }
@@ -73,7 +81,10 @@ pub fn softmax_cross_entropy<T: Element>(
         .zip(grad.chunks_exact_mut(cols))
         .zip(labels)
     {
-        assert!(y < cols, "softmax_cross_entropy: label {y} ≥ {cols} classes");
+        assert!(
+            y < cols,
+            "softmax_cross_entropy: label {y} ≥ {cols} classes"
+        );
         let m = row_max(xr);
         let mut total = T::zero();
         for (g, &v) in gr.iter_mut().zip(xr) {

@@ -131,7 +131,51 @@ fn argmax_rows_picks_first_max() {
 #[test]
 fn sum_squares_and_finite() {
     let x: Vec<f32> = (0..19).map(|v| v as f32).collect();
-    assert_eq!(ew::sum_squares(&x), (0..19).map(|v| (v * v) as f32).sum::<f32>());
+    assert_eq!(
+        ew::sum_squares(&x),
+        (0..19).map(|v| (v * v) as f32).sum::<f32>()
+    );
     assert!(ew::all_finite(&x));
     assert!(!ew::all_finite(&[1.0, f32::NAN]));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// Slices long enough to run on the pool agree with the one-thread loop.
+    #[test]
+    fn parallel_elementwise_match_reference(seed in 0u64..1000, extra in 0usize..5000) {
+        let n = (1 << 17) + extra;
+        let gen = |k: u64| -> Vec<f32> {
+            let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k);
+            (0..n).map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            }).collect()
+        };
+        let (x, y) = (gen(1), gen(2));
+        let mut out = vec![0.0f32; n];
+        ew::add(&x, &y, &mut out);
+        prop_assert!(out.iter().enumerate().all(|(i, &o)| o == x[i] + y[i]));
+        ew::relu(&x, &mut out);
+        prop_assert!(out.iter().enumerate().all(|(i, &o)| o == x[i].max(0.0)));
+        let mut dx = vec![0.0f32; n];
+        ew::relu_backward(&out, &y, &mut dx);
+        let want = |i: usize| if x[i] > 0.0 { y[i] } else { 0.0 };
+        prop_assert!(dx.iter().enumerate().all(|(i, &d)| d == want(i)));
+        ew::scale_into(0.5, &x, &mut out);
+        prop_assert!(out.iter().enumerate().all(|(i, &o)| o == 0.5 * x[i]));
+        let mut acc = y.clone();
+        ew::add_assign(&mut acc, &x);
+        prop_assert!(acc.iter().enumerate().all(|(i, &a)| a == y[i] + x[i]));
+        // Fused momentum + L2 equals axpy then sgd_momentum, bit for bit.
+        let (mut t1, mut v1) = (x.clone(), y.clone());
+        let (mut t2, mut v2) = (x.clone(), y.clone());
+        let g = gen(3);
+        optim::sgd_momentum_l2(&mut t1, &g, &mut v1, 0.01, 0.9, 5e-4);
+        let mut g2 = g.clone();
+        ew::axpy(5e-4, &t2, &mut g2);
+        optim::sgd_momentum(&mut t2, &g2, &mut v2, 0.01, 0.9);
+        prop_assert_eq!(t1, t2);
+        prop_assert_eq!(v1, v2);
+    }
 }

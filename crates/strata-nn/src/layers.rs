@@ -4,17 +4,18 @@ use crate::error::{NnError, Result};
 use crate::init::Init;
 use crate::module::{Ctx, Module, Named, NamedMut};
 use rand::Rng;
-use strata_autograd::kernels::gemm::Trans;
 use strata_autograd::{Param, Real, Tape, Var};
 
 /// A fully connected layer of units: `o = x Wᵀ + b`, one row of `W` (`[out, in]`)
-/// per unit, so unit `u` computes `w_uᵀ x + b_u` (the nonlinearity is a separate
-/// [`Relu`] layer).
+/// per unit, so unit `u` computes `w_uᵀ x + b_u`. The nonlinearity is usually
+/// a separate [`Relu`] layer; [`Linear::with_relu`] fuses it into the layer's
+/// matrix product instead (same values, one pass fewer over the activations).
 pub struct Linear<T: Real> {
     /// `[out, in]` weights (L2-penalised).
     pub weight: Param<T>,
     /// `[out]` biases (not penalised).
     pub bias: Param<T>,
+    relu: bool,
 }
 
 impl<T: Real> Linear<T> {
@@ -39,7 +40,20 @@ impl<T: Real> Linear<T> {
         Ok(Self {
             weight: Param::new(init.weights(&[outputs, inputs], inputs, rng), true),
             bias: Param::new(init.biases(outputs), false),
+            relu: false,
         })
+    }
+
+    /// The same layer followed by ReLU, `F(u) = max(0, u)`, computed in the
+    /// epilogue of its matrix product (replaces a separate [`Relu`] layer).
+    pub fn with_relu(mut self) -> Self {
+        self.relu = true;
+        self
+    }
+
+    /// Whether ReLU is fused into this layer.
+    pub fn has_relu(&self) -> bool {
+        self.relu
     }
 
     /// Number of input features.
@@ -55,7 +69,8 @@ impl<T: Real> Linear<T> {
 
 impl<T: Real> Module<T> for Linear<T> {
     fn describe(&self) -> String {
-        format!("linear {}→{}", self.inputs(), self.outputs())
+        let act = if self.relu { " + relu" } else { "" };
+        format!("linear {}→{}{act}", self.inputs(), self.outputs())
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -68,12 +83,15 @@ impl<T: Real> Module<T> for Linear<T> {
         Ok(vec![self.outputs()])
     }
 
-    fn forward(&mut self, tape: &mut Tape<T>, x: Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
+    fn forward(&mut self, tape: &mut Tape<T>, x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let shape = tape.shape(x)?.to_vec();
         self.output_shape(&shape[1.min(shape.len())..])?;
         let (w, b) = (tape.param(&self.weight), tape.param(&self.bias));
-        let h = tape.matmul(x, w, Trans::No, Trans::Yes)?;
-        Ok(tape.add_bias(h, b)?)
+        let y = tape.linear(x, w, Some(b), self.relu)?;
+        if self.relu {
+            record_dead_units(tape, y, ctx)?;
+        }
+        Ok(y)
     }
 
     fn params(&self) -> Vec<Named<'_, T>> {
@@ -108,14 +126,22 @@ impl<T: Real> Module<T> for Relu {
 
     fn forward(&mut self, tape: &mut Tape<T>, x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let y = tape.relu(x)?;
-        let path = ctx.path();
-        if let Some(m) = ctx.monitor.as_deref_mut() {
-            let v = tape.value(y)?;
-            let batch = v.shape().first().copied().unwrap_or(1);
-            m.record(&path, &v.to_contiguous_slice(), batch);
-        }
+        record_dead_units(tape, y, ctx)?;
         Ok(y)
     }
+}
+
+/// Feeds ReLU outputs `y` to the context's dead-unit monitor, if any.
+fn record_dead_units<T: Real>(tape: &Tape<T>, y: Var, ctx: &mut Ctx<'_>) -> Result<()> {
+    if ctx.monitor.is_some() {
+        let path = ctx.path();
+        let v = tape.value(y)?;
+        let batch = v.shape().first().copied().unwrap_or(1);
+        if let Some(m) = ctx.monitor.as_deref_mut() {
+            m.record(&path, &v.to_contiguous_slice(), batch);
+        }
+    }
+    Ok(())
 }
 
 /// Inverted dropout with drop probability `p` (section 12.2.5): active only in

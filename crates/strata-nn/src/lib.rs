@@ -1,7 +1,9 @@
 //! # strata-nn
 //!
 //! Layers as modules with stable, named parameters (`layers.0.weight`):
-//! [`Linear`], [`Relu`], [`Dropout`], [`Flatten`] and [`Sequential`]; the
+//! [`Linear`], [`Relu`], [`Dropout`], [`Flatten`], [`Conv2d`], [`MaxPool2d`],
+//! [`GlobalAvgPool`], [`BatchNorm`], [`Residual`] and [`Sequential`], with
+//! [`ResNetConfig`] building CIFAR ResNets; the
 //! chapter's initialisation (`w ~ N(0, ε·√2/n)`, default He `2/n`); dead-unit
 //! monitoring; state save/load; whole-network gradient checking. The mode
 //! (train or eval) is always passed explicitly.
@@ -30,19 +32,31 @@
 
 #![warn(missing_docs)]
 
+mod batchnorm;
+mod conv;
 mod error;
 pub mod gradcheck;
 mod init;
 mod layers;
 mod module;
 mod monitor;
+mod pool;
+mod residual;
+mod resnet;
 mod sequential;
 mod state;
 
+pub use batchnorm::BatchNorm;
+pub use conv::{Conv2d, Conv2dConfig, Padding};
 pub use error::{NnError, Result};
 pub use init::Init;
 pub use layers::{Dropout, Flatten, Linear, Relu};
 pub use module::{Ctx, Mode, Module, Named, NamedMut};
 pub use monitor::DeadUnits;
+pub use pool::{GlobalAvgPool, MaxPool2d};
+pub use residual::{Residual, ResidualKind};
+pub use resnet::ResNetConfig;
 pub use sequential::Sequential;
 pub use state::{accuracy, load_state_dict, parameter_count, predict, state_dict};
+pub use strata_autograd::kernels::pad::{Border, Pad2d};
+pub use strata_autograd::kernels::pool::OddPolicy;

@@ -4,6 +4,7 @@ use crate::error::Result;
 use crate::monitor::DeadUnits;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use strata_autograd::{Param, Real, Tape, Var};
+use strata_tensor::Tensor;
 
 /// Whether a forward pass is for training or for evaluation. Dropout and batch
 /// norm behave differently in the two; the mode is always passed explicitly.
@@ -94,5 +95,16 @@ pub trait Module<T: Real>: Send {
     /// Multiply-accumulate count per sample for a per-sample input shape.
     fn flops(&self, _input: &[usize]) -> u64 {
         0
+    }
+
+    /// Non-trained state a checkpoint must carry (batch norm's running
+    /// statistics), with dotted names like [`Module::params`].
+    fn buffers(&self) -> Vec<(String, &Tensor<T>)> {
+        Vec::new()
+    }
+
+    /// Mutable buffers with the same names as [`Module::buffers`].
+    fn buffers_mut(&mut self) -> Vec<(String, &mut Tensor<T>)> {
+        Vec::new()
     }
 }

@@ -6,6 +6,7 @@ use crate::layers::{Dropout, Linear, Relu};
 use crate::module::{Ctx, Module, Named, NamedMut};
 use rand::Rng;
 use strata_autograd::{Real, Tape, Var};
+use strata_tensor::Tensor;
 
 /// Layers applied one after another. Layer `i`'s parameters are named
 /// `layers.i.<name>`.
@@ -133,6 +134,30 @@ impl<T: Real> Module<T> for Sequential<T> {
                 l.params_mut()
                     .into_iter()
                     .map(|(n, p)| (format!("layers.{i}.{n}"), p)),
+            );
+        }
+        out
+    }
+
+    fn buffers(&self) -> Vec<(String, &Tensor<T>)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            out.extend(
+                l.buffers()
+                    .into_iter()
+                    .map(|(n, b)| (format!("layers.{i}.{n}"), b)),
+            );
+        }
+        out
+    }
+
+    fn buffers_mut(&mut self) -> Vec<(String, &mut Tensor<T>)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            out.extend(
+                l.buffers_mut()
+                    .into_iter()
+                    .map(|(n, b)| (format!("layers.{i}.{n}"), b)),
             );
         }
         out

@@ -8,47 +8,72 @@ use strata_autograd::kernels::reduce::argmax_rows;
 use strata_autograd::{Real, Tape};
 use strata_tensor::Tensor;
 
-/// Every parameter as `(name, tensor)` (views, no copies).
+/// Every parameter, then every buffer (batch-norm running statistics), as
+/// `(name, tensor)` (views, no copies).
 pub fn state_dict<T: Real>(model: &dyn Module<T>) -> Vec<(String, Tensor<T>)> {
-    model
+    let mut out: Vec<(String, Tensor<T>)> = model
         .params()
         .into_iter()
         .map(|(n, p)| (n, p.value.clone()))
-        .collect()
+        .collect();
+    out.extend(model.buffers().into_iter().map(|(n, b)| (n, b.clone())));
+    out
 }
 
-/// Loads parameters by name. Every parameter of the model must be present with
-/// its exact shape, and no unknown names may appear; otherwise nothing changes
-/// and the error names the parameter and both shapes.
+/// Loads parameters and buffers (running statistics) by name. Every entry of
+/// the model must be present with its exact shape, and no unknown names may
+/// appear; otherwise nothing changes and the error names the entry and both
+/// shapes.
 pub fn load_state_dict<T: Real>(
     model: &mut dyn Module<T>,
     state: &[(String, Tensor<T>)],
 ) -> Result<()> {
-    let params = model.params_mut();
-    for (name, p) in &params {
+    // Validate everything first, so a bad state leaves the model untouched.
+    let mut expected: Vec<(String, Vec<usize>, &str)> = model
+        .params()
+        .into_iter()
+        .map(|(n, p)| (n, p.value.shape().to_vec(), "parameter"))
+        .collect();
+    expected.extend(
+        model
+            .buffers()
+            .into_iter()
+            .map(|(n, b)| (n, b.shape().to_vec(), "buffer")),
+    );
+    for (name, shape, kind) in &expected {
         match state.iter().find(|(n, _)| n == name) {
-            None => return Err(NnError::State(format!("parameter {name} is missing"))),
-            Some((_, t)) if t.shape() != p.value.shape() => {
+            None => return Err(NnError::State(format!("{kind} {name} is missing"))),
+            Some((_, t)) if t.shape() != shape.as_slice() => {
                 return Err(NnError::State(format!(
-                    "parameter {name} has shape {:?} in the saved state, the network expects {:?}",
-                    t.shape(),
-                    p.value.shape()
-                )))
+                "{kind} {name} has shape {:?} in the saved state, the network expects {shape:?}",
+                t.shape()
+            )))
             }
             _ => {}
         }
     }
     if let Some((n, _)) = state
         .iter()
-        .find(|(n, _)| !params.iter().any(|(m, _)| m == n))
+        .find(|(n, _)| !expected.iter().any(|(m, _, _)| m == n))
     {
         return Err(NnError::State(format!(
             "the saved state has parameter {n}, which the network does not"
         )));
     }
-    for (name, p) in params {
-        if let Some((_, t)) = state.iter().find(|(n, _)| *n == name) {
-            p.value = t.contiguous();
+    let find = |name: &str| {
+        state
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.contiguous())
+    };
+    for (name, p) in model.params_mut() {
+        if let Some(t) = find(&name) {
+            p.value = t;
+        }
+    }
+    for (name, b) in model.buffers_mut() {
+        if let Some(t) = find(&name) {
+            *b = t;
         }
     }
     Ok(())

@@ -175,9 +175,22 @@ impl<T: Real> Optimizer<T> {
             });
         }
         let n = p.value.numel();
-        let mut g = grad.to_vec();
         let decoupled = matches!(self.method, Method::AdamW { .. });
-        if p.decay && self.weight_decay > 0.0 && !decoupled {
+        let penalised = p.decay && self.weight_decay > 0.0 && !decoupled;
+        if let Method::Momentum { mu } = self.method {
+            // The hot path: penalty and update fused, no copy of the gradient.
+            let v = &mut slot(&mut self.state, name, n, 1)?[0];
+            let (theta, g) = (p.value.data_mut(), grad.to_contiguous_slice());
+            let (lr, mu) = (T::of(lr), T::of(mu));
+            if penalised {
+                k::sgd_momentum_l2(theta, &g, v, lr, mu, T::of(self.weight_decay));
+            } else {
+                k::sgd_momentum(theta, &g, v, lr, mu);
+            }
+            return Ok(());
+        }
+        let mut g = grad.to_vec();
+        if penalised {
             // ∇[(λ/2) wᵀw] = λw
             elementwise::axpy(
                 T::of(self.weight_decay),
@@ -185,17 +198,7 @@ impl<T: Real> Optimizer<T> {
                 &mut g,
             );
         }
-        let slots = self.method.slots().len();
-        let state = self
-            .state
-            .entry(name.to_string())
-            .or_insert_with(|| vec![vec![T::zero(); n]; slots]);
-        if state.iter().any(|s| s.len() != n) {
-            return Err(OptimError::Shape {
-                name: name.into(),
-                what: "optimizer state has another size than the parameter".into(),
-            });
-        }
+        let state = slot(&mut self.state, name, n, self.method.slots().len())?;
         let theta = p.value.data_mut();
         let lr_t = T::of(lr);
         match &self.method {
@@ -299,4 +302,25 @@ impl<T: Real> Optimizer<T> {
         self.state = state;
         Ok(())
     }
+}
+
+/// The state buffers of parameter `name` (`slots` of `n` values each),
+/// created as zeros on first use.
+fn slot<'s, T: Real>(
+    state: &'s mut BTreeMap<String, Vec<Vec<T>>>,
+    name: &str,
+    n: usize,
+    slots: usize,
+) -> Result<&'s mut Vec<Vec<T>>, OptimError> {
+    if !state.contains_key(name) {
+        state.insert(name.to_string(), vec![vec![T::zero(); n]; slots]);
+    }
+    let state = state.get_mut(name).expect("inserted above");
+    if state.iter().any(|s| s.len() != n) {
+        return Err(OptimError::Shape {
+            name: name.into(),
+            what: "optimizer state has another size than the parameter".into(),
+        });
+    }
+    Ok(state)
 }

@@ -27,7 +27,7 @@ fn two_steps_by_hand() {
     let mut o = Optimizer::new(Method::Momentum { mu: 0.9 }, 0.0, constant.clone()).unwrap();
     step_with(&mut o, &mut p, &g1);
     step_with(&mut o, &mut p, &g2);
-    let v1 = [LR * 0.5, LR * -1.0];
+    let v1 = [LR * 0.5, -LR];
     let v2 = [0.9 * v1[0] + LR * 0.25, 0.9 * v1[1] + LR * 2.0];
     let want = [1.0 - v1[0] - v2[0], 1.0 - v1[1] - v2[1]];
     assert_close(&p.value.to_vec(), &want);

@@ -18,7 +18,11 @@ impl<T: Element> fmt::Debug for Tensor<T> {
     }
 }
 
-fn write_nested<T: Element>(f: &mut fmt::Formatter<'_>, data: &[T], shape: &[usize]) -> fmt::Result {
+fn write_nested<T: Element>(
+    f: &mut fmt::Formatter<'_>,
+    data: &[T],
+    shape: &[usize],
+) -> fmt::Result {
     match shape.split_first() {
         None => write!(f, "{:.4}", data[0]),
         Some((&n, rest)) => {

@@ -102,11 +102,14 @@ impl<T: Element> Tensor<T> {
 
     /// Extent of `axis`, or an error naming the axis.
     pub fn dim(&self, axis: usize) -> Result<usize> {
-        self.shape.get(axis).copied().ok_or(ShapeError::AxisOutOfRange {
-            context: "dim",
-            axis,
-            rank: self.rank(),
-        })
+        self.shape
+            .get(axis)
+            .copied()
+            .ok_or(ShapeError::AxisOutOfRange {
+                context: "dim",
+                axis,
+                rank: self.rank(),
+            })
     }
 
     /// Whether the elements are laid out row-major without gaps.
@@ -174,7 +177,9 @@ impl<T: Element> Tensor<T> {
         if !unique_whole {
             *self = Self::from_vec(self.to_vec(), &self.shape.clone()).expect("same count");
         }
-        Arc::get_mut(&mut self.data).expect("unique after copy").as_mut_slice()
+        Arc::get_mut(&mut self.data)
+            .expect("unique after copy")
+            .as_mut_slice()
     }
 
     /// The element at a multi-index.
@@ -355,7 +360,9 @@ impl<T: Element> Tensor<T> {
 
     /// Joins tensors along an existing axis; all other extents must agree.
     pub fn concat(tensors: &[&Self], axis: usize) -> Result<Self> {
-        let first = tensors.first().ok_or(ShapeError::Empty { context: "concat" })?;
+        let first = tensors
+            .first()
+            .ok_or(ShapeError::Empty { context: "concat" })?;
         let rank = first.rank();
         if axis >= rank {
             return Err(ShapeError::AxisOutOfRange {
@@ -398,7 +405,9 @@ impl<T: Element> Tensor<T> {
 
     /// Joins equally shaped tensors along a new axis inserted at `axis`.
     pub fn stack(tensors: &[&Self], axis: usize) -> Result<Self> {
-        let first = tensors.first().ok_or(ShapeError::Empty { context: "stack" })?;
+        let first = tensors
+            .first()
+            .ok_or(ShapeError::Empty { context: "stack" })?;
         if axis > first.rank() {
             return Err(ShapeError::AxisOutOfRange {
                 context: "stack",
@@ -468,8 +477,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
     for i in 0..rank {
-        let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
-        let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             _ if da == db => da,
             (1, d) | (d, 1) => d,

@@ -38,7 +38,7 @@ proptest! {
         let flat = t.reshape(&[n]).unwrap();
         prop_assert_eq!(flat.to_vec(), t.to_vec());
         // Move one factor around: [n] -> [a, n/a] -> shape.
-        let a = (1..=n).filter(|d| n % d == 0).nth(seed % n.max(1)).unwrap_or(1);
+        let a = (1..=n).filter(|d| n.is_multiple_of(*d)).nth(seed % n.max(1)).unwrap_or(1);
         let two = flat.reshape(&[a, n / a]).unwrap();
         prop_assert_eq!(two.reshape(&shape).unwrap(), t);
     }
@@ -103,15 +103,39 @@ proptest! {
 #[test]
 fn shape_errors_are_values() {
     let t = tensor_of(&[2, 3]);
-    assert!(matches!(t.reshape(&[4]), Err(ShapeError::ElementCount { .. })));
-    assert!(matches!(t.permute(&[0, 0]), Err(ShapeError::BadPermutation { .. })));
-    assert!(matches!(t.slice(1, 2, 4), Err(ShapeError::RangeOutOfBounds { .. })));
-    assert!(matches!(t.slice(2, 0, 1), Err(ShapeError::AxisOutOfRange { .. })));
-    assert!(matches!(t.get(&[2, 0]), Err(ShapeError::IndexOutOfBounds { .. })));
-    assert!(matches!(t.broadcast_to(&[3, 3]), Err(ShapeError::Mismatch { .. })));
+    assert!(matches!(
+        t.reshape(&[4]),
+        Err(ShapeError::ElementCount { .. })
+    ));
+    assert!(matches!(
+        t.permute(&[0, 0]),
+        Err(ShapeError::BadPermutation { .. })
+    ));
+    assert!(matches!(
+        t.slice(1, 2, 4),
+        Err(ShapeError::RangeOutOfBounds { .. })
+    ));
+    assert!(matches!(
+        t.slice(2, 0, 1),
+        Err(ShapeError::AxisOutOfRange { .. })
+    ));
+    assert!(matches!(
+        t.get(&[2, 0]),
+        Err(ShapeError::IndexOutOfBounds { .. })
+    ));
+    assert!(matches!(
+        t.broadcast_to(&[3, 3]),
+        Err(ShapeError::Mismatch { .. })
+    ));
     let u = tensor_of(&[2, 4]);
-    assert!(matches!(Tensor::concat(&[&t, &u], 0), Err(ShapeError::Mismatch { .. })));
-    assert!(matches!(Tensor::<f64>::concat(&[], 0), Err(ShapeError::Empty { .. })));
+    assert!(matches!(
+        Tensor::concat(&[&t, &u], 0),
+        Err(ShapeError::Mismatch { .. })
+    ));
+    assert!(matches!(
+        Tensor::<f64>::concat(&[], 0),
+        Err(ShapeError::Empty { .. })
+    ));
     assert!(Tensor::<f32>::from_vec(vec![1.0; 5], &[2, 3]).is_err());
     let msg = t.reshape(&[4]).unwrap_err().to_string();
     assert!(msg.contains("[4]") && msg.contains('6'), "{msg}");

@@ -1,10 +1,14 @@
 //! Assembling a network from a spec, checking every shape before training.
 
 use crate::spec::{LayerSpec, Spec, SpecError};
+use crate::spec::{PadSpec, ResidualSpec};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use strata_autograd::Real;
-use strata_nn::{Dropout, Flatten, Linear, Module, Relu, Sequential};
+use strata_nn::{
+    BatchNorm, Conv2dConfig, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, Module, OddPolicy,
+    Padding, Relu, ResNetConfig, Residual, Sequential,
+};
 
 /// One row of the layer table `strata inspect` prints.
 #[derive(Clone, Debug)]
@@ -51,6 +55,71 @@ pub fn build_model<T: Real>(
             LayerSpec::Relu => Box::new(Relu),
             LayerSpec::Dropout { p } => Box::new(Dropout::new(*p).map_err(|e| err(e.to_string()))?),
             LayerSpec::Flatten => Box::new(Flatten),
+            LayerSpec::Conv {
+                out,
+                kernel,
+                stride,
+                pad,
+                border,
+                bias,
+            } => {
+                let c = block_channels(&shape).map_err(&err)?;
+                let padding = match pad {
+                    PadSpec::Same => Padding::Same,
+                    PadSpec::Valid => Padding::Valid,
+                    PadSpec::Uniform(p) => Padding::Uniform(*p),
+                };
+                let cfg = Conv2dConfig::new(c, *out, *kernel)
+                    .stride(*stride)
+                    .padding(padding)
+                    .border(*border)
+                    .bias(*bias);
+                Box::new(cfg.build(&mut rng).map_err(|e| err(e.to_string()))?)
+            }
+            LayerSpec::MaxPool { size, stride, ceil } => {
+                let policy = if *ceil {
+                    OddPolicy::Ceil
+                } else {
+                    OddPolicy::Floor
+                };
+                Box::new(MaxPool2d::with_stride(*size, *stride).policy(policy))
+            }
+            LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool),
+            LayerSpec::BatchNorm => {
+                let c = *shape
+                    .first()
+                    .ok_or_else(|| err("batch norm needs an input".into()))?;
+                Box::new(BatchNorm::new(c).map_err(|e| err(e.to_string()))?)
+            }
+            LayerSpec::Residual(r) => residual(&shape, r, r.stride, &mut rng).map_err(&err)?,
+            LayerSpec::Stage { blocks, block } => {
+                let mut stage = Sequential::new();
+                let mut s = shape.clone();
+                for b in 0..*blocks {
+                    let stride = if b == 0 { block.stride } else { 1 };
+                    let m = residual(&s, block, stride, &mut rng).map_err(&err)?;
+                    s = m.output_shape(&s).map_err(|e| err(e.to_string()))?;
+                    stage.push_boxed(m);
+                }
+                Box::new(stage)
+            }
+            LayerSpec::ResNet {
+                depth,
+                kind,
+                width,
+                bottleneck,
+            } => {
+                let c = block_channels(&shape).map_err(&err)?;
+                let cfg = ResNetConfig {
+                    depth: *depth,
+                    kind: *kind,
+                    bottleneck: *bottleneck,
+                    in_channels: c,
+                    classes,
+                    width: *width,
+                };
+                Box::new(cfg.build(&mut rng).map_err(|e| err(e.to_string()))?)
+            }
         };
         shape = module
             .output_shape(&shape)
@@ -84,4 +153,32 @@ pub fn layer_table<T: Real>(net: &Sequential<T>, input: &[usize]) -> Vec<LayerRo
         });
     }
     rows
+}
+
+/// Slices of a `[C, H, W]` block, or an error for other shapes.
+fn block_channels(shape: &[usize]) -> Result<usize, String> {
+    match shape {
+        [c, _, _] => Ok(*c),
+        _ => Err(format!("this layer works on [channels, height, width] blocks, but its input has shape {shape:?}")),
+    }
+}
+
+/// A residual layer for this input: convolutional on blocks, fully connected on vectors.
+fn residual<T: Real>(
+    shape: &[usize],
+    r: &ResidualSpec,
+    stride: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Result<Box<dyn Module<T>>, String> {
+    let m = match shape {
+        [c, _, _] => Residual::basic(r.kind, *c, r.out, stride, r.batchnorm, rng),
+        [f] if stride == 1 => Residual::dense(r.kind, *f, r.out, r.batchnorm, rng),
+        [_] => return Err("a fully connected residual layer has no stride".into()),
+        _ => {
+            return Err(format!(
+                "a residual layer needs a vector or a block, got shape {shape:?}"
+            ))
+        }
+    };
+    Ok(Box::new(m.map_err(|e| e.to_string())?))
 }

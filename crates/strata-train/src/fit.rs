@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use strata_autograd::kernels::reduce::argmax_rows;
 use strata_autograd::Tape;
-use strata_data::{Batcher, DataError, Dataset};
+use strata_data::{multi_crop, Augmentation, Batcher, DataError, Dataset};
 use strata_nn::{Ctx, DeadUnits, Mode, Module, NnError};
 use strata_optim::{OptimError, Optimizer};
+use strata_tensor::Tensor;
 use thiserror::Error;
 
 /// Why training stopped early.
@@ -53,6 +54,47 @@ pub struct FitOptions {
     pub batch: usize,
     /// Seed of shuffling and dropout.
     pub seed: u64,
+    /// Augmentation of training minibatches (on the prefetch thread).
+    pub augment: Option<Augmentation>,
+    /// How validation images are evaluated (e.g. the augmentation's centre crop).
+    pub eval: EvalOptions,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            batch: 128,
+            seed: 1,
+            augment: None,
+            eval: EvalOptions::default(),
+        }
+    }
+}
+
+/// How held-out images are evaluated.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Items per minibatch.
+    pub batch: usize,
+    /// A deterministic transform applied first (e.g. a centre crop).
+    pub transform: Option<Augmentation>,
+    /// Average the class probabilities over the views (centre and corners)
+    /// of this `[height, width]` instead of one prediction.
+    pub multi_crop: Option<[usize; 2]>,
+    /// Also average over the mirror images of those views.
+    pub mirror: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            batch: 500,
+            transform: None,
+            multi_crop: None,
+            mirror: true,
+        }
+    }
 }
 
 /// One training step, as reported to an [`Observer`].
@@ -172,9 +214,12 @@ pub fn fit_from(
     if train.is_empty() {
         return Err(TrainError::Config("the training set is empty".into()));
     }
-    let image = train.image_shape();
+    let mut batcher = Batcher::new(opts.batch)?.shuffle(opts.seed);
+    if let Some(a) = &opts.augment {
+        batcher = batcher.augment(a.clone());
+    }
+    let image = batcher.check(train)?;
     model.output_shape(&image)?;
-    let batcher = Batcher::new(opts.batch)?.shuffle(opts.seed);
     let data = Arc::new(train.clone());
     let mut history = Vec::with_capacity(opts.epochs);
     for epoch in first_epoch..opts.epochs {
@@ -224,7 +269,7 @@ pub fn fit_from(
         }
         let seconds = start.elapsed().as_secs_f64();
         let validation_accuracy = match validation {
-            Some(v) => Some(evaluate(model, v, 512)?.accuracy),
+            Some(v) => Some(evaluate_with(model, v, &opts.eval)?.accuracy),
             None => None,
         };
         let report = EpochReport {
@@ -262,17 +307,69 @@ pub fn evaluate(
     data: &Dataset,
     batch: usize,
 ) -> Result<Evaluation, TrainError> {
+    evaluate_with(
+        model,
+        data,
+        &EvalOptions {
+            batch,
+            ..EvalOptions::default()
+        },
+    )
+}
+
+/// Class probabilities `s(o)` of a `[B, …]` batch in evaluation mode.
+fn probabilities(
+    model: &mut dyn Module<f32>,
+    images: Tensor<f32>,
+) -> Result<Tensor<f32>, TrainError> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+    let mut tape = Tape::inference();
+    let x = tape.input(images);
+    let mut ctx = Ctx::new(Mode::Eval, &mut rng);
+    let out = model.forward(&mut tape, x, &mut ctx)?;
+    let p = tape.softmax(out).map_err(NnError::from)?;
+    Ok(tape.value(p).map_err(NnError::from)?.clone())
+}
+
+/// Evaluates `model` on `data` as `opts` says (transform, multi-crop).
+pub fn evaluate_with(
+    model: &mut dyn Module<f32>,
+    data: &Dataset,
+    opts: &EvalOptions,
+) -> Result<Evaluation, TrainError> {
     let classes = data.num_classes();
     let mut confusion = vec![vec![0usize; classes]; classes];
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
     let mut right = 0;
-    for batch in Batcher::new(batch.max(1))?.epoch(data, 0) {
-        let mut tape = Tape::inference();
-        let x = tape.input(batch.images);
-        let mut ctx = Ctx::new(Mode::Eval, &mut rng);
-        let out = model.forward(&mut tape, x, &mut ctx)?;
-        let v = tape.value(out).map_err(NnError::from)?;
-        let pred = argmax_rows(&v.to_contiguous_slice(), batch.labels.len(), v.shape()[1]);
+    for (b, batch) in Batcher::new(opts.batch.max(1))?.epoch(data, 0).enumerate() {
+        let mut images = batch.images;
+        if let Some(t) = &opts.transform {
+            images = t.apply_batch(&images, 0, b as u64)?;
+        }
+        let probs = match opts.multi_crop {
+            None => probabilities(model, images)?,
+            Some([h, w]) => {
+                // Average s(o) over the views, then take the arg-max.
+                let mut sum: Option<Vec<f32>> = None;
+                let mut shape = Vec::new();
+                let views = multi_crop(&images, h, w, opts.mirror)?;
+                let n = views.len() as f32;
+                for v in views {
+                    let p = probabilities(model, v)?;
+                    shape = p.shape().to_vec();
+                    match &mut sum {
+                        None => sum = Some(p.to_vec()),
+                        Some(s) => s
+                            .iter_mut()
+                            .zip(p.to_contiguous_slice().iter())
+                            .for_each(|(a, b)| *a += b),
+                    }
+                }
+                let avg: Vec<f32> = sum.unwrap_or_default().into_iter().map(|v| v / n).collect();
+                Tensor::from_vec(avg, &shape).map_err(|e| TrainError::Config(e.to_string()))?
+            }
+        };
+        let cols = probs.shape().get(1).copied().unwrap_or(1);
+        let pred = argmax_rows(&probs.to_contiguous_slice(), batch.labels.len(), cols);
         for (&p, &y) in pred.iter().zip(&batch.labels) {
             right += usize::from(p == y);
             if y < classes && p < classes {

@@ -18,7 +18,7 @@
 //! let mut net = Sequential::<f32>::new();
 //! net.push(Flatten).push(Linear::new(64, 10, &mut rng)?);
 //! let mut opt = Optimizer::new(Method::Sgd, 1e-4, Schedule::InverseEpoch { a: 2.0, b: 0.5 })?;
-//! let opts = FitOptions { epochs: 3, batch: 32, seed: 1 };
+//! let opts = FitOptions { epochs: 3, batch: 32, seed: 1, ..FitOptions::default() };
 //! let history = fit(&mut net, &mut opt, &train, Some(&validation), &opts, ())?;
 //! assert_eq!(history.len(), 3);
 //! assert!(evaluate(&mut net, &data.test, 256)?.accuracy > 0.8);
@@ -29,6 +29,7 @@
 
 mod assemble;
 pub mod checkpoint;
+pub mod data_spec;
 mod fit;
 pub mod plot;
 pub mod run;

@@ -4,14 +4,15 @@
 use crate::assemble::build_model;
 use crate::checkpoint::{load_tensors, save_tensors, write_atomic, CheckpointError};
 use crate::fit::{
-    evaluate, fit_from, EpochReport, Evaluation, FitOptions, Observer, StepInfo, TrainError,
+    evaluate_with, fit_from, EpochReport, EvalOptions, Evaluation, FitOptions, Observer, StepInfo,
+    TrainError,
 };
 use crate::plot;
 use crate::spec::{Spec, SpecError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use strata_autograd::gradcheck::{GradCheckOptions, GradCheckReport};
-use strata_data::{DataError, Dataset, TrainTest};
+use strata_data::{DataError, Dataset, FittedPipeline, TrainTest};
 use strata_nn::{load_state_dict, parameter_count, state_dict, Mode, Module, Sequential};
 use strata_optim::Optimizer;
 use strata_tensor::Tensor;
@@ -79,10 +80,66 @@ pub struct Splits {
     pub validation: Option<Dataset>,
     /// Held-out test items.
     pub test: Dataset,
+    /// The preprocessing fitted on `train` (already applied to all three).
+    pub pipeline: Option<FittedPipeline>,
 }
 
-/// Loads and splits the spec's data set.
+/// Loads and splits the spec's data set, then fits the spec's preprocessing on
+/// the training split and applies it, unchanged, to validation and test.
 pub fn load_data(spec: &Spec, data_dir: Option<&Path>) -> Result<Splits, RunError> {
+    let mut s = load_raw(spec, data_dir)?;
+    if !spec.preprocess.is_empty() {
+        let pipeline = FittedPipeline::fit_apply(&spec.preprocess, &mut s.train)?;
+        if let Some(v) = &mut s.validation {
+            pipeline.apply(v)?;
+        }
+        pipeline.apply(&mut s.test)?;
+        s.pipeline = Some(pipeline);
+    }
+    Ok(s)
+}
+
+/// The per-sample input shape of the network: the (preprocessed) image shape
+/// after the training augmentation.
+pub fn network_input(spec: &Spec, image: [usize; 3]) -> Result<[usize; 3], RunError> {
+    match spec.augmentation() {
+        Some(a) => Ok(a.output_shape(image)?),
+        None => Ok(image),
+    }
+}
+
+/// The network's per-sample input shape for raw images of shape `raw`:
+/// through every preprocessing step, then the augmentation (nothing is fitted).
+pub fn input_shape_for(spec: &Spec, raw: [usize; 3]) -> Result<[usize; 3], RunError> {
+    let image = spec
+        .preprocess
+        .iter()
+        .try_fold(raw, |s, p| p.output_shape(s))?;
+    network_input(spec, image)
+}
+
+/// How validation and test images are evaluated for this spec.
+pub fn eval_options(spec: &Spec, image: [usize; 3], test: bool) -> Result<EvalOptions, RunError> {
+    let input = network_input(spec, image)?;
+    let multi = test && spec.eval.multi_crop;
+    let transform = match spec.augmentation() {
+        Some(a) if !multi => Some(a.eval_transform(image)?),
+        _ => None,
+    };
+    if multi && (input[1] > image[1] || input[2] > image[2]) {
+        return Err(RunError::Other(format!(
+            "eval.multi_crop: the network input {input:?} is larger than the images {image:?}"
+        )));
+    }
+    Ok(EvalOptions {
+        batch: spec.eval.batch,
+        transform,
+        multi_crop: multi.then_some([input[1], input[2]]),
+        mirror: spec.eval.mirror,
+    })
+}
+
+fn load_raw(spec: &Spec, data_dir: Option<&Path>) -> Result<Splits, RunError> {
     let TrainTest {
         mut train,
         mut test,
@@ -117,6 +174,7 @@ pub fn load_data(spec: &Spec, data_dir: Option<&Path>) -> Result<Splits, RunErro
         train,
         validation,
         test,
+        pipeline: None,
     })
 }
 
@@ -128,10 +186,12 @@ fn write_text(path: &Path, text: &str) -> Result<(), RunError> {
     Ok(write_atomic(path, text.as_bytes())?)
 }
 
-/// Model weights under their names, plus the spec, in `model.safetensors`.
+/// Model weights (and batch-norm statistics) under their names, the fitted
+/// preprocessing (`preprocess.*`), plus the spec, in `model.safetensors`.
 fn save_model(
     path: &Path,
     model: &dyn Module<f32>,
+    pipeline: Option<&FittedPipeline>,
     spec: &Spec,
     epoch: usize,
 ) -> Result<(), RunError> {
@@ -140,18 +200,37 @@ fn save_model(
         ("spec".to_string(), spec.source.clone()),
         ("epoch".to_string(), epoch.to_string()),
     ]);
-    Ok(save_tensors(path, &state_dict(model), meta)?)
+    let mut tensors = state_dict(model);
+    if let Some(p) = pipeline {
+        tensors.extend(p.to_tensors());
+    }
+    Ok(save_tensors(path, &tensors, meta)?)
 }
 
-/// Loads `model.safetensors` into a network built from the same spec.
-pub fn load_model(path: &Path, model: &mut dyn Module<f32>) -> Result<(), RunError> {
+/// Loads `model.safetensors` into a network built from the same spec, and
+/// returns the fitted preprocessing stored with it (if the spec has any).
+pub fn load_model(
+    path: &Path,
+    model: &mut dyn Module<f32>,
+    spec: &Spec,
+) -> Result<Option<FittedPipeline>, RunError> {
     let (tensors, _) = load_tensors(path)?;
-    load_state_dict(model, &tensors).map_err(|e| {
+    let fmt = |message: String| {
         RunError::Checkpoint(CheckpointError::Format {
             path: path.into(),
-            message: e.to_string(),
+            message,
         })
-    })
+    };
+    let (pre, weights): (Vec<_>, Vec<_>) = tensors
+        .into_iter()
+        .partition(|(n, _)| n.starts_with("preprocess."));
+    load_state_dict(model, &weights).map_err(|e| fmt(e.to_string()))?;
+    if spec.preprocess.is_empty() {
+        return Ok(None);
+    }
+    FittedPipeline::from_tensors(&pre, &spec.preprocess)
+        .map(Some)
+        .map_err(|e| fmt(e.to_string()))
 }
 
 struct Metrics {
@@ -165,6 +244,7 @@ struct Metrics {
 struct RunObserver<'a> {
     out: PathBuf,
     spec: &'a Spec,
+    pipeline: Option<&'a FittedPipeline>,
     metrics: Metrics,
     pending_steps: Vec<StepInfo>,
     inner: &'a mut dyn Observer,
@@ -273,11 +353,14 @@ impl Observer for RunObserver<'_> {
         save_model(
             &self.out.join("model.safetensors"),
             model,
+            self.pipeline,
             self.spec,
             r.epoch,
         )
         .map_err(|e| e.to_string())?;
-        if r.epoch % self.spec.train.checkpoint_every == 0 || r.epoch == self.spec.train.epochs {
+        if r.epoch.is_multiple_of(self.spec.train.checkpoint_every)
+            || r.epoch == self.spec.train.epochs
+        {
             save_checkpoint(&self.out, model, opt, self.spec, r.epoch)
                 .map_err(|e| e.to_string())?;
         }
@@ -444,7 +527,8 @@ pub fn train(
     let threads = opts.threads.unwrap_or(spec.train.threads);
     strata_kernels::parallel::set_num_threads(threads);
     let data = load_data(&spec, opts.data_dir.as_deref())?;
-    let input = data.train.image_shape().to_vec();
+    let image = data.train.image_shape();
+    let input = network_input(&spec, image)?;
     let classes = data.train.num_classes();
     let mut model: Sequential<f32> = build_model(&spec, &input, classes)?;
     let steps_per_epoch = data.train.len().div_ceil(spec.train.batch) as u64;
@@ -481,10 +565,13 @@ pub fn train(
         epochs: spec.train.epochs,
         batch: spec.train.batch,
         seed: spec.train.seed,
+        augment: spec.augmentation(),
+        eval: eval_options(&spec, image, false)?,
     };
     let mut observer = RunObserver {
         out: opts.out.clone(),
         spec: &spec,
+        pipeline: data.pipeline.as_ref(),
         metrics,
         pending_steps: Vec::new(),
         inner: progress,
@@ -519,7 +606,7 @@ pub fn train(
         samples_per_second: trained_items / metrics.train_seconds.max(1e-9),
     };
     if !opts.skip_test {
-        let eval = evaluate(&mut model, &data.test, spec.eval.batch)?;
+        let eval = evaluate_with(&mut model, &data.test, &eval_options(&spec, image, true)?)?;
         summary.test_accuracy = Some(eval.accuracy);
         let names = data.test.class_names().to_vec();
         write_text(
@@ -566,15 +653,20 @@ pub fn eval_dir(
     }
     spec.data.validation = 0;
     spec.data.subset = None;
-    let data = load_data(&spec, data_dir)?;
-    let mut model: Sequential<f32> = build_model(
-        &spec,
-        data.test.image_shape().as_slice(),
-        data.test.num_classes(),
-    )?;
-    load_model(&model_dir.join("model.safetensors"), &mut model)?;
-    let eval = evaluate(&mut model, &data.test, spec.eval.batch)?;
-    Ok((eval, data.test.class_names().to_vec()))
+    // The test data gets the preprocessing fitted at training time, not a refit.
+    let mut test = load_raw(&spec, data_dir)?.test;
+    let raw = test.image_shape();
+    let image = spec
+        .preprocess
+        .iter()
+        .try_fold(raw, |s, p| p.output_shape(s))?;
+    let input = network_input(&spec, image)?;
+    let mut model: Sequential<f32> = build_model(&spec, &input, test.num_classes())?;
+    if let Some(p) = load_model(&model_dir.join("model.safetensors"), &mut model, &spec)? {
+        p.apply(&mut test)?;
+    }
+    let eval = evaluate_with(&mut model, &test, &eval_options(&spec, image, true)?)?;
+    Ok((eval, test.class_names().to_vec()))
 }
 
 /// `strata gradcheck`: builds the spec's network at f64 and checks backprop
@@ -585,10 +677,14 @@ pub fn gradcheck(
     items: usize,
 ) -> Result<Vec<GradCheckReport>, RunError> {
     let data = load_data(spec, data_dir)?;
-    let input = data.train.image_shape().to_vec();
+    let image = data.train.image_shape();
+    let input = network_input(spec, image)?;
     let mut model: Sequential<f64> = build_model(spec, &input, data.train.num_classes())?;
     let idx: Vec<usize> = (0..items.min(data.train.len())).collect();
-    let (x, labels) = data.train.batch(&idx)?;
+    let (mut x, labels) = data.train.batch(&idx)?;
+    if let Some(t) = eval_options(spec, image, false)?.transform {
+        x = t.apply_batch(&x, 0, 0)?;
+    }
     let x64 = Tensor::from_vec(x.to_vec().into_iter().map(f64::from).collect(), x.shape())
         .map_err(|e| RunError::Other(e.to_string()))?;
     let opts = GradCheckOptions {

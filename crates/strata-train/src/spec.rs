@@ -72,6 +72,10 @@ pub struct Spec {
     pub layer_lines: Vec<usize>,
     /// Optimiser section.
     pub optimizer: OptimizerSpec,
+    /// Parsed `data.preprocess`.
+    pub preprocess: Vec<strata_data::Preprocess>,
+    /// Parsed `data.augment`.
+    pub augment: Vec<strata_data::AugmentStep>,
     /// Training section.
     pub train: TrainSpec,
     /// Evaluation section.
@@ -93,6 +97,12 @@ pub struct DataSpec {
     /// Use only the first `test_subset` test items (quick runs).
     #[serde(default)]
     pub test_subset: Option<usize>,
+    /// Preprocessing steps, fitted on the training split (see [`crate::data_spec`]).
+    #[serde(default)]
+    pub preprocess: Vec<toml::Value>,
+    /// Augmentation of training minibatches (see [`crate::data_spec`]).
+    #[serde(default)]
+    pub augment: Option<toml::Value>,
 }
 
 /// `[optimizer]`.
@@ -247,6 +257,18 @@ pub struct EvalSpec {
     /// Items per evaluation minibatch.
     #[serde(default = "default_eval_batch")]
     pub batch: usize,
+    /// Average the predictions over 10 views (centre, 4 corners and their
+    /// mirrors) of each held-out image, cropped to the network's input size.
+    #[serde(default)]
+    pub multi_crop: bool,
+    /// Whether multi-crop also uses the mirror images (10 views instead of 5);
+    /// turn off where mirroring changes the class (digits, text).
+    #[serde(default = "default_true")]
+    pub mirror: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_eval_batch() -> usize {
@@ -276,6 +298,82 @@ pub enum LayerSpec {
     },
     /// `"flatten"`.
     Flatten,
+    /// `{ conv = { out = 32, kernel = 3, stride = 1, pad = "same", border = "zero", bias = true } }`.
+    Conv {
+        /// Output slices (kernels).
+        out: usize,
+        /// Square kernel side (odd or even).
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// `"same"`, `"valid"` or a number of rows/columns per side.
+        pad: PadSpec,
+        /// How the padding is filled: `"zero"`, `"reflect"`, `"replicate"` or `{ constant = v }`.
+        border: strata_nn::Border,
+        /// Whether the layer has a bias per output slice.
+        bias: bool,
+    },
+    /// `{ maxpool = 2 }` or `{ maxpool = { size = 3, stride = 2, odd = "ceil" } }`.
+    MaxPool {
+        /// Window side.
+        size: usize,
+        /// Stride (default: the window side).
+        stride: usize,
+        /// The chapter's two policies for odd sizes: drop (`"floor"`) or impute by copying the edge (`"ceil"`).
+        ceil: bool,
+    },
+    /// `"global-avgpool"`: mean over each slice, `[C, H, W] → [C]`.
+    GlobalAvgPool,
+    /// `"batchnorm"` or `{ batchnorm = {} }`: per feature or per channel.
+    BatchNorm,
+    /// `{ residual = { out = 64, stride = 1, kind = "pre-activation", batchnorm = true } }`:
+    /// one residual layer (convolutional on blocks, fully connected on vectors).
+    Residual(ResidualSpec),
+    /// `{ stage = { blocks = 3, out = 32, stride = 2, kind = "original" } }`:
+    /// `blocks` residual layers, the first with the stride (and a projection).
+    Stage {
+        /// Residual layers in the stage.
+        blocks: usize,
+        /// The layers' settings (the stride applies to the first one).
+        block: ResidualSpec,
+    },
+    /// `{ resnet = { depth = 20, kind = "original", width = 16, bottleneck = false } }`:
+    /// a whole CIFAR-style ResNet of depth 6n+2 (or 9n+2 with bottlenecks),
+    /// ending in the linear layer to the classes.
+    ResNet {
+        /// Weighted layers.
+        depth: usize,
+        /// Original or pre-activation residual layers.
+        kind: strata_nn::ResidualKind,
+        /// First-stage width.
+        width: usize,
+        /// Bottleneck blocks.
+        bottleneck: bool,
+    },
+}
+
+/// Padding of a convolution in the spec.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PadSpec {
+    /// Output size `⌈n/stride⌉`.
+    Same,
+    /// No padding.
+    Valid,
+    /// This many rows/columns on every side.
+    Uniform(usize),
+}
+
+/// Settings of a residual layer in the spec.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResidualSpec {
+    /// Output width (slices or units).
+    pub out: usize,
+    /// Stride of the first convolution (1 for fully connected).
+    pub stride: usize,
+    /// Original `F(x + W₁q + b₁)` or pre-activation `x + W₁q + b₁`.
+    pub kind: strata_nn::ResidualKind,
+    /// Batch normalisation inside the layer.
+    pub batchnorm: bool,
 }
 
 impl LayerSpec {
@@ -286,12 +384,20 @@ impl LayerSpec {
             LayerSpec::Relu => "relu",
             LayerSpec::Dropout { .. } => "dropout",
             LayerSpec::Flatten => "flatten",
+            LayerSpec::Conv { .. } => "conv",
+            LayerSpec::MaxPool { .. } => "maxpool",
+            LayerSpec::GlobalAvgPool => "global-avgpool",
+            LayerSpec::BatchNorm => "batchnorm",
+            LayerSpec::Residual(_) => "residual",
+            LayerSpec::Stage { .. } => "stage",
+            LayerSpec::ResNet { .. } => "resnet",
         }
     }
 }
 
 /// Layer kinds the spec knows, for error messages.
-pub const LAYER_KINDS: &str = "linear, relu, dropout, flatten";
+pub const LAYER_KINDS: &str =
+    "linear, relu, dropout, flatten, conv, maxpool, global-avgpool, batchnorm, residual, stage, resnet";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -334,6 +440,15 @@ fn field_line(text: &str, section: &str, key: &str) -> Option<usize> {
 }
 
 impl Spec {
+    /// The training augmentation, seeded from `train.seed` (None without steps).
+    pub fn augmentation(&self) -> Option<strata_data::Augmentation> {
+        if self.augment.is_empty() {
+            return None;
+        }
+        let a = strata_data::Augmentation::new(self.train.seed ^ 0xa96_0000);
+        Some(self.augment.iter().cloned().fold(a, |a, s| a.then(s)))
+    }
+
     /// Reads and validates a spec file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SpecError> {
         Self::load_with(path, &[])
@@ -408,9 +523,27 @@ impl Spec {
                 "at least one layer is needed".into(),
             ));
         }
+        let mut preprocess = Vec::new();
+        for (i, v) in raw.data.preprocess.iter().enumerate() {
+            let p = crate::data_spec::parse_preprocess(v).map_err(|m| {
+                err(
+                    field_line(&source, "data", "preprocess"),
+                    &format!("data.preprocess[{i}]"),
+                    m,
+                )
+            })?;
+            preprocess.push(p);
+        }
+        let augment = match &raw.data.augment {
+            None => Vec::new(),
+            Some(v) => crate::data_spec::parse_augment(v)
+                .map_err(|m| err(field_line(&source, "data", "augment"), "data.augment", m))?,
+        };
         let spec = Spec {
             file: file.clone(),
             source: source.clone(),
+            preprocess,
+            augment,
             data: raw.data,
             layers,
             layer_lines,
@@ -582,6 +715,8 @@ fn parse_layer(v: &toml::Value) -> Result<LayerSpec, String> {
         Value::String(s) => match s.as_str() {
             "relu" => Ok(LayerSpec::Relu),
             "flatten" => Ok(LayerSpec::Flatten),
+            "global-avgpool" | "avgpool" => Ok(LayerSpec::GlobalAvgPool),
+            "batchnorm" => Ok(LayerSpec::BatchNorm),
             k => Err(unknown(k)),
         },
         Value::Table(t) if t.len() == 1 => {
@@ -608,6 +743,30 @@ fn parse_layer(v: &toml::Value) -> Result<LayerSpec, String> {
                 }
                 "relu" => Ok(LayerSpec::Relu),
                 "flatten" => Ok(LayerSpec::Flatten),
+                "batchnorm" => {
+                    table(arg, "batchnorm", &[])?;
+                    Ok(LayerSpec::BatchNorm)
+                }
+                "conv" => parse_conv(arg),
+                "maxpool" => parse_pool(arg),
+                "residual" => Ok(LayerSpec::Residual(parse_residual(table(arg, "residual", RESIDUAL_KEYS)?, "residual")?)),
+                "stage" => {
+                    let t = table(arg, "stage", &[RESIDUAL_KEYS, &["blocks"]].concat())?;
+                    let blocks = positive(t.get("blocks").unwrap_or(&Value::Integer(0)), "stage: blocks")?;
+                    Ok(LayerSpec::Stage { blocks, block: parse_residual(t, "stage")? })
+                }
+                "resnet" => {
+                    let t = table(arg, "resnet", &["depth", "kind", "width", "bottleneck"])?;
+                    Ok(LayerSpec::ResNet {
+                        depth: positive(t.get("depth").unwrap_or(&Value::Integer(0)), "resnet: depth")?,
+                        kind: residual_kind(t.get("kind"))?,
+                        width: match t.get("width") {
+                            None => 16,
+                            Some(w) => positive(w, "resnet: width")?,
+                        },
+                        bottleneck: flag(t.get("bottleneck"), false, "resnet: bottleneck")?,
+                    })
+                }
                 k => Err(unknown(k)),
             }
         }
@@ -621,4 +780,140 @@ fn positive(v: &toml::Value, what: &str) -> Result<usize, String> {
         Some(i) => Err(format!("{what} must be a positive integer, got {i}")),
         None => Err(format!("{what} must be a positive integer, got {v}")),
     }
+}
+
+const RESIDUAL_KEYS: &[&str] = &["out", "stride", "kind", "batchnorm"];
+
+fn table<'a>(v: &'a toml::Value, what: &str, keys: &[&str]) -> Result<&'a toml::Table, String> {
+    let t = v
+        .as_table()
+        .ok_or_else(|| format!("{what} takes a table of settings, e.g. {{ out = 32 }}"))?;
+    if let Some(k) = t.keys().find(|k| !keys.contains(&k.as_str())) {
+        return Err(format!(
+            "{what} has no setting {k:?}; expected one of {keys:?}"
+        ));
+    }
+    Ok(t)
+}
+
+fn flag(v: Option<&toml::Value>, default: bool, what: &str) -> Result<bool, String> {
+    match v {
+        None => Ok(default),
+        Some(toml::Value::Boolean(b)) => Ok(*b),
+        Some(other) => Err(format!("{what} is true or false, got {other}")),
+    }
+}
+
+fn opt_positive(v: Option<&toml::Value>, default: usize, what: &str) -> Result<usize, String> {
+    v.map_or(Ok(default), |v| positive(v, what))
+}
+
+fn residual_kind(v: Option<&toml::Value>) -> Result<strata_nn::ResidualKind, String> {
+    match v.map(|v| v.as_str()) {
+        None | Some(Some("original")) => Ok(strata_nn::ResidualKind::Original),
+        Some(Some("pre-activation")) | Some(Some("preact")) => {
+            Ok(strata_nn::ResidualKind::PreActivation)
+        }
+        _ => Err("kind is \"original\" or \"pre-activation\"".into()),
+    }
+}
+
+fn parse_residual(t: &toml::Table, what: &str) -> Result<ResidualSpec, String> {
+    Ok(ResidualSpec {
+        out: positive(
+            t.get("out").ok_or(format!("{what} needs out = <width>"))?,
+            &format!("{what}: out"),
+        )?,
+        stride: opt_positive(t.get("stride"), 1, &format!("{what}: stride"))?,
+        kind: residual_kind(t.get("kind"))?,
+        batchnorm: flag(t.get("batchnorm"), true, &format!("{what}: batchnorm"))?,
+    })
+}
+
+fn parse_conv(arg: &toml::Value) -> Result<LayerSpec, String> {
+    use toml::Value;
+    let t = table(
+        arg,
+        "conv",
+        &["out", "kernel", "stride", "pad", "border", "bias"],
+    )?;
+    let pad = match t.get("pad") {
+        None => PadSpec::Valid,
+        Some(Value::String(s)) if s == "same" => PadSpec::Same,
+        Some(Value::String(s)) if s == "valid" => PadSpec::Valid,
+        Some(Value::Integer(i)) if *i >= 0 => PadSpec::Uniform(*i as usize),
+        Some(other) => {
+            return Err(format!(
+                "conv: pad is \"same\", \"valid\" or a non-negative integer, got {other}"
+            ))
+        }
+    };
+    let border = match t.get("border") {
+        None => strata_nn::Border::Zero,
+        Some(Value::String(s)) => match s.as_str() {
+            "zero" => strata_nn::Border::Zero,
+            "reflect" => strata_nn::Border::Reflect,
+            "replicate" => strata_nn::Border::Replicate,
+            other => {
+                return Err(format!(
+                    "conv: border {other:?} is not zero, reflect, replicate or {{ constant = v }}"
+                ))
+            }
+        },
+        Some(Value::Table(c)) => match c.get("constant") {
+            Some(Value::Float(f)) => strata_nn::Border::Constant(*f),
+            Some(Value::Integer(i)) => strata_nn::Border::Constant(*i as f64),
+            _ => return Err("conv: border table is { constant = <value> }".into()),
+        },
+        Some(other) => {
+            return Err(format!(
+                "conv: border {other} is not zero, reflect, replicate or {{ constant = v }}"
+            ))
+        }
+    };
+    Ok(LayerSpec::Conv {
+        out: positive(
+            t.get("out").ok_or("conv needs out = <number of kernels>")?,
+            "conv: out",
+        )?,
+        kernel: positive(
+            t.get("kernel").ok_or("conv needs kernel = <side>")?,
+            "conv: kernel",
+        )?,
+        stride: opt_positive(t.get("stride"), 1, "conv: stride")?,
+        pad,
+        border,
+        bias: flag(t.get("bias"), true, "conv: bias")?,
+    })
+}
+
+fn parse_pool(arg: &toml::Value) -> Result<LayerSpec, String> {
+    if arg.is_integer() {
+        let size = positive(arg, "maxpool: size")?;
+        return Ok(LayerSpec::MaxPool {
+            size,
+            stride: size,
+            ceil: false,
+        });
+    }
+    let t = table(arg, "maxpool", &["size", "stride", "odd"])?;
+    let size = positive(
+        t.get("size").ok_or("maxpool needs size = <window side>")?,
+        "maxpool: size",
+    )?;
+    let ceil = match t.get("odd").map(|v| v.as_str()) {
+        None | Some(Some("floor")) => false,
+        Some(Some("ceil")) => true,
+        _ => {
+            return Err(
+                "maxpool: odd is \"floor\" (drop the odd row/column) or \"ceil\" (impute it)"
+                    .into(),
+            )
+        }
+    };
+    Ok(LayerSpec::MaxPool {
+        size,
+        stride: opt_positive(t.get("stride"), size, "maxpool: stride")?,
+        ceil,
+    })
 }

@@ -3,8 +3,10 @@
 //! validation, and evaluate only that one on the held-out test set.
 
 use crate::assemble::build_model;
-use crate::fit::{evaluate, Observer};
-use crate::run::{load_data, load_model, train, RunError, RunOptions, Summary};
+use crate::fit::{evaluate_with, Observer};
+use crate::run::{
+    eval_options, load_data, load_model, network_input, train, RunError, RunOptions, Summary,
+};
 use crate::spec::Spec;
 use std::path::Path;
 use strata_nn::Sequential;
@@ -115,16 +117,16 @@ pub fn sweep(
     // Only the chosen setting ever sees the test set.
     let spec = Spec::load_with(spec_path, &points[best])?;
     let data = load_data(&spec, opts.data_dir.as_deref())?;
-    let mut model: Sequential<f32> = build_model(
-        &spec,
-        data.train.image_shape().as_slice(),
-        data.train.num_classes(),
-    )?;
+    let image = data.train.image_shape();
+    let input = network_input(&spec, image)?;
+    let mut model: Sequential<f32> = build_model(&spec, &input, data.train.num_classes())?;
     load_model(
         &Path::new(&rows[best].dir).join("model.safetensors"),
         &mut model,
+        &spec,
     )?;
-    let test_accuracy = evaluate(&mut model, &data.test, spec.eval.batch)?.accuracy;
+    let test_accuracy =
+        evaluate_with(&mut model, &data.test, &eval_options(&spec, image, true)?)?.accuracy;
     let result = SweepResult {
         rows,
         best,

@@ -25,6 +25,7 @@ fn softmax_classifier_learns_digits() {
         epochs: 30,
         batch: 32,
         seed: 3,
+        ..FitOptions::default()
     };
     let mut seen = 0;
     let history = fit(
@@ -79,6 +80,7 @@ fn dead_units_are_reported_per_layer() {
             epochs: 1,
             batch: 64,
             seed: 1,
+            ..FitOptions::default()
         },
         (),
     )
@@ -107,6 +109,7 @@ fn divergence_stops_with_a_clear_message() {
             epochs: 5,
             batch: 32,
             seed: 1,
+            ..FitOptions::default()
         },
         (),
     )
@@ -133,6 +136,7 @@ fn a_network_that_does_not_fit_the_data_is_refused_up_front() {
             epochs: 1,
             batch: 32,
             seed: 1,
+            ..FitOptions::default()
         },
         (),
     )

@@ -3,7 +3,7 @@
 
 use strata_kernels::gemm::{choose, gemm, gemm_with, GemmImpl, GemmScalar, Trans};
 
-use super::{Opts, Record, Shape};
+use super::{Opts, Out, Record, Shape};
 
 /// Candidates: each available own/portable implementation, then `None` for `gemm()`.
 fn candidates() -> Vec<Option<GemmImpl>> {
@@ -37,7 +37,7 @@ fn measure<T: GemmScalar>(
     (ta, tb): (Trans, Trans),
     (m, n, k): (usize, usize, usize),
     shape: Shape,
-    out: &mut dyn FnMut(Record),
+    out: Out,
 ) {
     let a: Vec<T> = data(m * k, 1);
     let b: Vec<T> = data(k * n, 2);
@@ -65,7 +65,7 @@ fn measure<T: GemmScalar>(
     let rates = o.timing.rates(&mut cands);
     for (&imp, gflops) in imps.iter().zip(rates) {
         let imp = label::<T>(imp, m, n, k);
-        out(Record {
+        out(&Record {
             workload: work.into(),
             imp,
             shape,
@@ -83,16 +83,17 @@ fn label<T: GemmScalar>(imp: Option<GemmImpl>, m: usize, n: usize, k: usize) -> 
 }
 
 /// Square sgemm at n = 256, 512, 1024, 2048 and dgemm at n = 1024.
-pub fn square(o: &Opts, out: &mut dyn FnMut(Record)) {
+pub fn square(o: &Opts, out: Out) -> Result<(), String> {
     let nn = (Trans::No, Trans::No);
     for n in [256, 512, 1024, 2048] {
         measure::<f32>(o, "sgemm", nn, (n, n, n), Shape::Square(n), out);
     }
     measure::<f64>(o, "dgemm", nn, (1024, 1024, 1024), Shape::Square(1024), out);
+    Ok(())
 }
 
 /// The MLP's layers at batch 128, forward and backward.
-pub fn layers(o: &Opts, out: &mut dyn FnMut(Record)) {
+pub fn layers(o: &Opts, out: Out) -> Result<(), String> {
     use Trans::{No, Yes};
     // (m, n, k, ta, tb, label): X·Wᵀ forward, dY·W for dX, dYᵀ·X for dW.
     let shapes: [(usize, usize, usize, Trans, Trans, &'static str); 6] = [
@@ -113,4 +114,5 @@ pub fn layers(o: &Opts, out: &mut dyn FnMut(Record)) {
             out,
         );
     }
+    Ok(())
 }

@@ -1,11 +1,15 @@
 //! `cargo xtask bench`: a registry of workloads, options and output.
 //!
-//! A workload is a function that measures something and reports [`Record`]s
-//! through a callback; add new ones to [`WORKLOADS`].
+//! A workload is a function that measures something and reports [`Line`]s
+//! (a [`Record`] of GFLOPS, a network's samples/s, a profile row) through a
+//! callback; add new ones to [`WORKLOADS`].
 
+mod conv;
 mod gemm;
+mod nets;
 mod peak;
 mod timing;
+mod torch;
 
 /// Every workload: name, what it measures, and the function that runs it.
 const WORKLOADS: &[Workload] = &[
@@ -24,13 +28,48 @@ const WORKLOADS: &[Workload] = &[
         about: "sgemm at neural-net layer shapes (batch 128)",
         run: gemm::layers,
     },
+    Workload {
+        name: "conv",
+        about: "3×3 conv 64→64, 32×32, batch 64: forward, backward-data, backward-weights",
+        run: conv::conv,
+    },
+    Workload {
+        name: "mlp",
+        about: "MLP 784-1024-1024-10, batch 128: train and eval samples/s",
+        run: nets::mlp,
+    },
+    Workload {
+        name: "cnn",
+        about: "2-conv CNN on 1×28×28, batch 128: train and eval samples/s",
+        run: nets::cnn,
+    },
+    Workload {
+        name: "resnet20",
+        about: "CIFAR ResNet-20 on 3×32×32, batch 128: train and eval samples/s",
+        run: nets::resnet20,
+    },
 ];
+
+/// Where a workload's results go.
+pub type Out<'a> = &'a mut dyn FnMut(&dyn Line);
+
+/// One line of output, as a table row or a JSON object.
+pub trait Line {
+    /// The table header this row belongs under (printed when it changes).
+    fn header(&self) -> Option<String> {
+        None
+    }
+    /// A human-readable row.
+    fn row(&self) -> String;
+    /// A one-line JSON object.
+    fn json(&self) -> String;
+}
 
 /// A named benchmark.
 struct Workload {
     name: &'static str,
     about: &'static str,
-    run: fn(&Opts, &mut dyn FnMut(Record)),
+    run: fn(&Opts, Out) -> Result<(), String>,
 }
 
 /// One line per workload, for the usage message.
@@ -51,6 +90,12 @@ pub struct Opts {
     json: bool,
     /// Timing: the length and count of timed windows.
     pub timing: timing::Timing,
+    /// Python interpreter with torch, to run `torch_bench.py` beside strata.
+    pub compare_torch: Option<String>,
+    /// Print a per-op profile of each network.
+    pub profile: bool,
+    /// Measurement rounds per network (interleaved with torch when comparing).
+    pub rounds: usize,
 }
 
 impl Opts {
@@ -61,6 +106,9 @@ impl Opts {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             json: false,
             timing: timing::Timing::default(),
+            compare_torch: None,
+            profile: false,
+            rounds: 0,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -74,10 +122,20 @@ impl Opts {
                 "--threads" => o.threads = num("--threads")?.max(1),
                 "--window-ms" => o.timing.window_ms = num("--window-ms")? as u64,
                 "--windows" => o.timing.windows = num("--windows")?.max(1),
+                "--rounds" => o.rounds = num("--rounds")?.max(1),
+                "--profile" => o.profile = true,
+                "--compare-torch" => {
+                    o.compare_torch =
+                        Some(it.next().ok_or("--compare-torch needs a python")?.clone())
+                }
                 s if s.starts_with('-') => return Err(format!("unknown option {s}")),
                 s if WORKLOADS.iter().any(|w| w.name == s) => o.workloads.push(s.to_string()),
                 s => return Err(format!("unknown workload {s}")),
             }
+        }
+        if o.rounds == 0 {
+            // Interleaving with torch needs several rounds to be fair to both.
+            o.rounds = if o.compare_torch.is_some() { 3 } else { 1 };
         }
         Ok(o)
     }
@@ -104,14 +162,24 @@ pub enum Shape {
     Square(usize),
     /// `m × n × k` with a label such as `"AᵀB"`.
     Mnk(usize, usize, usize, &'static str),
+    /// A free-form shape description.
+    Label(&'static str),
 }
 
-impl Record {
+impl Line for Record {
+    fn header(&self) -> Option<String> {
+        Some(format!(
+            "{:<8} {:<26} {:<22} {:>7} {:>9}",
+            "workload", "impl", "shape", "threads", "GFLOPS"
+        ))
+    }
+
     fn json(&self) -> String {
         let shape = match self.shape {
             Shape::Square(0) => String::from("\"n\":null"),
             Shape::Square(n) => format!("\"n\":{n}"),
             Shape::Mnk(m, n, k, op) => format!("\"m\":{m},\"n\":{n},\"k\":{k},\"op\":\"{op}\""),
+            Shape::Label(l) => format!("\"shape\":\"{l}\""),
         };
         format!(
             "{{\"workload\":\"{}\",\"impl\":\"{}\",{shape},\"threads\":{},\"gflops\":{:.1}}}",
@@ -124,6 +192,7 @@ impl Record {
             Shape::Square(0) => String::from("-"),
             Shape::Square(n) => format!("n = {n}"),
             Shape::Mnk(m, n, k, op) => format!("{op} {m}×{n}×{k}"),
+            Shape::Label(l) => l.to_string(),
         };
         format!(
             "{:<8} {:<26} {:<22} {:>7} {:>9.1}",
@@ -139,13 +208,18 @@ pub fn run(o: &Opts) -> Result<(), String> {
         std::env::set_var("MATMUL_NUM_THREADS", o.threads.to_string());
     }
     strata_kernels::parallel::set_num_threads(o.threads);
-    if !o.json {
-        println!(
-            "{:<8} {:<26} {:<22} {:>7} {:>9}",
-            "workload", "impl", "shape", "threads", "GFLOPS"
-        );
-    }
-    let mut print = |r: Record| println!("{}", if o.json { r.json() } else { r.row() });
+    let mut header = None;
+    let mut print = |r: &dyn Line| {
+        if o.json {
+            return println!("{}", r.json());
+        }
+        let h = r.header();
+        if h.is_some() && h != header {
+            println!("{}", h.as_deref().unwrap_or_default());
+            header = h;
+        }
+        println!("{}", r.row());
+    };
     // In the order asked for (all, in registry order, if none was named).
     let chosen: Vec<&Workload> = if o.workloads.is_empty() {
         WORKLOADS.iter().collect()
@@ -156,7 +230,7 @@ pub fn run(o: &Opts) -> Result<(), String> {
             .collect()
     };
     for w in chosen {
-        (w.run)(o, &mut print);
+        (w.run)(o, &mut print)?;
     }
     Ok(())
 }

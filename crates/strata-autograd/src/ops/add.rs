@@ -33,8 +33,8 @@ impl<T: Real> Backward<T> for ScaleBackward<T> {
         grad: &Tensor<T>,
         _needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        let mut g = grad.to_vec();
-        elementwise::scale(self.0, &mut g);
+        let mut g = vec![T::zero(); grad.numel()];
+        elementwise::scale_into(self.0, &grad.to_contiguous_slice(), &mut g);
         Ok(vec![Some(tensor(g, grad.shape()))])
     }
 }
@@ -44,7 +44,11 @@ impl<T: Real> Tape<T> {
     pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
         let (av, bv) = (self.value(a)?, self.value(b)?);
         if av.shape() != bv.shape() {
-            return Err(shape_err("add", "operands must have the same shape", &[av.shape(), bv.shape()]));
+            return Err(shape_err(
+                "add",
+                "operands must have the same shape",
+                &[av.shape(), bv.shape()],
+            ));
         }
         let mut y = vec![T::zero(); av.numel()];
         elementwise::add(&av.to_contiguous_slice(), &bv.to_contiguous_slice(), &mut y);
@@ -55,8 +59,8 @@ impl<T: Real> Tape<T> {
     /// `c·x` for a constant `c`.
     pub fn scale(&mut self, x: Var, c: T) -> Result<Var> {
         let xv = self.value(x)?;
-        let mut y = xv.to_vec();
-        elementwise::scale(c, &mut y);
+        let mut y = vec![T::zero(); xv.numel()];
+        elementwise::scale_into(c, &xv.to_contiguous_slice(), &mut y);
         let out = tensor(y, xv.shape());
         self.push_op(&[x], out, || Box::new(ScaleBackward(c)))
     }

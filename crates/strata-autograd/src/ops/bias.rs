@@ -68,6 +68,12 @@ impl<T: Real> Tape<T> {
             }
         }
         let out = tensor(y, s);
-        self.push_op(&[x, bias], out, || Box::new(BiasBackward { outer, channels, inner }))
+        self.push_op(&[x, bias], out, || {
+            Box::new(BiasBackward {
+                outer,
+                channels,
+                inner,
+            })
+        })
     }
 }

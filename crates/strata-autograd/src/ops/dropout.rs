@@ -44,9 +44,12 @@ impl<T: Real> Tape<T> {
         }
         let xv = self.value(x)?;
         let keep = T::of(1.0 / (1.0 - p));
-        let mask: Vec<T> = (0..xv.numel())
-            .map(|_| if rng.random::<f64>() < p { T::zero() } else { keep })
-            .collect();
+        // 32 random bits per unit, drawn in bulk: unit i is dropped when
+        // bits[i] < p·2³², i.e. with probability p (to within 2⁻³²).
+        let mut bits = vec![0u32; xv.numel()];
+        rng.fill(&mut bits[..]);
+        let mut mask = vec![T::zero(); bits.len()];
+        elementwise::dropout_mask(&bits, (p * 4_294_967_296.0) as u64, keep, &mut mask);
         let mut y = vec![T::zero(); xv.numel()];
         elementwise::apply_mask(&xv.to_contiguous_slice(), &mask, &mut y);
         let out = tensor(y, xv.shape());

@@ -45,7 +45,11 @@ impl<T: Real> Backward<T> for SoftmaxBackward {
         let cols = output.shape()[1];
         let (s, g) = (output.to_contiguous_slice(), grad.to_contiguous_slice());
         let mut dx = vec![T::zero(); s.len()];
-        for ((d, sr), gr) in dx.chunks_exact_mut(cols).zip(s.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
+        for ((d, sr), gr) in dx
+            .chunks_exact_mut(cols)
+            .zip(s.chunks_exact(cols))
+            .zip(g.chunks_exact(cols))
+        {
             let dot: T = sr.iter().zip(gr).map(|(&a, &b)| a * b).sum();
             for ((di, &si), &gi) in d.iter_mut().zip(sr).zip(gr) {
                 *di = si * (gi - dot);
@@ -57,7 +61,11 @@ impl<T: Real> Backward<T> for SoftmaxBackward {
 
 fn check_logits(op: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
     if shape.len() != 2 || shape[1] == 0 {
-        return Err(shape_err(op, "logits must be a [minibatch, classes] matrix with at least one class", &[shape]));
+        return Err(shape_err(
+            op,
+            "logits must be a [minibatch, classes] matrix with at least one class",
+            &[shape],
+        ));
     }
     Ok((shape[0], shape[1]))
 }
@@ -84,8 +92,11 @@ impl<T: Real> Tape<T> {
             });
         }
         let mut dlogits = vec![T::zero(); lv.numel()];
-        let loss = softmax::softmax_cross_entropy(&lv.to_contiguous_slice(), labels, cols, &mut dlogits);
-        self.push_op(&[logits], tensor(vec![loss], &[]), || Box::new(CrossEntropyBackward { dlogits }))
+        let loss =
+            softmax::softmax_cross_entropy(&lv.to_contiguous_slice(), labels, cols, &mut dlogits);
+        self.push_op(&[logits], tensor(vec![loss], &[]), || {
+            Box::new(CrossEntropyBackward { dlogits })
+        })
     }
 
     /// Row-wise softmax of `[M, C]` logits: the class probabilities `s(o)`.

@@ -40,15 +40,47 @@ impl<T: Real> Backward<T> for MatMulBackward {
         let (a, b) = (inputs[0], inputs[1]);
         let (m, k) = op_dims(a.shape(), self.ta);
         let n = grad.shape()[1];
-        let (ad, bd, gd) = (a.to_contiguous_slice(), b.to_contiguous_slice(), grad.to_contiguous_slice());
+        let (ad, bd, gd) = (
+            a.to_contiguous_slice(),
+            b.to_contiguous_slice(),
+            grad.to_contiguous_slice(),
+        );
         let (lda, ldb) = (a.shape()[1], b.shape()[1]);
         let da = needs[0].then(|| {
             let mut da = vec![T::zero(); a.numel()];
             match self.ta {
                 // dA (m×k) = dC (m×n) · op(B)ᵀ (n×k)
-                Trans::No => gemm(Trans::No, flip(self.tb), m, k, n, T::one(), &gd, n, &bd, ldb, T::zero(), &mut da, k),
+                Trans::No => gemm(
+                    Trans::No,
+                    flip(self.tb),
+                    m,
+                    k,
+                    n,
+                    T::one(),
+                    &gd,
+                    n,
+                    &bd,
+                    ldb,
+                    T::zero(),
+                    &mut da,
+                    k,
+                ),
                 // dA (k×m) = op(B) (k×n) · dCᵀ (n×m)
-                Trans::Yes => gemm(self.tb, Trans::Yes, k, m, n, T::one(), &bd, ldb, &gd, n, T::zero(), &mut da, m),
+                Trans::Yes => gemm(
+                    self.tb,
+                    Trans::Yes,
+                    k,
+                    m,
+                    n,
+                    T::one(),
+                    &bd,
+                    ldb,
+                    &gd,
+                    n,
+                    T::zero(),
+                    &mut da,
+                    m,
+                ),
             }
             tensor(da, a.shape())
         });
@@ -56,9 +88,37 @@ impl<T: Real> Backward<T> for MatMulBackward {
             let mut db = vec![T::zero(); b.numel()];
             match self.tb {
                 // dB (k×n) = op(A)ᵀ (k×m) · dC (m×n)
-                Trans::No => gemm(flip(self.ta), Trans::No, k, n, m, T::one(), &ad, lda, &gd, n, T::zero(), &mut db, n),
+                Trans::No => gemm(
+                    flip(self.ta),
+                    Trans::No,
+                    k,
+                    n,
+                    m,
+                    T::one(),
+                    &ad,
+                    lda,
+                    &gd,
+                    n,
+                    T::zero(),
+                    &mut db,
+                    n,
+                ),
                 // dB (n×k) = dCᵀ (n×m) · op(A) (m×k)
-                Trans::Yes => gemm(Trans::Yes, self.ta, n, k, m, T::one(), &gd, n, &ad, lda, T::zero(), &mut db, k),
+                Trans::Yes => gemm(
+                    Trans::Yes,
+                    self.ta,
+                    n,
+                    k,
+                    m,
+                    T::one(),
+                    &gd,
+                    n,
+                    &ad,
+                    lda,
+                    T::zero(),
+                    &mut db,
+                    k,
+                ),
             }
             tensor(db, b.shape())
         });
@@ -71,7 +131,11 @@ impl<T: Real> Tape<T> {
     pub fn matmul(&mut self, a: Var, b: Var, ta: Trans, tb: Trans) -> Result<Var> {
         let (av, bv) = (self.value(a)?, self.value(b)?);
         if av.rank() != 2 || bv.rank() != 2 {
-            return Err(shape_err("matmul", "both operands must be matrices", &[av.shape(), bv.shape()]));
+            return Err(shape_err(
+                "matmul",
+                "both operands must be matrices",
+                &[av.shape(), bv.shape()],
+            ));
         }
         let (m, k) = op_dims(av.shape(), ta);
         let (k2, n) = op_dims(bv.shape(), tb);
@@ -84,7 +148,21 @@ impl<T: Real> Tape<T> {
         }
         let mut c = vec![T::zero(); m * n];
         let (ad, bd) = (av.to_contiguous_slice(), bv.to_contiguous_slice());
-        gemm(ta, tb, m, n, k, T::one(), &ad, av.shape()[1], &bd, bv.shape()[1], T::zero(), &mut c, n);
+        gemm(
+            ta,
+            tb,
+            m,
+            n,
+            k,
+            T::one(),
+            &ad,
+            av.shape()[1],
+            &bd,
+            bv.shape()[1],
+            T::zero(),
+            &mut c,
+            n,
+        );
         let out = tensor(c, &[m, n]);
         self.push_op(&[a, b], out, || Box::new(MatMulBackward { ta, tb }))
     }

@@ -2,11 +2,16 @@
 //! (a [`crate::Backward`] impl) and the formula.
 
 pub mod add;
+pub mod batchnorm;
 pub mod bias;
+pub mod conv2d;
 pub mod dropout;
+pub mod linear;
 pub mod loss;
 pub mod matmul;
+pub mod pad;
 pub mod penalty;
+pub mod pool;
 pub mod reduce;
 pub mod relu;
 pub mod reshape;

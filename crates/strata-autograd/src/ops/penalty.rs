@@ -41,6 +41,8 @@ impl<T: Real> Tape<T> {
             total = total + elementwise::sum_squares(&self.value(w)?.to_contiguous_slice());
         }
         let half = T::of(0.5);
-        self.push_op(weights, tensor(vec![half * lambda * total], &[]), || Box::new(L2Backward(lambda)))
+        self.push_op(weights, tensor(vec![half * lambda * total], &[]), || {
+            Box::new(L2Backward(lambda))
+        })
     }
 }

@@ -27,7 +27,9 @@ impl<T: Real> Tape<T> {
     /// `Σ_i x_i`, a scalar.
     pub fn sum(&mut self, x: Var) -> Result<Var> {
         let s = reduce::sum(&self.value(x)?.to_contiguous_slice());
-        self.push_op(&[x], tensor(vec![s], &[]), || Box::new(FillBackward(T::one())))
+        self.push_op(&[x], tensor(vec![s], &[]), || {
+            Box::new(FillBackward(T::one()))
+        })
     }
 
     /// `(1/n) Σ_i x_i`, a scalar.
@@ -35,6 +37,8 @@ impl<T: Real> Tape<T> {
         let xv = self.value(x)?;
         let n = xv.numel().max(1);
         let s = reduce::mean(&xv.to_contiguous_slice());
-        self.push_op(&[x], tensor(vec![s], &[]), || Box::new(FillBackward(T::one() / T::of(n as f64))))
+        self.push_op(&[x], tensor(vec![s], &[]), || {
+            Box::new(FillBackward(T::one() / T::of(n as f64)))
+        })
     }
 }

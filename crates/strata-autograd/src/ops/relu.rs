@@ -20,7 +20,11 @@ impl<T: Real> Backward<T> for ReluBackward {
         _needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
         let mut dx = vec![T::zero(); grad.numel()];
-        elementwise::relu_backward(&output.to_contiguous_slice(), &grad.to_contiguous_slice(), &mut dx);
+        elementwise::relu_backward(
+            &output.to_contiguous_slice(),
+            &grad.to_contiguous_slice(),
+            &mut dx,
+        );
         Ok(vec![Some(tensor(dx, grad.shape()))])
     }
 }
@@ -29,8 +33,10 @@ impl<T: Real> Tape<T> {
     /// `max(0, x)` elementwise.
     pub fn relu(&mut self, x: Var) -> Result<Var> {
         let xv = self.value(x)?;
-        let mut y = xv.to_vec();
-        elementwise::relu_inplace(&mut y);
+        // One pass from input to output (no copy first): a zeroed buffer
+        // from the allocator is untouched pages, filled by the kernel's threads.
+        let mut y = vec![T::zero(); xv.numel()];
+        elementwise::relu(&xv.to_contiguous_slice(), &mut y);
         let out = tensor(y, xv.shape());
         self.push_op(&[x], out, || Box::new(ReluBackward))
     }

@@ -1,0 +1,163 @@
+//! 2-D convolution of NCHW blocks by a bank of kernels (section 12.3.1):
+//! `O[n, o, u, v] = Σ_{c,i,j} I[n, c, u·s_h + i − p_t, v·s_w + j − p_l] · K[o, c, i, j] + b[o]`,
+//! reading zero outside the image (zero padding; reflection and replication
+//! are a [`Tape::pad2d`] before a convolution with no padding).
+//!
+//! Backward: `∂E/∂I` is the transposed convolution of `∂E/∂O` by `K`,
+//! `∂E/∂K[o, c, i, j] = Σ_{n,u,v} ∂E/∂O[n, o, u, v] · I[n, c, u·s_h + i − p_t, v·s_w + j − p_l]`,
+//! `∂E/∂b[o] = Σ_{n,u,v} ∂E/∂O[n, o, u, v]`. All three run as GEMMs in
+//! [`strata_kernels::conv`].
+
+use crate::error::{shape_err, Result};
+use crate::ops::tensor;
+use crate::{Backward, Real, Tape, Var};
+use strata_kernels::conv::{self, ConvGeometry};
+use strata_kernels::pad::Pad2d;
+use strata_tensor::Tensor;
+
+/// Stride and zero padding of [`Tape::conv2d`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    /// `[vertical, horizontal]` stride (both > 0).
+    pub stride: [usize; 2],
+    /// Zero padding on each side.
+    pub pad: Pad2d,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Self {
+            stride: [1, 1],
+            pad: Pad2d::default(),
+        }
+    }
+}
+
+/// The geometry of convolving `x` (`[N, C, H, W]`) with `w` (`[O, C, kh, kw]`),
+/// or an error naming the shapes.
+pub fn conv_geometry(x: &[usize], w: &[usize], opts: &Conv2dOptions) -> Result<ConvGeometry> {
+    let err = |what: String| shape_err("conv2d", what, &[x, w]);
+    if x.len() != 4 || w.len() != 4 {
+        return Err(err(
+            "input must be [N, C, H, W] and kernel [O, C, kh, kw]".into()
+        ));
+    }
+    if x[1] != w[1] {
+        return Err(err(format!(
+            "the input has {} channels but the kernel expects {}",
+            x[1], w[1]
+        )));
+    }
+    if opts.stride.contains(&0) {
+        return Err(err(format!("stride {:?} must be positive", opts.stride)));
+    }
+    if w.contains(&0) || x[1..].contains(&0) {
+        return Err(err("kernel and image sizes must be positive".into()));
+    }
+    let (ph, pw) = opts.pad.padded(x[2], x[3]);
+    if w[2] > ph || w[3] > pw {
+        return Err(err(format!(
+            "kernel {}×{} is larger than the padded input {ph}×{pw}",
+            w[2], w[3]
+        )));
+    }
+    Ok(ConvGeometry {
+        batch: x[0],
+        c_in: x[1],
+        h: x[2],
+        w: x[3],
+        c_out: w[0],
+        kh: w[2],
+        kw: w[3],
+        stride_h: opts.stride[0],
+        stride_w: opts.stride[1],
+        pad_top: opts.pad.top,
+        pad_bottom: opts.pad.bottom,
+        pad_left: opts.pad.left,
+        pad_right: opts.pad.right,
+    })
+}
+
+struct Conv2dBackward {
+    g: ConvGeometry,
+}
+
+impl<T: Real> Backward<T> for Conv2dBackward {
+    fn backward(
+        &self,
+        inputs: &[&Tensor<T>],
+        _output: &Tensor<T>,
+        grad: &Tensor<T>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        let (x, w) = (inputs[0], inputs[1]);
+        let gd = grad.to_contiguous_slice();
+        let dx = needs[0].then(|| {
+            let mut dx = vec![T::zero(); x.numel()];
+            conv::conv2d_backward_data(&self.g, &w.to_contiguous_slice(), &gd, &mut dx);
+            tensor(dx, x.shape())
+        });
+        let need_b = needs.get(2).copied().unwrap_or(false);
+        let (mut dw, mut db) = (None, None);
+        if needs[1] || need_b {
+            let mut dwv = vec![T::zero(); w.numel()];
+            let mut dbv = vec![T::zero(); self.g.c_out];
+            let xd = x.to_contiguous_slice();
+            conv::conv2d_backward_weights(
+                &self.g,
+                &xd,
+                &gd,
+                &mut dwv,
+                need_b.then_some(&mut dbv[..]),
+            );
+            dw = needs[1].then(|| tensor(dwv, w.shape()));
+            db = need_b.then(|| tensor(dbv, &[self.g.c_out]));
+        }
+        let mut out = vec![dx, dw];
+        if inputs.len() == 3 {
+            out.push(db);
+        }
+        Ok(out)
+    }
+}
+
+impl<T: Real> Tape<T> {
+    /// Convolves `x` (`[N, C, H, W]`) with the kernels `w` (`[O, C, kh, kw]`),
+    /// adding `bias` (`[O]`) when given; output `[N, O, oh, ow]` with
+    /// `oh = ⌊(H + p_t + p_b − kh)/s_h⌋ + 1` (likewise `ow`).
+    pub fn conv2d(
+        &mut self,
+        x: Var,
+        w: Var,
+        bias: Option<Var>,
+        opts: Conv2dOptions,
+    ) -> Result<Var> {
+        let (xv, wv) = (self.value(x)?, self.value(w)?);
+        let g = conv_geometry(xv.shape(), wv.shape(), &opts)?;
+        let bv = match bias {
+            Some(b) => {
+                let bv = self.value(b)?;
+                if bv.shape() != [g.c_out] {
+                    return Err(shape_err(
+                        "conv2d",
+                        format!("bias must have one value per output slice ({})", g.c_out),
+                        &[xv.shape(), wv.shape(), bv.shape()],
+                    ));
+                }
+                Some(bv.to_contiguous_slice())
+            }
+            None => None,
+        };
+        let mut y = vec![T::zero(); g.batch * g.out_image()];
+        conv::conv2d_forward(
+            &g,
+            &xv.to_contiguous_slice(),
+            &wv.to_contiguous_slice(),
+            bv.as_deref(),
+            &mut y,
+        );
+        let out = tensor(y, &[g.batch, g.c_out, g.out_h(), g.out_w()]);
+        let inputs: Vec<Var> = [x, w].into_iter().chain(bias).collect();
+        self.push_op(&inputs, out, || Box::new(Conv2dBackward { g }))
+    }
+}

@@ -1,0 +1,364 @@
+//! Data augmentation (section 12.4.3): random crops (with zero padding),
+//! rescale-then-crop, small rotations that never let an "unknown" pixel into the
+//! crop, and horizontal flips, composed in order and drawn afresh every epoch.
+//!
+//! **Determinism.** The draws for image `j` of minibatch `b` in epoch `e` come
+//! from a generator seeded with `mix(seed, e, b, j)` alone, so they do not depend
+//! on thread timing, on the prefetch depth or on earlier epochs: a run resumed at
+//! epoch `e` sees the same augmented images as an uninterrupted one.
+//!
+//! **Evaluation** uses no augmentation: pass validation and test images through
+//! [`Augmentation::eval_transform`] only (a centre crop to the training output
+//! size, when the crops change the size), or average the predictions over
+//! [`crate::multi_crop`] views.
+
+use crate::error::{DataError, Result};
+use crate::geometry::{
+    center_crop, crop_window, flip_horizontal, numel3, resize_image, rotate_crop, Filter,
+};
+use crate::shuffle::mix_seed;
+use rand::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use strata_tensor::Tensor;
+
+/// One augmentation step.
+#[derive(Debug, Clone, Copy)]
+pub enum AugmentStep {
+    /// Zero-pad by `pad` on every side, then take a `height × width` window at a
+    /// uniformly random position (e.g. pad 4 then crop 32 on CIFAR-10).
+    Crop {
+        /// Output rows.
+        height: usize,
+        /// Output columns.
+        width: usize,
+        /// Zeros added on each side first.
+        pad: usize,
+    },
+    /// Rescale by a factor drawn uniformly from `[min_scale, max_scale]` (with
+    /// `filter`), then take a random `height × width` window of the rescaled image.
+    RescaleCrop {
+        /// Smallest scale factor; the rescaled image must still cover the window.
+        min_scale: f32,
+        /// Largest scale factor.
+        max_scale: f32,
+        /// Output rows.
+        height: usize,
+        /// Output columns.
+        width: usize,
+        /// Resampling filter.
+        filter: Filter,
+    },
+    /// Rotate by an angle drawn uniformly from `[−max_degrees, max_degrees]` and
+    /// zoom in just enough that the (same-size) output lies inside the rotated
+    /// image ([`crate::rotation_zoom`]).
+    Rotate {
+        /// Largest rotation, in degrees (below 90).
+        max_degrees: f32,
+    },
+    /// Mirror left to right with probability 1/2.
+    Flip,
+    /// The centred `height × width` window (zero-padded if larger): deterministic,
+    /// used by [`Augmentation::eval_transform`].
+    CenterCrop {
+        /// Output rows.
+        height: usize,
+        /// Output columns.
+        width: usize,
+    },
+}
+
+impl AugmentStep {
+    /// A comparable image of the step (floats by their bits, so equality is lawful).
+    fn key(&self) -> (u8, [u64; 5]) {
+        let b = |v: f32| v.to_bits() as u64;
+        match *self {
+            AugmentStep::Crop { height, width, pad } => {
+                (0, [height as u64, width as u64, pad as u64, 0, 0])
+            }
+            AugmentStep::RescaleCrop {
+                min_scale,
+                max_scale,
+                height,
+                width,
+                filter,
+            } => (
+                1,
+                [
+                    b(min_scale),
+                    b(max_scale),
+                    height as u64,
+                    width as u64,
+                    filter as u64,
+                ],
+            ),
+            AugmentStep::Rotate { max_degrees } => (2, [b(max_degrees), 0, 0, 0, 0]),
+            AugmentStep::Flip => (3, [0; 5]),
+            AugmentStep::CenterCrop { height, width } => {
+                (4, [height as u64, width as u64, 0, 0, 0])
+            }
+        }
+    }
+
+    /// Checks the step against an input image shape and gives its output shape.
+    pub fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
+        let [c, h, w] = input;
+        let bad = |m: String| Err(DataError::Invalid(format!("augmentation: {m}")));
+        if numel3(input) == 0 {
+            return bad(format!("images must not be empty, found shape {input:?}"));
+        }
+        match *self {
+            AugmentStep::Crop { height, width, pad } => {
+                if height == 0 || width == 0 || height > h + 2 * pad || width > w + 2 * pad {
+                    return bad(format!(
+                        "crop {height}x{width} must be positive and fit the {}x{} image padded by {pad}",
+                        h, w
+                    ));
+                }
+                Ok([c, height, width])
+            }
+            AugmentStep::RescaleCrop {
+                min_scale,
+                max_scale,
+                height,
+                width,
+                ..
+            } => {
+                if !(min_scale > 0.0 && min_scale <= max_scale && max_scale.is_finite()) {
+                    return bad(format!(
+                        "rescale range must satisfy 0 < min <= max < inf, found [{min_scale}, {max_scale}]"
+                    ));
+                }
+                let (sh, sw) = scaled(h, w, min_scale);
+                if height == 0 || width == 0 || height > sh || width > sw {
+                    return bad(format!(
+                        "crop {height}x{width} must be positive and fit the {h}x{w} image rescaled by {min_scale} ({sh}x{sw})"
+                    ));
+                }
+                Ok([c, height, width])
+            }
+            AugmentStep::Rotate { max_degrees } => {
+                if !((0.0..90.0).contains(&max_degrees)) {
+                    return bad(format!(
+                        "rotation must be in [0, 90) degrees, found {max_degrees}"
+                    ));
+                }
+                Ok(input)
+            }
+            AugmentStep::Flip => Ok(input),
+            AugmentStep::CenterCrop { height, width } => {
+                if height == 0 || width == 0 {
+                    return bad(format!("centre crop {height}x{width} must be positive"));
+                }
+                Ok([c, height, width])
+            }
+        }
+    }
+
+    fn apply(
+        &self,
+        img: Vec<f32>,
+        shape: [usize; 3],
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Result<(Vec<f32>, [usize; 3])> {
+        let out = self.output_shape(shape)?;
+        let [c, h, w] = shape;
+        let img = match *self {
+            AugmentStep::Crop { height, width, pad } => {
+                let top = uniform_int(rng, h + 2 * pad - height) as isize - pad as isize;
+                let left = uniform_int(rng, w + 2 * pad - width) as isize - pad as isize;
+                crop_window(&img, shape, top, left, height, width)
+            }
+            AugmentStep::RescaleCrop {
+                min_scale,
+                max_scale,
+                height,
+                width,
+                filter,
+            } => {
+                let s = min_scale + (max_scale - min_scale) * uniform01(rng);
+                let (sh, sw) = scaled(h, w, s);
+                let r = resize_image(&img, shape, sh, sw, filter)?;
+                let top = uniform_int(rng, sh - height) as isize;
+                let left = uniform_int(rng, sw - width) as isize;
+                crop_window(&r, [c, sh, sw], top, left, height, width)
+            }
+            AugmentStep::Rotate { max_degrees } => {
+                let deg = max_degrees * (2.0 * uniform01(rng) - 1.0);
+                rotate_crop(&img, shape, deg.to_radians(), h, w)
+            }
+            AugmentStep::Flip => {
+                let mut img = img;
+                if rng.next_u64() >> 63 == 1 {
+                    flip_horizontal(&mut img, shape);
+                }
+                img
+            }
+            AugmentStep::CenterCrop { height, width } => center_crop(&img, shape, height, width),
+        };
+        Ok((img, out))
+    }
+}
+
+impl PartialEq for AugmentStep {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for AugmentStep {}
+
+/// The size of an `h × w` image rescaled by `s` (rounded, at least 1).
+fn scaled(h: usize, w: usize, s: f32) -> (usize, usize) {
+    let f = |v: usize| ((v as f64 * s as f64).round() as usize).max(1);
+    (f(h), f(w))
+}
+
+/// A uniform draw from `[0, 1)` with 24 random bits.
+fn uniform01(rng: &mut Xoshiro256PlusPlus) -> f32 {
+    (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+}
+
+/// A uniform draw from `0..=max` (by multiply-shift; the bias is below 2⁻³²).
+fn uniform_int(rng: &mut Xoshiro256PlusPlus, max: usize) -> usize {
+    (((rng.next_u64() >> 32) * (max as u64 + 1)) >> 32) as usize
+}
+
+/// A list of augmentation steps applied in order, with the seed of their draws.
+///
+/// ```
+/// use strata_data::Augmentation;
+/// let aug = Augmentation::new(7).crop(32, 32, 4).flip();
+/// assert_eq!(aug.output_shape([3, 32, 32])?, [3, 32, 32]);
+/// # Ok::<(), strata_data::DataError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Augmentation {
+    steps: Vec<AugmentStep>,
+    seed: u64,
+}
+
+impl Augmentation {
+    /// No step yet; draws seeded by `seed`.
+    pub fn new(seed: u64) -> Self {
+        Augmentation {
+            steps: Vec::new(),
+            seed,
+        }
+    }
+
+    /// Appends a step.
+    pub fn then(mut self, step: AugmentStep) -> Self {
+        self.steps.push(step);
+        self
+    }
+
+    /// Appends a random `height × width` crop after zero padding by `pad`.
+    pub fn crop(self, height: usize, width: usize, pad: usize) -> Self {
+        self.then(AugmentStep::Crop { height, width, pad })
+    }
+
+    /// Appends a random rescale in `[min_scale, max_scale]` then a random crop.
+    pub fn rescale_crop(self, min_scale: f32, max_scale: f32, height: usize, width: usize) -> Self {
+        self.then(AugmentStep::RescaleCrop {
+            min_scale,
+            max_scale,
+            height,
+            width,
+            filter: Filter::Triangle,
+        })
+    }
+
+    /// Appends a random rotation of at most `max_degrees` (zoomed to stay inside).
+    pub fn rotate(self, max_degrees: f32) -> Self {
+        self.then(AugmentStep::Rotate { max_degrees })
+    }
+
+    /// Appends a random horizontal flip.
+    pub fn flip(self) -> Self {
+        self.then(AugmentStep::Flip)
+    }
+
+    /// The steps, in order.
+    pub fn steps(&self) -> &[AugmentStep] {
+        &self.steps
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Checks every step against the input image shape `[C, H, W]` and gives the
+    /// output shape `[C, H', W']` (to size the network).
+    pub fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
+        self.steps
+            .iter()
+            .try_fold(input, |s, step| step.output_shape(s))
+    }
+
+    /// The deterministic transform for evaluation images of shape `input`: the
+    /// centre crop (or centred zero padding) to [`Augmentation::output_shape`],
+    /// or no step at all when the augmentation keeps the size.
+    pub fn eval_transform(&self, input: [usize; 3]) -> Result<Augmentation> {
+        let [_, h, w] = self.output_shape(input)?;
+        let eval = Augmentation::new(self.seed);
+        Ok(if [h, w] == [input[1], input[2]] {
+            eval
+        } else {
+            eval.then(AugmentStep::CenterCrop {
+                height: h,
+                width: w,
+            })
+        })
+    }
+
+    /// The generator of image `image` of minibatch `batch` in epoch `epoch`.
+    fn rng(&self, epoch: u64, batch: u64, image: u64) -> Xoshiro256PlusPlus {
+        let s = mix_seed(mix_seed(mix_seed(self.seed, epoch), batch), image);
+        Xoshiro256PlusPlus::seed_from_u64(s)
+    }
+
+    /// Augments one `[C, H, W]` image with the draws of (`epoch`, `batch`, `image`).
+    pub fn apply_image(
+        &self,
+        img: &[f32],
+        shape: [usize; 3],
+        epoch: u64,
+        batch: u64,
+        image: u64,
+    ) -> Result<(Vec<f32>, [usize; 3])> {
+        if img.len() != numel3(shape) {
+            return Err(DataError::Invalid(format!(
+                "augmentation: image holds {} values, expected {} for shape {shape:?}",
+                img.len(),
+                numel3(shape)
+            )));
+        }
+        let mut rng = self.rng(epoch, batch, image);
+        self.steps
+            .iter()
+            .try_fold((img.to_vec(), shape), |(x, s), step| {
+                step.apply(x, s, &mut rng)
+            })
+    }
+
+    /// Augments minibatch `batch` of epoch `epoch` (`[B, C, H, W]` →
+    /// `[B, C, H', W']`); image `j` gets the draws of (`epoch`, `batch`, `j`).
+    pub fn apply_batch(&self, images: &Tensor<f32>, epoch: u64, batch: u64) -> Result<Tensor<f32>> {
+        let s = images.shape();
+        if s.len() != 4 {
+            return Err(DataError::Invalid(format!(
+                "augmentation: expected a [B, C, H, W] tensor, found shape {s:?}"
+            )));
+        }
+        let shape = [s[1], s[2], s[3]];
+        let out_shape = self.output_shape(shape)?;
+        let x = images.to_contiguous_slice();
+        let mut out = Vec::with_capacity(s[0] * numel3(out_shape));
+        for (j, img) in x.chunks_exact(numel3(shape).max(1)).take(s[0]).enumerate() {
+            out.extend(self.apply_image(img, shape, epoch, batch, j as u64)?.0);
+        }
+        let [c, h, w] = out_shape;
+        Ok(Tensor::from_vec(out, &[s[0], c, h, w])?)
+    }
+}

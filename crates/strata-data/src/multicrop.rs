@@ -1,0 +1,98 @@
+//! Test-time multi-crop (section 12.4.2: "practical systems quite often apply the
+//! same network to different croppings of the same image").
+//!
+//! [`multi_crop`] cuts fixed views of a minibatch; the caller runs the network on
+//! each view and **averages the predicted class probabilities** (or logits) over
+//! the views before taking the arg-max.
+
+use crate::error::{DataError, Result};
+use crate::geometry::{crop_window, flip_horizontal};
+use strata_tensor::Tensor;
+
+/// The views of [`multi_crop`], in order (the mirrored views follow in the same
+/// order when asked for).
+pub const MULTI_CROP_VIEWS: [&str; 5] = [
+    "center",
+    "top-left",
+    "top-right",
+    "bottom-left",
+    "bottom-right",
+];
+
+/// The top-left corners `(row, column)` of the five `h × w` views of an `H × W`
+/// image, in the order of [`MULTI_CROP_VIEWS`]; the centre is at
+/// `(⌊(H−h)/2⌋, ⌊(W−w)/2⌋)`.
+pub fn multi_crop_offsets(big_h: usize, big_w: usize, h: usize, w: usize) -> [(usize, usize); 5] {
+    let (dy, dx) = (big_h - h, big_w - w);
+    [(dy / 2, dx / 2), (0, 0), (0, dx), (dy, 0), (dy, dx)]
+}
+
+/// The centre and four corner `h × w` crops of every image of a `[B, C, H, W]`
+/// batch, each view a `[B, C, h, w]` tensor; with `mirrors`, also their left–right
+/// mirror images (10 views). Average the network's predictions over the views.
+pub fn multi_crop(
+    images: &Tensor<f32>,
+    h: usize,
+    w: usize,
+    mirrors: bool,
+) -> Result<Vec<Tensor<f32>>> {
+    let s = images.shape();
+    if s.len() != 4 {
+        return Err(DataError::Invalid(format!(
+            "multi-crop: expected a [B, C, H, W] tensor, found shape {s:?}"
+        )));
+    }
+    let (b, shape) = (s[0], [s[1], s[2], s[3]]);
+    if h == 0 || w == 0 || h > shape[1] || w > shape[2] {
+        return Err(DataError::Invalid(format!(
+            "multi-crop: views {h}x{w} must be positive and fit the {}x{} images",
+            shape[1], shape[2]
+        )));
+    }
+    let x = images.to_contiguous_slice();
+    let n = shape.iter().product::<usize>().max(1);
+    let view = |(top, left): (usize, usize), flip: bool| -> Result<Tensor<f32>> {
+        let mut out = Vec::with_capacity(b * shape[0] * h * w);
+        for img in x.chunks_exact(n).take(b) {
+            let mut v = crop_window(img, shape, top as isize, left as isize, h, w);
+            if flip {
+                flip_horizontal(&mut v, [shape[0], h, w]);
+            }
+            out.extend(v);
+        }
+        Ok(Tensor::from_vec(out, &[b, shape[0], h, w])?)
+    };
+    let offsets = multi_crop_offsets(shape[1], shape[2], h, w);
+    let mut views = offsets
+        .iter()
+        .map(|&o| view(o, false))
+        .collect::<Result<Vec<_>>>()?;
+    if mirrors {
+        for &o in &offsets {
+            views.push(view(o, true)?);
+        }
+    }
+    Ok(views)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_sit_at_the_centre_and_corners() {
+        // One 1×4×5 image whose pixel value is its index.
+        let x = Tensor::from_vec((0..20).map(|v| v as f32).collect(), &[1, 1, 4, 5]).unwrap();
+        let v = multi_crop(&x, 2, 3, true).unwrap();
+        assert_eq!(v.len(), 10);
+        let firsts: Vec<f32> = v.iter().map(|t| t.to_vec()[0]).collect();
+        // centre (1,1)=6, tl 0, tr (0,2)=2, bl (2,0)=10, br (2,2)=12; mirrors start at the right edge.
+        assert_eq!(&firsts[..5], &[6., 0., 2., 10., 12.]);
+        assert_eq!(&firsts[5..], &[8., 2., 4., 12., 14.]);
+        assert_eq!(v[0].shape(), &[1, 1, 2, 3]);
+        assert_eq!(v[0].to_vec(), vec![6., 7., 8., 11., 12., 13.]);
+        assert!(multi_crop(&x, 5, 3, false).is_err());
+        assert!(multi_crop(&x, 0, 3, false).is_err());
+        assert_eq!(multi_crop(&x, 4, 5, false).unwrap()[4].to_vec(), x.to_vec());
+    }
+}

@@ -1,0 +1,263 @@
+//! Augmentation, the batcher hook, multi-crop views and image grids.
+
+mod common;
+
+use common::TempDir;
+use proptest::prelude::*;
+use std::sync::Arc;
+use strata_data::*;
+use strata_tensor::Tensor;
+
+#[test]
+fn output_shapes_and_eval_transform() {
+    let a = Augmentation::new(1).crop(28, 28, 2).flip().rotate(10.0);
+    assert_eq!(a.output_shape([1, 28, 28]).unwrap(), [1, 28, 28]);
+    assert!(a.eval_transform([1, 28, 28]).unwrap().steps().is_empty());
+    let b = Augmentation::new(1).rescale_crop(1.0, 1.3, 24, 24).flip();
+    assert_eq!(b.output_shape([3, 32, 32]).unwrap(), [3, 24, 24]);
+    let e = b.eval_transform([3, 32, 32]).unwrap();
+    assert_eq!(
+        e.steps(),
+        &[AugmentStep::CenterCrop {
+            height: 24,
+            width: 24
+        }]
+    );
+    let x = Tensor::from_vec(
+        (0..3 * 32 * 32).map(|v| v as f32).collect(),
+        &[1, 3, 32, 32],
+    )
+    .unwrap();
+    let y = e.apply_batch(&x, 0, 0).unwrap();
+    assert_eq!(y.shape(), &[1, 3, 24, 24]);
+    assert_eq!(y.to_vec()[0], (4 * 32 + 4) as f32);
+    assert_eq!(b.apply_batch(&x, 3, 1).unwrap().shape(), &[1, 3, 24, 24]);
+    // A crop larger than the image (pad 4, crop 36): evaluation pads the centre.
+    let c = Augmentation::new(1).crop(36, 36, 4);
+    let e = c.eval_transform([3, 32, 32]).unwrap();
+    let y = e.apply_batch(&x, 0, 0).unwrap();
+    assert_eq!(y.shape(), &[1, 3, 36, 36]);
+    // y[i][j] = x[i − 2][j − 2] inside, 0 in the 2-pixel border.
+    let y = y.to_vec();
+    assert_eq!((y[0], y[2 * 36 + 1], y[34 * 36 + 35]), (0.0, 0.0, 0.0));
+    assert_eq!(
+        (y[2 * 36 + 3], y[3 * 36 + 3], y[33 * 36 + 33]),
+        (1.0, 33.0, 1023.0)
+    );
+}
+
+#[test]
+fn bad_augmentations_are_errors() {
+    let s = [1, 8, 8];
+    let err = |a: Augmentation| a.output_shape(s).unwrap_err().to_string();
+    assert!(err(Augmentation::new(0).crop(11, 8, 1)).contains("crop 11x8"));
+    assert!(Augmentation::new(0).crop(10, 10, 1).output_shape(s).is_ok());
+    assert!(err(Augmentation::new(0).rescale_crop(0.5, 1.0, 8, 8)).contains("rescaled"));
+    assert!(err(Augmentation::new(0).rescale_crop(1.2, 1.0, 8, 8)).contains("rescale range"));
+    assert!(err(Augmentation::new(0).rotate(90.0)).contains("rotation"));
+    assert!(err(Augmentation::new(0).rotate(f32::NAN)).contains("rotation"));
+    assert!(Augmentation::new(0).flip().output_shape([0, 8, 8]).is_err());
+    assert!(Augmentation::new(0)
+        .flip()
+        .apply_batch(&Tensor::zeros(&[4, 8]), 0, 0)
+        .is_err());
+    assert!(Augmentation::new(0)
+        .apply_image(&[0.0; 3], [1, 2, 2], 0, 0, 0)
+        .is_err());
+
+    // The batcher refuses it up front and never panics.
+    let data = digits().take(10);
+    let b = Batcher::new(4)
+        .unwrap()
+        .augment(Augmentation::new(0).crop(12, 12, 1));
+    assert!(b.check(&data).is_err());
+    assert!(b.try_epoch(&data, 0).is_err());
+    assert!(b.try_prefetch(Arc::new(data.clone()), 0, 2).is_err());
+    assert_eq!(b.epoch(&data, 0).count(), 0);
+    assert_eq!(b.prefetch(Arc::new(data), 0, 2).count(), 0);
+}
+
+#[test]
+fn rotations_never_let_unknown_pixels_in() {
+    // All-ones images; the sampler reads 0 outside the image.
+    for &(h, w) in &[(32usize, 32usize), (28, 28), (8, 8), (20, 31)] {
+        let ones = Tensor::from_vec(vec![1.0f32; 2 * 3 * h * w], &[2, 3, h, w]).unwrap();
+        for max in [5.0f32, 15.0, 30.0, 45.0, 80.0] {
+            let a = Augmentation::new(9).rotate(max);
+            for batch in 0..20 {
+                let y = a.apply_batch(&ones, 0, batch).unwrap().to_vec();
+                let lo = y.iter().cloned().fold(f32::INFINITY, f32::min);
+                assert!(lo > 1.0 - 1e-4, "{h}x{w} max {max}: min {lo}");
+            }
+        }
+        // Rotation then crop: the crop of the rotated image is inside it too.
+        let a = Augmentation::new(3).rotate(20.0).crop(h - 4, w - 4, 0);
+        let y = a.apply_batch(&ones, 1, 1).unwrap().to_vec();
+        assert!(y.iter().all(|&v| v > 1.0 - 1e-4));
+    }
+    // The exact worst case: a 45° turn of a square image.
+    let z = rotation_zoom(32, 32, 32, 32, std::f32::consts::FRAC_PI_4);
+    assert!((z - 1.0 / std::f32::consts::SQRT_2).abs() < 1e-4, "{z}");
+    let r = rotate_crop(
+        &[1.0; 32 * 32],
+        [1, 32, 32],
+        std::f32::consts::FRAC_PI_4,
+        32,
+        32,
+    );
+    assert!(r.iter().all(|&v| v > 1.0 - 1e-4));
+}
+
+#[test]
+fn draws_depend_only_on_seed_epoch_and_batch() {
+    let data = Arc::new(digits().take(300));
+    let aug = Augmentation::new(5).crop(8, 8, 2).flip().rotate(10.0);
+    let b = Batcher::new(32).unwrap().shuffle(2).augment(aug.clone());
+    let direct: Vec<Batch> = b.epoch(&data, 3).collect();
+    for depth in [1, 4] {
+        let pre: Vec<Batch> = b.prefetch(Arc::clone(&data), 3, depth).collect();
+        assert_eq!(pre.len(), direct.len());
+        for (x, y) in direct.iter().zip(&pre) {
+            assert_eq!(x.indices, y.indices);
+            assert_eq!(x.images.to_vec(), y.images.to_vec());
+        }
+    }
+    // Batch k is the plain batch augmented with the draws of (epoch, k).
+    let plain: Vec<Batch> = Batcher::new(32)
+        .unwrap()
+        .shuffle(2)
+        .epoch(&data, 3)
+        .collect();
+    let again = aug.apply_batch(&plain[4].images, 3, 4).unwrap();
+    assert_eq!(again.to_vec(), direct[4].images.to_vec());
+    assert_ne!(plain[4].images.to_vec(), direct[4].images.to_vec());
+    // Another epoch draws differently; the same epoch again repeats exactly.
+    let e4: Vec<Batch> = b.epoch(&data, 4).collect();
+    let e3: Vec<Batch> = b.epoch(&data, 3).collect();
+    assert_ne!(
+        aug.apply_batch(&plain[0].images, 4, 0).unwrap().to_vec(),
+        direct[0].images.to_vec()
+    );
+    assert_eq!(e3[0].images.to_vec(), direct[0].images.to_vec());
+    assert_eq!(e4.len(), e3.len());
+    assert_eq!(b.augmentation(), Some(&aug));
+    assert_eq!(b.check(&data).unwrap(), [1, 8, 8]);
+}
+
+#[test]
+fn pad_and_crop_places_the_image() {
+    // With pad p the crop's top-left corner is in [-p, p]: every output row is a
+    // shifted row of the input or zeros.
+    let x = Tensor::from_vec((1..=16).map(|v| v as f32).collect(), &[1, 1, 4, 4]).unwrap();
+    let a = Augmentation::new(0).crop(4, 4, 1);
+    let mut seen = std::collections::HashSet::new();
+    for b in 0..200 {
+        let y = a.apply_batch(&x, 0, b).unwrap().to_vec();
+        let first = y.iter().position(|&v| v != 0.0).unwrap();
+        seen.insert((first, y[first] as i32));
+    }
+    assert_eq!(seen.len(), 9, "all 9 offsets occur: {seen:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn flip_twice_is_identity(c in 1usize..4, h in 1usize..7, w in 1usize..7, seed: u64) {
+        let n = c * h * w;
+        let x: Vec<f32> = (0..n).map(|i| ((i as u64).wrapping_mul(seed | 1) % 97) as f32).collect();
+        let mut y = x.clone();
+        flip_horizontal(&mut y, [c, h, w]);
+        flip_horizontal(&mut y, [c, h, w]);
+        prop_assert_eq!(y, x);
+    }
+
+    #[test]
+    fn padded_crops_stay_in_range(h in 2usize..10, w in 2usize..10, pad in 0usize..4, seed: u64, e: u64) {
+        let x: Vec<f32> = (0..h * w).map(|i| 1.0 + (i % 7) as f32).collect();
+        let t = Tensor::from_vec(x.clone(), &[1, 1, h, w]).unwrap();
+        let a = Augmentation::new(seed).crop(h, w, pad).flip();
+        let y = a.apply_batch(&t, e, 0).unwrap().to_vec();
+        prop_assert_eq!(y.len(), h * w);
+        // Values are input values or padding zeros; at least (h−p)(w−p) pixels survive.
+        prop_assert!(y.iter().all(|v| *v == 0.0 || x.contains(v)));
+        let kept = y.iter().filter(|&&v| v != 0.0).count();
+        prop_assert!(kept >= h.saturating_sub(pad) * w.saturating_sub(pad));
+        if pad == 0 {
+            let (mut a, mut b) = (y.clone(), x.clone());
+            a.sort_by(f32::total_cmp);
+            b.sort_by(f32::total_cmp);
+            prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn pixel_whitening_invariants(n in 2usize..30, d in 1usize..10, seed: u64) {
+        let x: Vec<f32> = (0..n * d)
+            .map(|i| (mix_seed(seed, i as u64) % 1000) as f32 / 100.0)
+            .collect();
+        let mut ds = Dataset::from_f32(x, [n, 1, 1, d], vec![0; n], vec!["a".into()]).unwrap();
+        FittedPipeline::fit_apply(&[Preprocess::PixelWhiten { eps: 1e-3 }], &mut ds).unwrap();
+        let z = ds.to_tensor().unwrap().into_vec();
+        for j in 0..d {
+            let col: Vec<f64> = z.iter().skip(j).step_by(d).map(|&v| v as f64).collect();
+            let m = col.iter().sum::<f64>() / n as f64;
+            let s = (col.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n as f64).sqrt();
+            prop_assert!(m.abs() < 1e-4);
+            // Unit spread, or 0 for a column that never varies.
+            prop_assert!((s - 1.0).abs() < 1e-3 || s < 1e-6, "std {}", s);
+        }
+    }
+}
+
+#[test]
+fn grids_are_written_as_pngs() {
+    let dir = TempDir::new("grid");
+    let d = digits().take(10).to_tensor().unwrap();
+    let opts = GridOptions {
+        columns: Some(4),
+        padding: 2,
+        upscale: 3,
+        ..Default::default()
+    };
+    let p = dir.join("digits.png");
+    assert_eq!(
+        save_grid(&p, &d, &opts).unwrap(),
+        (4 * 24 + 5 * 2, 3 * 24 + 4 * 2)
+    );
+    assert_eq!(image::image_dimensions(&p).unwrap(), (106, 80));
+    let rgb = Tensor::from_vec(
+        (0..2 * 3 * 4 * 5).map(|v| v as f32).collect(),
+        &[2, 3, 4, 5],
+    )
+    .unwrap();
+    let opts = GridOptions {
+        scale: GridScale::Global,
+        padding: 0,
+        ..Default::default()
+    };
+    let q = dir.join("rgb.png");
+    assert_eq!(save_grid(&q, &rgb, &opts).unwrap(), (10, 4));
+    let img = image::open(&q).unwrap().to_rgb8();
+    assert_eq!(img.get_pixel(0, 0).0, [0, 43, 86]); // channels 0, 20, 40 of 0..=119
+                                                    // Bad shapes and options are errors.
+    assert!(save_grid(
+        dir.join("x.png"),
+        &Tensor::zeros(&[2, 2, 4, 4]),
+        &GridOptions::default()
+    )
+    .is_err());
+    assert!(save_grid(
+        dir.join("x.png"),
+        &Tensor::zeros(&[0, 1, 4, 4]),
+        &GridOptions::default()
+    )
+    .is_err());
+    let bad = GridOptions {
+        upscale: 0,
+        ..Default::default()
+    };
+    assert!(save_grid(dir.join("x.png"), &d, &bad).is_err());
+    let e = save_grid(dir.join("no/such/dir/x.png"), &d, &GridOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("x.png"), "{e}");
+}

@@ -1,0 +1,224 @@
+//! Batch normalisation over `[N, C, S]` blocks (`S = H·W` for convolutional
+//! inputs, `S = 1` for fully connected ones): statistics per channel `c`,
+//! over the `M = N·S` values of the minibatch.
+//!
+//! Section 12.4.4: `xⁿ = diag(s + ε)⁻¹ (x − m)`, `o = diag(γ) xⁿ + β`. Here
+//! the divisor is `√(σ² + ε)` (ε inside the square root, as in Ioffe and
+//! Szegedy and every framework), with `σ²` the biased minibatch variance.
+//!
+//! Backward through the batch statistics, with `x̂ = (x − μ)/√(σ² + ε)`:
+//! `∂E/∂β = Σ g`, `∂E/∂γ = Σ g·x̂`,
+//! `∂E/∂x = γ/√(σ² + ε) · (g − (Σ g)/M − x̂·(Σ g·x̂)/M)`.
+
+use rayon::prelude::*;
+use strata_tensor::Element;
+
+fn check<T>(op: &str, x: &[T], n: usize, c: usize, s: usize) {
+    assert_eq!(
+        x.len(),
+        n * c * s,
+        "{op}: {} elements are not [{n}, {c}, {s}]",
+        x.len()
+    );
+}
+
+/// Per-channel `(Σ a, Σ a·(x − mean)·invstd)` over `[N, C, S]` (the second
+/// only when `b = (x, mean, invstd)` is given), parallel over channels.
+fn channel_sums<T: Element>(
+    a: &[T],
+    b: Option<(&[T], &[T], &[T])>,
+    n: usize,
+    c: usize,
+    s: usize,
+) -> (Vec<T>, Vec<T>) {
+    let per_channel = |ch: usize| {
+        let (mut sa, mut sab) = (T::zero(), T::zero());
+        for i in 0..n {
+            let off = (i * c + ch) * s;
+            let seg = &a[off..off + s];
+            sa = sa + crate::reduce::sum(seg);
+            if let Some((x, mean, invstd)) = b {
+                let m = mean[ch];
+                let dot: T = seg
+                    .iter()
+                    .zip(&x[off..off + s])
+                    .map(|(&g, &xv)| g * (xv - m))
+                    .sum();
+                sab = sab + dot * invstd[ch];
+            }
+        }
+        (sa, sab)
+    };
+    let sums: Vec<(T, T)> =
+        crate::parallel::install(|| (0..c).into_par_iter().map(per_channel).collect());
+    sums.into_iter().unzip()
+}
+
+/// `y[·, c, ·] = x·scale[c] + shift[c]`, parallel over samples.
+pub fn channel_affine<T: Element>(
+    x: &[T],
+    n: usize,
+    c: usize,
+    s: usize,
+    scale: &[T],
+    shift: &[T],
+    y: &mut [T],
+) {
+    check("channel_affine", x, n, c, s);
+    assert_eq!(y.len(), x.len(), "channel_affine: output length");
+    if s == 0 || c == 0 || n == 0 {
+        return;
+    }
+    let sample = |(ys, xs): (&mut [T], &[T])| {
+        for ((yc, xc), (&a, &b)) in ys
+            .chunks_exact_mut(s)
+            .zip(xs.chunks_exact(s))
+            .zip(scale.iter().zip(shift))
+        {
+            for (o, &v) in yc.iter_mut().zip(xc) {
+                *o = v * a + b;
+            }
+        }
+    };
+    crate::parallel::install(|| {
+        y.par_chunks_exact_mut(c * s)
+            .zip(x.par_chunks_exact(c * s))
+            .for_each(sample)
+    });
+}
+
+/// Training-mode forward: normalises with the minibatch statistics. Writes
+/// `y`, and per channel the batch `mean`, biased variance `var` and
+/// `invstd = 1/√(var + ε)`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train<T: Element>(
+    x: &[T],
+    n: usize,
+    c: usize,
+    s: usize,
+    gamma: &[T],
+    beta: &[T],
+    eps: T,
+    y: &mut [T],
+    mean: &mut [T],
+    var: &mut [T],
+    invstd: &mut [T],
+) {
+    check("batch_norm_train", x, n, c, s);
+    assert!(
+        gamma.len() == c && beta.len() == c,
+        "batch_norm_train: γ, β length"
+    );
+    assert!(
+        mean.len() == c && var.len() == c && invstd.len() == c,
+        "batch_norm_train: stats"
+    );
+    let m = T::of((n * s).max(1) as f64);
+    let (sums, _) = channel_sums(x, None, n, c, s);
+    for (mu, &sm) in mean.iter_mut().zip(&sums) {
+        *mu = sm / m;
+    }
+    // Second pass about the mean: no cancellation for data far from zero.
+    let mean_ref = &*mean;
+    let sq = |ch: usize| {
+        let mu = mean_ref[ch];
+        (0..n)
+            .map(|i| {
+                let off = (i * c + ch) * s;
+                x[off..off + s]
+                    .iter()
+                    .map(|&v| (v - mu) * (v - mu))
+                    .sum::<T>()
+            })
+            .fold(T::zero(), |a, b| a + b)
+    };
+    let sqs: Vec<T> = crate::parallel::install(|| (0..c).into_par_iter().map(sq).collect());
+    for ((v, k), q) in var.iter_mut().zip(invstd.iter_mut()).zip(sqs) {
+        *v = q / m;
+        *k = T::one() / (*v + eps).sqrt();
+    }
+    let scale: Vec<T> = gamma
+        .iter()
+        .zip(invstd.iter())
+        .map(|(&g, &k)| g * k)
+        .collect();
+    let shift: Vec<T> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+    channel_affine(x, n, c, s, &scale, &shift, y);
+}
+
+/// Training-mode backward through the batch statistics (formula in the module
+/// docs). Overwrites `dx`, `dgamma`, `dbeta`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_backward<T: Element>(
+    x: &[T],
+    dy: &[T],
+    n: usize,
+    c: usize,
+    s: usize,
+    gamma: &[T],
+    mean: &[T],
+    invstd: &[T],
+    dx: &mut [T],
+    dgamma: &mut [T],
+    dbeta: &mut [T],
+) {
+    check("batch_norm_train_backward", x, n, c, s);
+    assert!(
+        dy.len() == x.len() && dx.len() == x.len(),
+        "batch_norm_train_backward: lengths"
+    );
+    let (sg, sgx) = channel_sums(dy, Some((x, mean, invstd)), n, c, s);
+    dbeta.copy_from_slice(&sg);
+    dgamma.copy_from_slice(&sgx);
+    if s == 0 || c == 0 || n == 0 {
+        return;
+    }
+    let inv_m = T::one() / T::of((n * s).max(1) as f64);
+    let sample = |((d, g), xs): ((&mut [T], &[T]), &[T])| {
+        for (ch, ((dc, gc), xc)) in d
+            .chunks_exact_mut(s)
+            .zip(g.chunks_exact(s))
+            .zip(xs.chunks_exact(s))
+            .enumerate()
+        {
+            let (mu, k) = (mean[ch], invstd[ch]);
+            let a = gamma[ch] * k;
+            let (mg, mgx) = (sg[ch] * inv_m, sgx[ch] * inv_m);
+            for ((o, &gv), &xv) in dc.iter_mut().zip(gc).zip(xc) {
+                *o = a * (gv - mg - (xv - mu) * k * mgx);
+            }
+        }
+    };
+    crate::parallel::install(|| {
+        dx.par_chunks_exact_mut(c * s)
+            .zip(dy.par_chunks_exact(c * s))
+            .zip(x.par_chunks_exact(c * s))
+            .for_each(sample)
+    });
+}
+
+/// Evaluation-mode backward (statistics fixed, so the layer is a per-channel
+/// affine map): `∂E/∂x = γ·invstd·g`, `∂E/∂γ = Σ g·x̂`, `∂E/∂β = Σ g`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_eval_backward<T: Element>(
+    x: &[T],
+    dy: &[T],
+    n: usize,
+    c: usize,
+    s: usize,
+    gamma: &[T],
+    mean: &[T],
+    invstd: &[T],
+    dx: Option<&mut [T]>,
+    dgamma: &mut [T],
+    dbeta: &mut [T],
+) {
+    check("batch_norm_eval_backward", x, n, c, s);
+    let (sg, sgx) = channel_sums(dy, Some((x, mean, invstd)), n, c, s);
+    dbeta.copy_from_slice(&sg);
+    dgamma.copy_from_slice(&sgx);
+    if let Some(dx) = dx {
+        let scale: Vec<T> = gamma.iter().zip(invstd).map(|(&g, &k)| g * k).collect();
+        channel_affine(dy, n, c, s, &scale, &vec![T::zero(); c], dx);
+    }
+}

@@ -1,0 +1,617 @@
+//! 2-D convolution over NCHW blocks: forward, backward-data (a transposed
+//! convolution) and backward-weights, all as GEMMs.
+//!
+//! Section 12.3.1: slice `o` of the output block is
+//! `O[o, u, v] = Σ_{c,i,j} I[c, u·s + i − p, v·s + j − p] · K[o, c, i, j] + b[o]`,
+//! reading zero where the index leaves the image (zero padding; other borders
+//! are materialised with [`crate::pad`] first). Writing the windows of an image
+//! as the columns of a matrix (`im2col`, `[C·kh·kw, oh·ow]`) turns this into
+//! one product `O = K · col` per image, with `K` seen as `[C_out, C·kh·kw]`.
+//!
+//! Backward, per image: `∂E/∂K += ∂E/∂O · colᵀ` and `∂E/∂col = Kᵀ · ∂E/∂O`,
+//! whose `col2im` (the adjoint of `im2col`, adding every window's entry back
+//! into its pixel) is `∂E/∂I`.
+//!
+//! Algorithms (chosen in [`choose`], the one place to A/B them):
+//! - [`ConvAlgo::Pointwise`]: 1×1 kernel, stride 1, no padding — the image
+//!   itself is the column matrix, no copy at all.
+//! - [`ConvAlgo::Im2colGemm`]: everything else, with a column buffer per
+//!   worker (one image at a time), never one for the whole minibatch.
+//!
+//! Parallel over the minibatch inside [`crate::parallel::install`]. Weight
+//! gradients are summed per fixed chunk of images and the partial sums added in
+//! chunk order, so results do not depend on timing or thread count.
+
+use crate::gemm::{gemm, GemmScalar, Trans};
+use rayon::prelude::*;
+
+/// Shape of a convolution: input `[batch, c_in, h, w]`, kernel
+/// `[c_out, c_in, kh, kw]`, zero padding on each side, strides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Images in the minibatch.
+    pub batch: usize,
+    /// Input slices.
+    pub c_in: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output slices (kernels).
+    pub c_out: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Vertical stride.
+    pub stride_h: usize,
+    /// Horizontal stride.
+    pub stride_w: usize,
+    /// Zero rows above.
+    pub pad_top: usize,
+    /// Zero rows below.
+    pub pad_bottom: usize,
+    /// Zero columns left.
+    pub pad_left: usize,
+    /// Zero columns right.
+    pub pad_right: usize,
+}
+
+impl ConvGeometry {
+    /// Output height, `⌊(h + pads − kh) / s⌋ + 1` (0 if the kernel does not fit).
+    pub fn out_h(&self) -> usize {
+        out_len(
+            self.h + self.pad_top + self.pad_bottom,
+            self.kh,
+            self.stride_h,
+        )
+    }
+
+    /// Output width.
+    pub fn out_w(&self) -> usize {
+        out_len(
+            self.w + self.pad_left + self.pad_right,
+            self.kw,
+            self.stride_w,
+        )
+    }
+
+    /// Rows of the column matrix, `c_in·kh·kw` (the fan-in of a unit).
+    pub fn patch(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    /// Elements of one input image.
+    pub fn in_image(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    /// Elements of one output image.
+    pub fn out_image(&self) -> usize {
+        self.c_out * self.out_h() * self.out_w()
+    }
+
+    /// Elements of the kernel.
+    pub fn weight_len(&self) -> usize {
+        self.c_out * self.patch()
+    }
+
+    /// Multiply-adds of the forward pass.
+    pub fn macs(&self) -> u64 {
+        (self.batch * self.out_image() * self.patch()) as u64
+    }
+
+    fn check(&self, op: &str) {
+        assert!(self.stride_h > 0 && self.stride_w > 0, "{op}: zero stride");
+        assert!(
+            self.h + self.pad_top + self.pad_bottom >= self.kh
+                && self.w + self.pad_left + self.pad_right >= self.kw,
+            "{op}: kernel larger than the padded input"
+        );
+    }
+}
+
+fn out_len(padded: usize, k: usize, s: usize) -> usize {
+    if padded < k || s == 0 {
+        0
+    } else {
+        (padded - k) / s + 1
+    }
+}
+
+/// The convolution algorithms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAlgo {
+    /// 1×1 kernel, stride 1, no padding: one GEMM on the image as stored.
+    Pointwise,
+    /// Unfold windows into a per-image column buffer, then one GEMM.
+    Im2colGemm,
+}
+
+/// The algorithm for a shape — the single decision point.
+pub fn choose(g: &ConvGeometry) -> ConvAlgo {
+    let no_pad = g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0;
+    if g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && no_pad {
+        ConvAlgo::Pointwise
+    } else {
+        ConvAlgo::Im2colGemm
+    }
+}
+
+/// For kernel offset `k` along an axis: the range of output positions whose
+/// input index `o·s + k − pad` lies inside `0..len`.
+fn valid_range(k: usize, pad: usize, s: usize, len: usize, out: usize) -> (usize, usize) {
+    // o·s + k ≥ pad  ⇔  o ≥ ⌈(pad − k)/s⌉
+    let lo = if pad > k { (pad - k).div_ceil(s) } else { 0 };
+    // o·s + k − pad ≤ len − 1  ⇔  o ≤ ⌊(len − 1 + pad − k)/s⌋
+    let hi = if len + pad > k {
+        ((len - 1 + pad - k) / s + 1).min(out)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+/// Unfolds one image (`[c_in, h, w]`) into the columns of `col`: row `r` of
+/// the `[c_in·kh·kw, oh·ow]` matrix starts at `col[r·ld]`, so several images
+/// can sit side by side in one matrix (`ld ≥ oh·ow`).
+pub fn im2col<T: GemmScalar>(g: &ConvGeometry, x: &[T], col: &mut [T], ld: usize) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    assert_eq!(x.len(), g.in_image(), "im2col: image length");
+    assert!(ld >= oh * ow, "im2col: leading dimension");
+    assert!(col.len() + ld > g.patch() * ld, "im2col: column length");
+    let mut r = 0;
+    for c in 0..g.c_in {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ki in 0..g.kh {
+            let (ylo, yhi) = valid_range(ki, g.pad_top, g.stride_h, g.h, oh);
+            for kj in 0..g.kw {
+                let (xlo, xhi) = valid_range(kj, g.pad_left, g.stride_w, g.w, ow);
+                let row = &mut col[r * ld..r * ld + oh * ow];
+                r += 1;
+                if g.stride_w == 1 && ow == g.w && xlo < xhi && ylo < yhi {
+                    // Rows of the window and of the image have the same length
+                    // ("same" padding, stride 1): the valid block is one shifted
+                    // copy; then zero the wrapped-around border columns.
+                    let iy0 = ylo * g.stride_h + ki - g.pad_top;
+                    let x0 = xlo + kj - g.pad_left;
+                    row[..ylo * ow + xlo].fill(T::zero());
+                    row[(yhi - 1) * ow + xhi..].fill(T::zero());
+                    if g.stride_h == 1 {
+                        let (d0, d1) = (ylo * ow + xlo, (yhi - 1) * ow + xhi);
+                        let s0 = iy0 * g.w + x0;
+                        row[d0..d1].copy_from_slice(&plane[s0..s0 + (d1 - d0)]);
+                    } else {
+                        for oy in ylo..yhi {
+                            let iy = oy * g.stride_h + ki - g.pad_top;
+                            let (d0, s0) = (oy * ow + xlo, iy * g.w + x0);
+                            row[d0..d0 + (xhi - xlo)].copy_from_slice(&plane[s0..s0 + (xhi - xlo)]);
+                        }
+                    }
+                    for dst in row[ylo * ow..yhi * ow].chunks_exact_mut(ow) {
+                        dst[..xlo].fill(T::zero());
+                        dst[xhi..].fill(T::zero());
+                    }
+                    continue;
+                }
+                for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
+                    if oy < ylo || oy >= yhi {
+                        dst.fill(T::zero());
+                        continue;
+                    }
+                    let iy = oy * g.stride_h + ki - g.pad_top;
+                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                    dst[..xlo].fill(T::zero());
+                    dst[xhi..].fill(T::zero());
+                    if xlo == xhi {
+                        continue;
+                    }
+                    let x0 = xlo * g.stride_w + kj - g.pad_left;
+                    if g.stride_w == 1 {
+                        dst[xlo..xhi].copy_from_slice(&src[x0..x0 + (xhi - xlo)]);
+                    } else {
+                        for (d, &s) in dst[xlo..xhi]
+                            .iter_mut()
+                            .zip(src[x0..].iter().step_by(g.stride_w))
+                        {
+                            *d = s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds every column entry into its pixel of `x`
+/// (`[c_in, h, w]`, overwritten); `ld` as in [`im2col`].
+pub fn col2im<T: GemmScalar>(g: &ConvGeometry, col: &[T], ld: usize, x: &mut [T]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    assert_eq!(x.len(), g.in_image(), "col2im: image length");
+    assert!(ld >= oh * ow, "col2im: leading dimension");
+    assert!(col.len() + ld > g.patch() * ld, "col2im: column length");
+    x.fill(T::zero());
+    let mut r = 0;
+    for c in 0..g.c_in {
+        let plane = &mut x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ki in 0..g.kh {
+            let (ylo, yhi) = valid_range(ki, g.pad_top, g.stride_h, g.h, oh);
+            for kj in 0..g.kw {
+                let (xlo, xhi) = valid_range(kj, g.pad_left, g.stride_w, g.w, ow);
+                let row = &col[r * ld..r * ld + oh * ow];
+                r += 1;
+                if xlo == xhi {
+                    continue;
+                }
+                for oy in ylo..yhi {
+                    let iy = oy * g.stride_h + ki - g.pad_top;
+                    let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
+                    let src = &row[oy * ow + xlo..oy * ow + xhi];
+                    let x0 = xlo * g.stride_w + kj - g.pad_left;
+                    if g.stride_w == 1 {
+                        for (d, &s) in dst[x0..x0 + src.len()].iter_mut().zip(src) {
+                            *d = *d + s;
+                        }
+                    } else {
+                        for (d, &s) in dst[x0..].iter_mut().step_by(g.stride_w).zip(src) {
+                            *d = *d + s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_lens(g: &ConvGeometry, op: &str, x: usize, w: usize, y: usize) {
+    g.check(op);
+    assert_eq!(x, g.batch * g.in_image(), "{op}: input length");
+    assert_eq!(w, g.weight_len(), "{op}: kernel length");
+    assert_eq!(y, g.batch * g.out_image(), "{op}: output length");
+}
+
+/// Images per GEMM: small outputs (late layers, 8×8) are grouped so the
+/// product has enough columns to run near peak, within a column buffer of
+/// about a million elements. Depends on the shape only (determinism).
+fn group_size(g: &ConvGeometry, algo: ConvAlgo) -> usize {
+    let ohw = (g.out_h() * g.out_w()).max(1);
+    match algo {
+        ConvAlgo::Pointwise => 1,
+        ConvAlgo::Im2colGemm => {
+            let by_cols = 1024usize.div_ceil(ohw);
+            let by_mem = (1 << 20) / (g.patch() * ohw).max(1);
+            by_cols.min(by_mem).clamp(1, g.batch.max(1))
+        }
+    }
+}
+
+/// Copies `nb` images of `[rows, ohw]` (`src`, image after image) into one
+/// `[rows, nb·ohw]` matrix (`dst`).
+fn gather<T: Copy>(src: &[T], dst: &mut [T], rows: usize, ohw: usize) {
+    let nb = src.len() / (rows * ohw).max(1);
+    for (b, img) in src.chunks_exact(rows * ohw).enumerate() {
+        for (r, s) in img.chunks_exact(ohw).enumerate() {
+            dst[r * nb * ohw + b * ohw..][..ohw].copy_from_slice(s);
+        }
+    }
+}
+
+/// The inverse of [`gather`]: splits a `[rows, nb·ohw]` matrix into images.
+fn scatter<T: Copy>(src: &[T], dst: &mut [T], rows: usize, ohw: usize) {
+    let nb = dst.len() / (rows * ohw).max(1);
+    for (b, img) in dst.chunks_exact_mut(rows * ohw).enumerate() {
+        for (r, d) in img.chunks_exact_mut(ohw).enumerate() {
+            d.copy_from_slice(&src[r * nb * ohw + b * ohw..][..ohw]);
+        }
+    }
+}
+
+/// Images per parallel task: a multiple of the group size, about four tasks
+/// per thread so one buffer serves many groups. Results do not depend on it.
+fn task_size(batch: usize, nb: usize) -> usize {
+    let groups = batch.div_ceil(nb).max(1);
+    groups.div_ceil(4 * crate::parallel::num_threads()).max(1) * nb
+}
+
+/// Forward: `y = K * x + b` for the whole minibatch (`y` overwritten).
+pub fn conv2d_forward<T: GemmScalar>(
+    g: &ConvGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+) {
+    check_lens(g, "conv2d_forward", x.len(), w.len(), y.len());
+    if let Some(b) = bias {
+        assert_eq!(b.len(), g.c_out, "conv2d_forward: bias length");
+    }
+    let (k, ohw) = (g.patch(), g.out_h() * g.out_w());
+    if y.is_empty() {
+        return;
+    }
+    let algo = choose(g);
+    let nb = group_size(g, algo);
+    let group = |buf: &mut (Vec<T>, Vec<T>), (xs, ys): (&[T], &mut [T])| {
+        let n = ys.len() / g.out_image();
+        let cols = n * ohw;
+        match algo {
+            ConvAlgo::Pointwise => gemm(
+                Trans::No,
+                Trans::No,
+                g.c_out,
+                ohw,
+                k,
+                T::one(),
+                w,
+                k,
+                xs,
+                ohw,
+                T::zero(),
+                ys,
+                ohw,
+            ),
+            ConvAlgo::Im2colGemm => {
+                let (col, tmp) = buf;
+                col.resize(k * cols, T::zero());
+                for (b, xi) in xs.chunks_exact(g.in_image()).enumerate() {
+                    im2col(g, xi, &mut col[b * ohw..], cols);
+                }
+                if n == 1 {
+                    gemm(
+                        Trans::No,
+                        Trans::No,
+                        g.c_out,
+                        cols,
+                        k,
+                        T::one(),
+                        w,
+                        k,
+                        col,
+                        cols,
+                        T::zero(),
+                        ys,
+                        cols,
+                    );
+                } else {
+                    tmp.resize(g.c_out * cols, T::zero());
+                    gemm(
+                        Trans::No,
+                        Trans::No,
+                        g.c_out,
+                        cols,
+                        k,
+                        T::one(),
+                        w,
+                        k,
+                        col,
+                        cols,
+                        T::zero(),
+                        tmp,
+                        cols,
+                    );
+                    scatter(tmp, ys, g.c_out, ohw);
+                }
+            }
+        }
+        if let Some(b) = bias {
+            for (i, row) in ys.chunks_exact_mut(ohw).enumerate() {
+                let bo = b[i % g.c_out];
+                row.iter_mut().for_each(|v| *v = *v + bo);
+            }
+        }
+    };
+    let task = task_size(g.batch, nb);
+    crate::parallel::install(|| {
+        x.par_chunks(task * g.in_image())
+            .zip(y.par_chunks_mut(task * g.out_image()))
+            .for_each(|(src, dst)| {
+                let mut buf = (Vec::new(), Vec::new());
+                let groups = src
+                    .chunks(nb * g.in_image())
+                    .zip(dst.chunks_mut(nb * g.out_image()));
+                groups.for_each(|pair| group(&mut buf, pair));
+            })
+    });
+}
+
+/// Backward-data (a transposed convolution): `dx = Kᵀ ⋆ dy`, i.e. per image
+/// `col2im(Kᵀ · dy)` (`dx` overwritten).
+pub fn conv2d_backward_data<T: GemmScalar>(g: &ConvGeometry, w: &[T], dy: &[T], dx: &mut [T]) {
+    check_lens(g, "conv2d_backward_data", dx.len(), w.len(), dy.len());
+    let (k, ohw) = (g.patch(), g.out_h() * g.out_w());
+    if dx.is_empty() {
+        return;
+    }
+    if dy.is_empty() {
+        dx.fill(T::zero());
+        return;
+    }
+    let algo = choose(g);
+    let nb = group_size(g, algo);
+    let group = |buf: &mut (Vec<T>, Vec<T>), (gs, ds): (&[T], &mut [T])| {
+        let n = gs.len() / g.out_image();
+        let cols = n * ohw;
+        match algo {
+            ConvAlgo::Pointwise => gemm(
+                Trans::Yes,
+                Trans::No,
+                k,
+                ohw,
+                g.c_out,
+                T::one(),
+                w,
+                k,
+                gs,
+                ohw,
+                T::zero(),
+                ds,
+                ohw,
+            ),
+            ConvAlgo::Im2colGemm => {
+                let (col, tmp) = buf;
+                col.resize(k * cols, T::zero());
+                let src: &[T] = if n == 1 {
+                    gs
+                } else {
+                    tmp.resize(g.c_out * cols, T::zero());
+                    gather(gs, tmp, g.c_out, ohw);
+                    tmp
+                };
+                gemm(
+                    Trans::Yes,
+                    Trans::No,
+                    k,
+                    cols,
+                    g.c_out,
+                    T::one(),
+                    w,
+                    k,
+                    src,
+                    cols,
+                    T::zero(),
+                    col,
+                    cols,
+                );
+                for (b, di) in ds.chunks_exact_mut(g.in_image()).enumerate() {
+                    col2im(g, &col[b * ohw..], cols, di);
+                }
+            }
+        }
+    };
+    let task = task_size(g.batch, nb);
+    crate::parallel::install(|| {
+        dy.par_chunks(task * g.out_image())
+            .zip(dx.par_chunks_mut(task * g.in_image()))
+            .for_each(|(src, dst)| {
+                let mut buf = (Vec::new(), Vec::new());
+                let groups = src
+                    .chunks(nb * g.out_image())
+                    .zip(dst.chunks_mut(nb * g.in_image()));
+                groups.for_each(|pair| group(&mut buf, pair));
+            })
+    });
+}
+
+/// Images per partial weight gradient: fixed by the batch size, so the
+/// summation order (and the result) does not depend on the thread count.
+fn weight_chunk(batch: usize, nb: usize) -> usize {
+    batch.div_ceil(8).max(1).div_ceil(nb) * nb
+}
+
+/// Backward-weights: `dw = Σ_images dy · colᵀ` and, when asked, `db[o] = Σ dy[·, o, ·]`
+/// (both overwritten).
+pub fn conv2d_backward_weights<T: GemmScalar>(
+    g: &ConvGeometry,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    db: Option<&mut [T]>,
+) {
+    check_lens(g, "conv2d_backward_weights", x.len(), dw.len(), dy.len());
+    let (k, ohw) = (g.patch(), g.out_h() * g.out_w());
+    dw.fill(T::zero());
+    if let Some(db) = db {
+        assert_eq!(db.len(), g.c_out, "conv2d_backward_weights: bias length");
+        db.fill(T::zero());
+        for img in dy.chunks_exact(g.out_image().max(1)) {
+            for (d, row) in db.iter_mut().zip(img.chunks_exact(ohw.max(1))) {
+                *d = *d + crate::reduce::sum(row);
+            }
+        }
+    }
+    if dy.is_empty() || k == 0 {
+        return;
+    }
+    let algo = choose(g);
+    let nb = group_size(g, algo);
+    let chunk = weight_chunk(g.batch, nb);
+    let partial = |(xs, gs): (&[T], &[T])| {
+        let mut acc = vec![T::zero(); dw.len()];
+        let (mut col, mut tmp) = (Vec::new(), Vec::new());
+        for (xg, gg) in xs
+            .chunks(nb * g.in_image())
+            .zip(gs.chunks(nb * g.out_image()))
+        {
+            let n = gg.len() / g.out_image();
+            let cols = n * ohw;
+            let (src, dsrc): (&[T], &[T]) = match algo {
+                ConvAlgo::Pointwise => (xg, gg),
+                ConvAlgo::Im2colGemm => {
+                    col.resize(k * cols, T::zero());
+                    for (b, xi) in xg.chunks_exact(g.in_image()).enumerate() {
+                        im2col(g, xi, &mut col[b * ohw..], cols);
+                    }
+                    if n == 1 {
+                        (&col, gg)
+                    } else {
+                        tmp.resize(g.c_out * cols, T::zero());
+                        gather(gg, &mut tmp, g.c_out, ohw);
+                        (&col, &tmp)
+                    }
+                }
+            };
+            gemm(
+                Trans::No,
+                Trans::Yes,
+                g.c_out,
+                k,
+                cols,
+                T::one(),
+                dsrc,
+                cols,
+                src,
+                cols,
+                T::one(),
+                &mut acc,
+                k,
+            );
+        }
+        acc
+    };
+    let parts: Vec<Vec<T>> = crate::parallel::install(|| {
+        x.par_chunks(chunk * g.in_image())
+            .zip(dy.par_chunks(chunk * g.out_image()))
+            .map(partial)
+            .collect()
+    });
+    for p in parts {
+        crate::elementwise::add_assign(dw, &p);
+    }
+}
+
+/// The direct definition, one multiply-add at a time: the reference the fast
+/// paths are tested against.
+pub fn conv2d_naive<T: GemmScalar>(
+    g: &ConvGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+) {
+    check_lens(g, "conv2d_naive", x.len(), w.len(), y.len());
+    let (oh, ow) = (g.out_h(), g.out_w());
+    for n in 0..g.batch {
+        for o in 0..g.c_out {
+            for u in 0..oh {
+                for v in 0..ow {
+                    let mut s = bias.map_or(T::zero(), |b| b[o]);
+                    for c in 0..g.c_in {
+                        for i in 0..g.kh {
+                            for j in 0..g.kw {
+                                let iy = (u * g.stride_h + i) as isize - g.pad_top as isize;
+                                let ix = (v * g.stride_w + j) as isize - g.pad_left as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let xv =
+                                    x[((n * g.c_in + c) * g.h + iy as usize) * g.w + ix as usize];
+                                s = s + xv * w[((o * g.c_in + c) * g.kh + i) * g.kw + j];
+                            }
+                        }
+                    }
+                    y[((n * g.c_out + o) * oh + u) * ow + v] = s;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Pooling over slices: max pooling with a window and a stride, and global
+//! average pooling.
+//!
+//! Section 12.3.3: "a pooling unit reports the largest value of its inputs";
+//! the usual arrangement pools 2×2 windows with stride 2. When a size is odd
+//! "one could ignore the odd pixel on the boundary, or one could build a row
+//! (column; both) of imputed values, most likely by copying the row (column;
+//! both) on the edge", giving `floor(x/2)` or `ceil(x/2)` outputs
+//! ([`OddPolicy`]). Copying the edge row never changes a maximum, so the
+//! imputed windows are the windows clipped to the slice.
+
+use rayon::prelude::*;
+use strata_tensor::Element;
+
+/// What to do with a partial window at the bottom/right edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OddPolicy {
+    /// Ignore the pixels a full window does not cover: `⌊(x − k)/s⌋ + 1` outputs.
+    #[default]
+    Floor,
+    /// Impute the missing pixels by copying the edge row/column:
+    /// `⌈(x − k)/s⌉ + 1` outputs (every window starts inside the slice).
+    Ceil,
+}
+
+/// Number of pooling outputs along an axis of `len` pixels, window `k`,
+/// stride `s`; `None` if no window fits (floor with `len < k`, or `len`, `k`
+/// or `s` zero).
+pub fn pooled_len(len: usize, k: usize, s: usize, policy: OddPolicy) -> Option<usize> {
+    if len == 0 || k == 0 || s == 0 {
+        return None;
+    }
+    match policy {
+        OddPolicy::Floor => (len >= k).then(|| (len - k) / s + 1),
+        OddPolicy::Ceil => {
+            let mut out = len.saturating_sub(k).div_ceil(s) + 1;
+            // A window must start inside the slice (possible when s > k).
+            if (out - 1) * s >= len {
+                out -= 1;
+            }
+            Some(out)
+        }
+    }
+}
+
+/// Shape of a max pooling: `planes` slices of `h × w`, window `kh × kw`,
+/// strides, odd-size policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeometry {
+    /// Number of slices (batch × channels).
+    pub planes: usize,
+    /// Slice height.
+    pub h: usize,
+    /// Slice width.
+    pub w: usize,
+    /// Window height.
+    pub kh: usize,
+    /// Window width.
+    pub kw: usize,
+    /// Vertical stride.
+    pub stride_h: usize,
+    /// Horizontal stride.
+    pub stride_w: usize,
+    /// Odd-size policy.
+    pub policy: OddPolicy,
+}
+
+impl PoolGeometry {
+    /// Output height (0 if no window fits).
+    pub fn out_h(&self) -> usize {
+        pooled_len(self.h, self.kh, self.stride_h, self.policy).unwrap_or(0)
+    }
+
+    /// Output width (0 if no window fits).
+    pub fn out_w(&self) -> usize {
+        pooled_len(self.w, self.kw, self.stride_w, self.policy).unwrap_or(0)
+    }
+}
+
+/// Max pooling: `y` (`[planes, oh, ow]`) gets each window's maximum and
+/// `arg` the index of that maximum within its slice (the first one on ties),
+/// which routes the gradient back.
+pub fn max_pool2d<T: Element>(g: &PoolGeometry, x: &[T], y: &mut [T], arg: &mut [u32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    assert_eq!(x.len(), g.planes * g.h * g.w, "max_pool2d: input length");
+    assert_eq!(y.len(), g.planes * oh * ow, "max_pool2d: output length");
+    assert_eq!(arg.len(), y.len(), "max_pool2d: arg-max length");
+    assert!(
+        g.h * g.w <= u32::MAX as usize,
+        "max_pool2d: slice too large"
+    );
+    if y.is_empty() {
+        return;
+    }
+    let pair = g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2;
+    let plane = |((xs, ys), args): ((&[T], &mut [T]), &mut [u32])| {
+        if pair {
+            // The common 2×2, stride 2 case; a clipped (ceil) window repeats its
+            // edge pixel, which never changes the maximum.
+            for u in 0..oh {
+                let (r0, r1) = (2 * u * g.w, (2 * u + 1).min(g.h - 1) * g.w);
+                // Windows wholly inside the slice: selects instead of
+                // branches (which mispredict on activations about half the
+                // time); same strict `>`, so the first maximum wins ties.
+                let full = if r1 > r0 { (g.w / 2).min(ow) } else { 0 };
+                let (top, bottom) = (&xs[r0..r0 + g.w], &xs[r1..r1 + g.w]);
+                let (yr, ar) = (&mut ys[u * ow..][..full], &mut args[u * ow..][..full]);
+                for (v, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+                    let (a, b) = (top[2 * v], top[2 * v + 1]);
+                    let (c, d) = (bottom[2 * v], bottom[2 * v + 1]);
+                    let (mut best, mut at) = (a, r0 + 2 * v);
+                    for (val, i) in [(b, r0 + 2 * v + 1), (c, r1 + 2 * v), (d, r1 + 2 * v + 1)] {
+                        let gt = val > best;
+                        best = if gt { val } else { best };
+                        at = if gt { i } else { at };
+                    }
+                    *yv = best;
+                    *av = at as u32;
+                }
+                for v in full..ow {
+                    let (c0, c1) = (2 * v, (2 * v + 1).min(g.w - 1));
+                    let mut best_i = r0 + c0;
+                    for i in [r0 + c1, r1 + c0, r1 + c1] {
+                        if xs[i] > xs[best_i] {
+                            best_i = i;
+                        }
+                    }
+                    ys[u * ow + v] = xs[best_i];
+                    args[u * ow + v] = best_i as u32;
+                }
+            }
+            return;
+        }
+        for u in 0..oh {
+            let (y0, y1) = (u * g.stride_h, (u * g.stride_h + g.kh).min(g.h));
+            for v in 0..ow {
+                let (x0, x1) = (v * g.stride_w, (v * g.stride_w + g.kw).min(g.w));
+                let mut best_i = y0 * g.w + x0;
+                let mut best = xs[best_i];
+                for r in y0..y1 {
+                    let row = &xs[r * g.w..(r + 1) * g.w];
+                    for (c, &val) in row.iter().enumerate().take(x1).skip(x0) {
+                        if val > best {
+                            best = val;
+                            best_i = r * g.w + c;
+                        }
+                    }
+                }
+                ys[u * ow + v] = best;
+                args[u * ow + v] = best_i as u32;
+            }
+        }
+    };
+    crate::parallel::install(|| {
+        x.par_chunks_exact(g.h * g.w)
+            .zip(y.par_chunks_exact_mut(oh * ow))
+            .zip(arg.par_chunks_exact_mut(oh * ow))
+            .for_each(plane)
+    });
+}
+
+/// Max-pooling backward: `dx[arg] += dy` (overlapping windows may share an
+/// arg-max); `dx` (`[planes, h, w]`) is overwritten.
+pub fn max_pool2d_backward<T: Element>(g: &PoolGeometry, dy: &[T], arg: &[u32], dx: &mut [T]) {
+    let ohw = g.out_h() * g.out_w();
+    assert_eq!(
+        dx.len(),
+        g.planes * g.h * g.w,
+        "max_pool2d_backward: input length"
+    );
+    assert_eq!(
+        dy.len(),
+        g.planes * ohw,
+        "max_pool2d_backward: output length"
+    );
+    assert_eq!(arg.len(), dy.len(), "max_pool2d_backward: arg-max length");
+    dx.fill(T::zero());
+    if dy.is_empty() {
+        return;
+    }
+    crate::parallel::install(|| {
+        dx.par_chunks_exact_mut(g.h * g.w)
+            .zip(dy.par_chunks_exact(ohw))
+            .zip(arg.par_chunks_exact(ohw))
+            .for_each(|((d, gs), args)| {
+                for (&gv, &a) in gs.iter().zip(args) {
+                    d[a as usize] = d[a as usize] + gv;
+                }
+            })
+    });
+}
+
+/// Global average pooling: `y[p] = (1/hw) Σ x[p, ·]` for each of `planes` slices of `hw` pixels.
+pub fn global_avg_pool<T: Element>(x: &[T], planes: usize, hw: usize, y: &mut [T]) {
+    assert_eq!(x.len(), planes * hw, "global_avg_pool: input length");
+    assert_eq!(y.len(), planes, "global_avg_pool: output length");
+    if hw == 0 {
+        y.fill(T::zero());
+        return;
+    }
+    for (o, p) in y.iter_mut().zip(x.chunks_exact(hw)) {
+        *o = crate::reduce::mean(p);
+    }
+}
+
+/// Global average pooling backward: `dx[p, ·] = dy[p] / hw`.
+pub fn global_avg_pool_backward<T: Element>(dy: &[T], planes: usize, hw: usize, dx: &mut [T]) {
+    assert_eq!(
+        dx.len(),
+        planes * hw,
+        "global_avg_pool_backward: input length"
+    );
+    assert_eq!(dy.len(), planes, "global_avg_pool_backward: output length");
+    if hw == 0 {
+        return;
+    }
+    let inv = T::one() / T::of(hw as f64);
+    for (d, &g) in dx.chunks_exact_mut(hw).zip(dy) {
+        d.fill(g * inv);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_and_ceil_sizes() {
+        assert_eq!(pooled_len(7, 2, 2, OddPolicy::Floor), Some(3));
+        assert_eq!(pooled_len(7, 2, 2, OddPolicy::Ceil), Some(4));
+        assert_eq!(pooled_len(8, 2, 2, OddPolicy::Ceil), Some(4));
+        assert_eq!(pooled_len(1, 2, 2, OddPolicy::Floor), None);
+        assert_eq!(pooled_len(1, 2, 2, OddPolicy::Ceil), Some(1));
+        assert_eq!(pooled_len(5, 1, 3, OddPolicy::Ceil), Some(2));
+    }
+
+    #[test]
+    fn ceil_copies_the_edge() {
+        // 1×3 slice, 2×2 windows stride 2, ceil: the last window is the edge column.
+        let g = PoolGeometry {
+            planes: 1,
+            h: 1,
+            w: 3,
+            kh: 2,
+            kw: 2,
+            stride_h: 2,
+            stride_w: 2,
+            policy: OddPolicy::Ceil,
+        };
+        let (mut y, mut a) = ([0.0f32; 2], [0u32; 2]);
+        max_pool2d(&g, &[1.0, 3.0, 2.0], &mut y, &mut a);
+        assert_eq!((y, a), ([3.0, 2.0], [1, 2]));
+    }
+}

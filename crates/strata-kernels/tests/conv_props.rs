@@ -1,0 +1,184 @@
+//! Convolution kernels against the naive definition, and the adjoint
+//! identities that make backward-data and backward-weights correct:
+//! `⟨dy, conv(x; w)⟩ = ⟨conv_backward_data(dy; w), x⟩ = ⟨conv_backward_weights(x, dy), w⟩`.
+
+use proptest::prelude::*;
+use strata_kernels::conv::{self, ConvGeometry};
+
+fn data(n: usize, seed: u64) -> Vec<f64> {
+    // A small LCG: deterministic values in [-1, 1).
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn grouped_images_match_naive(
+        batch in 1usize..12, c_in in 1usize..3, c_out in 1usize..3,
+        h in 10usize..20, w in 10usize..20, k in 1usize..4, stride in 1usize..3, pad in 0usize..2,
+        seed in 0u64..1000,
+    ) {
+        // Outputs of 100-400 pixels put 3-10 images in one GEMM, with a partial last group.
+        let g = ConvGeometry { batch, c_in, h, w, c_out, kh: k, kw: k, stride_h: stride, stride_w: stride,
+            pad_top: pad, pad_bottom: pad, pad_left: pad, pad_right: pad };
+        let (x, kern) = (data(batch * g.in_image(), seed), data(g.weight_len(), seed + 1));
+        let n_out = batch * g.out_image();
+        let (mut y, mut want) = (vec![0.0; n_out], vec![0.0; n_out]);
+        conv::conv2d_forward(&g, &x, &kern, None, &mut y);
+        conv::conv2d_naive(&g, &x, &kern, None, &mut want);
+        for (a, e) in y.iter().zip(&want) {
+            prop_assert!((a - e).abs() < 1e-12);
+        }
+        let dy = data(n_out, seed + 3);
+        let lhs = dot(&dy, &want);
+        let mut dx = vec![0.0; x.len()];
+        conv::conv2d_backward_data(&g, &kern, &dy, &mut dx);
+        prop_assert!((lhs - dot(&dx, &x)).abs() < 1e-9 * (1.0 + lhs.abs()));
+        let mut dw = vec![0.0; kern.len()];
+        conv::conv2d_backward_weights(&g, &x, &dy, &mut dw, None);
+        prop_assert!((lhs - dot(&dw, &kern)).abs() < 1e-9 * (1.0 + lhs.abs()));
+    }
+
+    #[test]
+    fn fast_paths_match_naive_and_adjoints_hold(
+        batch in 1usize..4, c_in in 1usize..5, c_out in 1usize..5,
+        h in 1usize..9, w in 1usize..9, kh in 1usize..5, kw in 1usize..5,
+        stride_h in 1usize..4, stride_w in 1usize..4,
+        pad_top in 0usize..3, pad_bottom in 0usize..3, pad_left in 0usize..3, pad_right in 0usize..3,
+        seed in 0u64..1000,
+    ) {
+        let g = ConvGeometry { batch, c_in, h, w, c_out, kh, kw, stride_h, stride_w, pad_top, pad_bottom, pad_left, pad_right };
+        prop_assume!(g.out_h() > 0 && g.out_w() > 0);
+        let (x, k, b) = (data(batch * g.in_image(), seed), data(g.weight_len(), seed + 1), data(c_out, seed + 2));
+        let n_out = batch * g.out_image();
+        let (mut y, mut want) = (vec![0.0; n_out], vec![0.0; n_out]);
+        conv::conv2d_forward(&g, &x, &k, Some(&b), &mut y);
+        conv::conv2d_naive(&g, &x, &k, Some(&b), &mut want);
+        for (a, e) in y.iter().zip(&want) {
+            prop_assert!((a - e).abs() < 1e-12);
+        }
+        let dy = data(n_out, seed + 3);
+        let mut y0 = vec![0.0; n_out];
+        conv::conv2d_forward(&g, &x, &k, None, &mut y0);
+        let lhs = dot(&dy, &y0);
+        let mut dx = vec![0.0; x.len()];
+        conv::conv2d_backward_data(&g, &k, &dy, &mut dx);
+        prop_assert!((lhs - dot(&dx, &x)).abs() < 1e-9 * (1.0 + lhs.abs()));
+        let (mut dw, mut db) = (vec![0.0; k.len()], vec![0.0; c_out]);
+        conv::conv2d_backward_weights(&g, &x, &dy, &mut dw, Some(&mut db));
+        prop_assert!((lhs - dot(&dw, &k)).abs() < 1e-9 * (1.0 + lhs.abs()));
+        let sum_dy: f64 = dy.iter().sum();
+        prop_assert!((db.iter().sum::<f64>() - sum_dy).abs() < 1e-9 * (1.0 + sum_dy.abs()));
+    }
+}
+
+/// Timing of the three passes on a ResNet-like layer (3×3, 64→64, 32×32,
+/// batch 64): `cargo test -p strata-kernels --release --test conv_props -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn conv_speed() {
+    for (cin, cout, hw, k, batch) in [
+        (64, 64, 32, 3, 64),
+        (16, 16, 32, 3, 128),
+        (64, 64, 8, 3, 128),
+        (1, 32, 28, 3, 128),
+        (32, 64, 14, 3, 128),
+    ] {
+        let pad = k / 2;
+        let g = ConvGeometry {
+            batch,
+            c_in: cin,
+            h: hw,
+            w: hw,
+            c_out: cout,
+            kh: k,
+            kw: k,
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: pad,
+            pad_bottom: pad,
+            pad_left: pad,
+            pad_right: pad,
+        };
+        let x = vec![0.5f32; batch * g.in_image()];
+        let wt = vec![0.1f32; g.weight_len()];
+        let mut y = vec![0.0f32; batch * g.out_image()];
+        let mut dx = vec![0.0f32; x.len()];
+        let mut dw = vec![0.0f32; wt.len()];
+        let flop = 2.0 * g.macs() as f64;
+        let time = |f: &mut dyn FnMut()| {
+            f();
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                f();
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            best
+        };
+        let tf = time(&mut || conv::conv2d_forward(&g, &x, &wt, None, &mut y));
+        let td = time(&mut || conv::conv2d_backward_data(&g, &wt, &y, &mut dx));
+        let tw = time(&mut || conv::conv2d_backward_weights(&g, &x, &y, &mut dw, None));
+        eprintln!(
+            "conv {cin}→{cout} {k}×{k} {hw}×{hw} batch {batch}: forward {:.2} ms ({:.0} GFLOPS), backward-data {:.2} ms ({:.0}), backward-weights {:.2} ms ({:.0})",
+            tf * 1e3, flop / tf / 1e9, td * 1e3, flop / td / 1e9, tw * 1e3, flop / tw / 1e9
+        );
+    }
+}
+
+/// The GEMM underneath, alone, for comparison with [`conv_speed`].
+#[test]
+#[ignore]
+fn gemm_speed_for_conv_shapes() {
+    use strata_kernels::gemm::{gemm, Trans};
+    for (m, n, k) in [
+        (64, 1024, 576),
+        (64, 8192, 576),
+        (32, 196, 288),
+        (512, 512, 512),
+    ] {
+        let a = vec![0.5f32; m * k];
+        let b = vec![0.25f32; k * n];
+        let mut c = vec![0.0f32; m * n];
+        let mut best = f64::MAX;
+        for _ in 0..10 {
+            let t = std::time::Instant::now();
+            gemm(
+                Trans::No,
+                Trans::No,
+                m,
+                n,
+                k,
+                1.0,
+                &a,
+                k,
+                &b,
+                n,
+                0.0,
+                &mut c,
+                n,
+            );
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        eprintln!(
+            "gemm {m}×{n}×{k}: {:.0} GFLOPS (threads {})",
+            2.0 * (m * n * k) as f64 / best / 1e9,
+            strata_kernels::parallel::num_threads()
+        );
+    }
+}

@@ -1,0 +1,67 @@
+//! The `conv` workload: one 3×3 convolution, 64 → 64 slices on 32×32 images,
+//! minibatch 64, padding 1 — forward, backward-data and backward-weights GFLOPS.
+
+use strata_kernels::conv::{
+    conv2d_backward_data, conv2d_backward_weights, conv2d_forward, ConvGeometry,
+};
+
+use super::{Opts, Out, Record, Shape};
+
+/// Deterministic values in [-1, 1).
+fn data(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// Measures the three passes, windows interleaved.
+pub fn conv(o: &Opts, out: Out) -> Result<(), String> {
+    let g = ConvGeometry {
+        batch: 64,
+        c_in: 64,
+        h: 32,
+        w: 32,
+        c_out: 64,
+        kh: 3,
+        kw: 3,
+        stride_h: 1,
+        stride_w: 1,
+        pad_top: 1,
+        pad_bottom: 1,
+        pad_left: 1,
+        pad_right: 1,
+    };
+    let x = data(g.batch * g.in_image(), 1);
+    let w = data(g.weight_len(), 2);
+    let dy = data(g.batch * g.out_image(), 3);
+    let (mut y, mut dx, mut dw) = (vec![0.0; dy.len()], vec![0.0; x.len()], vec![0.0; w.len()]);
+    let mut db = vec![0.0; g.c_out];
+    let gflops = 2.0 * g.macs() as f64 * 1e-9;
+    let mut fwd = || conv2d_forward(&g, &x, &w, None, &mut y);
+    let mut bwd_data = || conv2d_backward_data(&g, &w, &dy, &mut dx);
+    let mut bwd_w = || conv2d_backward_weights(&g, &x, &dy, &mut dw, Some(&mut db));
+    let rates = o.timing.rates(&mut [
+        (gflops, &mut fwd),
+        (gflops, &mut bwd_data),
+        (gflops, &mut bwd_w),
+    ]);
+    for (pass, gflops) in ["forward", "backward-data", "backward-weights"]
+        .iter()
+        .zip(rates)
+    {
+        out(&Record {
+            workload: "conv".into(),
+            imp: pass.to_string(),
+            shape: Shape::Label("3×3 64→64 32×32 b64"),
+            threads: o.threads,
+            gflops,
+        });
+    }
+    Ok(())
+}

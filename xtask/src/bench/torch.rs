@@ -1,0 +1,63 @@
+//! The PyTorch anchor: runs `../shared/bench/torch_bench.py` for one workload
+//! with a given interpreter and reads back its samples/s.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Train and eval samples/s of torch for one workload, and its version line.
+pub struct TorchRates {
+    /// Training samples/s (median of the script's windows).
+    pub train: f64,
+    /// Inference samples/s.
+    pub eval: f64,
+    /// The script's own output line (torch version, threads).
+    pub line: String,
+}
+
+/// The script, next to the repository: `<workspace>/../shared/bench/torch_bench.py`.
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/torch_bench.py")
+}
+
+/// Runs the script for `workload` on `threads` threads for `seconds` per phase.
+pub fn run(
+    python: &str,
+    workload: &str,
+    threads: usize,
+    batch: usize,
+    seconds: f64,
+) -> Result<TorchRates, String> {
+    let out = Command::new(python)
+        .arg(script())
+        .args(["--threads", &threads.to_string()])
+        .args(["--batch", &batch.to_string()])
+        .args(["--seconds", &seconds.to_string()])
+        .args(["--only", workload])
+        .output()
+        .map_err(|e| format!("running {python} {}: {e}", script().display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "torch_bench.py failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!(" {workload} ")))
+        .ok_or_else(|| format!("torch_bench.py printed no line for {workload}: {text}"))?;
+    // "... : train 12503 samples/s, eval 51526 samples/s"
+    let after = |key: &str| -> Result<f64, String> {
+        line.split(key)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("no `{key}` figure in torch_bench.py output: {line}"))
+    };
+    Ok(TorchRates {
+        train: after("train ")?,
+        eval: after("eval ")?,
+        line: line.to_string(),
+    })
+}
