@@ -64,6 +64,13 @@ enum Command {
         /// Look for data sets in this folder first.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Average predictions over the centre and corner crops (and mirrors,
+        /// unless the spec says `eval.mirror = false`).
+        #[arg(long)]
+        multi_crop: bool,
+        /// Evaluate each image once even if the spec asks for multi-crop.
+        #[arg(long, conflicts_with = "multi_crop")]
+        single_crop: bool,
     },
     /// Train once per value, choose on validation, test only the best.
     Sweep {
@@ -202,8 +209,16 @@ fn run_command(command: Command) -> Result<(), Failure> {
             model_dir,
             data,
             data_dir,
+            multi_crop,
+            single_crop,
         } => {
-            let (eval, names) = run::eval_dir(&model_dir, data.as_deref(), data_dir.as_deref())?;
+            let views = match (multi_crop, single_crop) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let (eval, names) =
+                run::eval_dir(&model_dir, data.as_deref(), data_dir.as_deref(), views)?;
             print!("{}", run::confusion_text(&eval, &names));
             println!("test accuracy {:.2}%", 100.0 * eval.accuracy);
             Ok(())

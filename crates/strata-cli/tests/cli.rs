@@ -298,6 +298,13 @@ fn preprocessing_and_augmentation_are_saved_and_reused() {
         "{}",
         text(&e)
     );
+    // Single-view evaluation (the centre crop) is one flag away.
+    let e = strata(&["eval", out.to_str().unwrap(), "--single-crop"]);
+    assert!(
+        e.status.success() && text(&e).contains("test accuracy"),
+        "{}",
+        text(&e)
+    );
     // The network was sized for the 7×7 crops.
     let i = strata(&["inspect", &spec]);
     assert!(text(&i).contains("linear 49→10"), "{}", text(&i));

@@ -641,11 +641,12 @@ impl<O: Observer + ?Sized> Observer for &mut O {
 
 /// `strata eval`: evaluates a trained model folder (`spec.toml` +
 /// `model.safetensors`) on the held-out test split of its data set, or of
-/// `dataset` when given.
+/// `dataset` when given; `multi_crop` overrides the spec's `eval.multi_crop`.
 pub fn eval_dir(
     model_dir: &Path,
     dataset: Option<&str>,
     data_dir: Option<&Path>,
+    multi_crop: Option<bool>,
 ) -> Result<(Evaluation, Vec<String>), RunError> {
     let mut spec = Spec::load(model_dir.join("spec.toml"))?;
     if let Some(d) = dataset {
@@ -653,6 +654,9 @@ pub fn eval_dir(
     }
     spec.data.validation = 0;
     spec.data.subset = None;
+    if let Some(m) = multi_crop {
+        spec.eval.multi_crop = m;
+    }
     // The test data gets the preprocessing fitted at training time, not a refit.
     let mut test = load_raw(&spec, data_dir)?.test;
     let raw = test.image_shape();
