@@ -1,15 +1,19 @@
 //! `cargo xtask …` — project automation.
 //!
-//! `cargo xtask bench [WORKLOAD…] [--threads N] [--json] [--window-ms MS] [--windows W]`
-//! runs the named benchmark workloads (all of them if none is named) and prints
-//! a table, or one JSON object per line with `--json`.
+//! `cargo xtask bench [WORKLOAD…] [--threads N] [--json] [--window-ms MS] [--windows W]
+//! [--rounds R] [--compare-torch PYTHON] [--profile]` runs the named benchmark
+//! workloads (all of them if none is named) and prints a table, or one JSON
+//! object per line with `--json`. For the networks, `--compare-torch` runs
+//! `../shared/bench/torch_bench.py` with that interpreter between strata's
+//! rounds and prints strata/torch ratios; `--profile` prints where a step's
+//! time goes, op by op.
 
 mod bench;
 
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: cargo xtask bench [WORKLOAD…] [--threads N] [--json] [--window-ms MS] [--windows W]";
+const USAGE: &str = "usage: cargo xtask bench [WORKLOAD…] [--threads N] [--json] [--window-ms MS] \
+                     [--windows W] [--rounds R] [--compare-torch PYTHON] [--profile]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -92,7 +92,9 @@ fn op_name(kind: &str) -> &str {
             _ => {}
         }
     }
-    &k[start..]
+    // Drop the op's own generic arguments: `dropout<Rng>` → `dropout`.
+    let last = &k[start..];
+    last.split('<').next().unwrap_or(last)
 }
 
 #[cfg(test)]
@@ -107,5 +109,9 @@ mod tests {
         );
         assert_eq!(op_name("leaf"), "leaf");
         assert_eq!(op_name("a::b<c::d>::relu"), "relu");
+        assert_eq!(
+            op_name("x::<impl Tape<T>>::dropout<rand::Xoshiro>::{{closure}}"),
+            "dropout"
+        );
     }
 }

@@ -255,6 +255,9 @@ pub fn fit_from(
                 .count();
             seen += batch.labels.len();
             let grads = tape.backward(loss).map_err(NnError::from)?;
+            // The tape holds views of the weights: drop it so the update
+            // writes in place instead of copying every weight tensor.
+            drop(tape);
             lr = opt.step(model.params_mut(), |p| grads.param(p.id()).cloned(), epoch)?;
             losses.push(l);
             observer.on_step(&StepInfo {
