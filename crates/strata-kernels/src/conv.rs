@@ -356,48 +356,34 @@ pub fn conv2d_forward<T: GemmScalar>(
                 for (b, xi) in xs.chunks_exact(g.in_image()).enumerate() {
                     im2col(g, xi, &mut col[b * ohw..], cols);
                 }
-                if n == 1 {
-                    gemm(
-                        Trans::No,
-                        Trans::No,
-                        g.c_out,
-                        cols,
-                        k,
-                        T::one(),
-                        w,
-                        k,
-                        col,
-                        cols,
-                        T::zero(),
-                        ys,
-                        cols,
-                    );
-                } else {
+                // One image: write straight into the output; several: into a
+                // [c_out, n·ohw] buffer, then scatter to NCHW.
+                if n > 1 {
                     tmp.resize(g.c_out * cols, T::zero());
-                    gemm(
-                        Trans::No,
-                        Trans::No,
-                        g.c_out,
-                        cols,
-                        k,
-                        T::one(),
-                        w,
-                        k,
-                        col,
-                        cols,
-                        T::zero(),
-                        tmp,
-                        cols,
-                    );
+                }
+                let dst: &mut [T] = if n == 1 { ys } else { tmp };
+                gemm(
+                    Trans::No,
+                    Trans::No,
+                    g.c_out,
+                    cols,
+                    k,
+                    T::one(),
+                    w,
+                    k,
+                    col,
+                    cols,
+                    T::zero(),
+                    dst,
+                    cols,
+                );
+                if n > 1 {
                     scatter(tmp, ys, g.c_out, ohw);
                 }
             }
         }
         if let Some(b) = bias {
-            for (i, row) in ys.chunks_exact_mut(ohw).enumerate() {
-                let bo = b[i % g.c_out];
-                row.iter_mut().for_each(|v| *v = *v + bo);
-            }
+            crate::elementwise::add_channel_bias(ys, b, ohw);
         }
     };
     let task = task_size(g.batch, nb);

@@ -150,6 +150,21 @@ pub fn dropout_mask<T: Element>(bits: &[u32], threshold: u64, keep: T, mask: &mu
     }
 }
 
+/// Adds `bias[c]` to every element of channel `c` of an `[N, C, inner]` block
+/// (`inner = H·W` for images, 1 for a linear layer's `[N, C]` output).
+pub fn add_channel_bias<T: Element>(x: &mut [T], bias: &[T], inner: usize) {
+    if inner == 1 {
+        return add_row_bias(x, bias);
+    }
+    if bias.is_empty() || inner == 0 {
+        return;
+    }
+    for (i, plane) in x.chunks_exact_mut(inner).enumerate() {
+        let b = bias[i % bias.len()];
+        plane.iter_mut().for_each(|v| *v = *v + b);
+    }
+}
+
 /// Multiplies by a dropout mask: `out[i] = x[i]·mask[i]`, where `mask` already holds
 /// `0` or `1/(1−p)` (inverted dropout).
 pub fn apply_mask<T: Element>(x: &[T], mask: &[T], out: &mut [T]) {

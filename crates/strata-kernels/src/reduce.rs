@@ -109,3 +109,21 @@ pub fn argmax_rows<T: Element>(x: &[T], rows: usize, cols: usize) -> Vec<usize> 
     }
     a
 }
+
+/// Per-channel sums of an `[outer, channels, inner]` block: `out[c] = Σ_{n,i} x[n, c, i]`
+/// (the bias gradient of a linear or convolutional layer).
+pub fn sum_channels<T: Element>(
+    x: &[T],
+    outer: usize,
+    channels: usize,
+    inner: usize,
+    out: &mut [T],
+) {
+    if inner == 1 {
+        return sum_rows(x, outer, channels, out);
+    }
+    check_axis("sum_channels", x.len(), outer, channels, inner);
+    // Sum each (n, c) plane, then over n.
+    let per: Vec<T> = x.chunks_exact(inner.max(1)).map(sum).collect();
+    sum_rows(&per, outer, channels, out)
+}

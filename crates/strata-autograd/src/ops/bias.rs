@@ -27,16 +27,7 @@ impl<T: Real> Backward<T> for BiasBackward {
         let db = needs[1].then(|| {
             let g = grad.to_contiguous_slice();
             let mut db = vec![T::zero(); self.channels];
-            if self.inner == 1 {
-                reduce::sum_rows(&g, self.outer, self.channels, &mut db);
-            } else {
-                // Sum each (n, c) plane, then over n.
-                let mut per = vec![T::zero(); self.outer * self.channels];
-                for (p, plane) in per.iter_mut().zip(g.chunks_exact(self.inner)) {
-                    *p = reduce::sum(plane);
-                }
-                reduce::sum_rows(&per, self.outer, self.channels, &mut db);
-            }
+            reduce::sum_channels(&g, self.outer, self.channels, self.inner, &mut db);
             tensor(db, &[self.channels])
         });
         Ok(vec![dx, db])
@@ -59,14 +50,7 @@ impl<T: Real> Tape<T> {
         let inner: usize = s[2..].iter().product();
         let mut y = xv.to_vec();
         let b = bv.to_contiguous_slice();
-        if inner == 1 {
-            strata_kernels::elementwise::add_row_bias(&mut y, &b);
-        } else {
-            for (i, plane) in y.chunks_exact_mut(inner).enumerate() {
-                let bc = b[i % channels];
-                plane.iter_mut().for_each(|v| *v = *v + bc);
-            }
-        }
+        strata_kernels::elementwise::add_channel_bias(&mut y, &b, inner);
         let out = tensor(y, s);
         self.push_op(&[x, bias], out, || {
             Box::new(BiasBackward {
