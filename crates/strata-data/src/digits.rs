@@ -19,8 +19,13 @@ pub const DIGITS_CSV_GZ: &[u8] = include_bytes!("../data/digits.csv.gz");
 /// Number of images in the embedded digits data set.
 pub const DIGITS_LEN: usize = 1797;
 
-/// Number of images [`digits_split`] puts in the test set: the last 297.
-pub const DIGITS_TEST_LEN: usize = 297;
+/// Number of images [`digits_split`] puts in the test set: every sixth image
+/// of each class.
+pub const DIGITS_TEST_LEN: usize = 296;
+
+/// [`digits_split`] sends the `k`-th image of each class to the test set when
+/// `k % DIGITS_TEST_EVERY == DIGITS_TEST_EVERY - 1`.
+const DIGITS_TEST_EVERY: usize = 6;
 
 /// Parses digits CSV text (as in `digits.csv.gz`, gzipped or not): each non-empty
 /// line holds 64 pixel values in `0..=16` and a label in `0..=9`. `origin` names
@@ -95,15 +100,27 @@ pub fn digits() -> Dataset {
         .clone()
 }
 
-/// The fixed train/test split of the embedded digits: the first 1,500 images to
-/// train, the last 297 ([`DIGITS_TEST_LEN`]) to test. Use
-/// [`Dataset::split_validation`] on the training part for a random validation set.
+/// The fixed train/test split of the embedded digits: within each class, every
+/// sixth image (in file order) goes to test — [`DIGITS_TEST_LEN`] = 296 images,
+/// 29 or 30 a class — and the other 1,501 to train. The file is ordered roughly
+/// by writer, so a contiguous cut (say, the last 297 rows) would test on writers
+/// never seen in training, a harder task than the usual random split (a linear
+/// model scores ~91 % there against ~95 % here). The stratified interleave
+/// spreads writers and classes over both parts like a random split and needs no
+/// seed. Use [`Dataset::split_validation`] on the training part for a random
+/// validation set.
 pub fn digits_split() -> TrainTest {
     let all = digits();
-    let cut = all.len() - DIGITS_TEST_LEN;
+    let mut seen = [0usize; 10];
+    let (test, train): (Vec<usize>, Vec<usize>) = (0..all.len()).partition(|&i| {
+        let c = &mut seen[all.labels()[i]];
+        *c += 1;
+        *c % DIGITS_TEST_EVERY == 0
+    });
+    debug_assert_eq!(test.len(), DIGITS_TEST_LEN);
     TrainTest {
-        train: all.subset(0, cut).expect("in range"),
-        test: all.subset(cut, all.len()).expect("in range"),
+        train: all.select(&train).expect("in range"),
+        test: all.select(&test).expect("in range"),
     }
 }
 
@@ -130,8 +147,11 @@ mod tests {
         assert!(v.iter().all(|&x| (0.0..=1.0).contains(&x)));
         assert!(v.contains(&1.0));
         let s = digits_split();
-        assert_eq!((s.train.len(), s.test.len()), (1500, 297));
-        assert_eq!(s.test.labels()[296], 8);
+        assert_eq!((s.train.len(), s.test.len()), (1501, DIGITS_TEST_LEN));
+        // Stratified: each class sends a sixth of its images to test.
+        for (c, (&t, &n)) in s.test.class_counts().iter().zip(&counts).enumerate() {
+            assert_eq!(t, n / 6, "class {c}");
+        }
     }
 
     #[test]

@@ -32,9 +32,9 @@
 //! use std::sync::Arc;
 //! use strata_data::{digits_split, Batcher};
 //!
-//! let data = digits_split(); // embedded: 1,500 train + 297 test 8×8 images
+//! let data = digits_split(); // embedded: 1,501 train + 296 test 8×8 images
 //! let (train, validation) = data.train.split_validation(300, 7)?;
-//! assert_eq!((train.len(), validation.len()), (1200, 300));
+//! assert_eq!((train.len(), validation.len()), (1201, 300));
 //!
 //! let batcher = Batcher::new(64)?.shuffle(1).drop_last(true);
 //! let train = Arc::new(train);
@@ -44,8 +44,8 @@
 //!         assert_eq!(batch.labels.len(), 64);
 //!     }
 //! }
-//! let test_images = data.test.to_tensor()?; // [297, 1, 8, 8]
-//! assert_eq!(test_images.shape(), &[297, 1, 8, 8]);
+//! let test_images = data.test.to_tensor()?; // [296, 1, 8, 8]
+//! assert_eq!(test_images.shape(), &[296, 1, 8, 8]);
 //! # Ok::<(), strata_data::DataError>(())
 //! ```
 //!

@@ -6,8 +6,8 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use strata_autograd::Real;
 use strata_nn::{
-    BatchNorm, Conv2dConfig, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, Module, OddPolicy,
-    Padding, Relu, ResNetConfig, Residual, Sequential,
+    BatchNorm, Conv2dConfig, Dropout, Flatten, GlobalAvgPool, Init, Linear, MaxPool2d, Module,
+    OddPolicy, Padding, Relu, ResNetConfig, Residual, Sequential,
 };
 
 /// One row of the layer table `strata inspect` prints.
@@ -34,6 +34,10 @@ pub fn build_model<T: Real>(
     classes: usize,
 ) -> Result<Sequential<T>, SpecError> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(spec.train.seed);
+    let init = Init {
+        epsilon: spec.init_epsilon.unwrap_or(Init::default().epsilon),
+        ..Init::default()
+    };
     let mut net = Sequential::new();
     let mut shape = input.to_vec();
     for (i, (layer, &line)) in spec.layers.iter().zip(&spec.layer_lines).enumerate() {
@@ -50,7 +54,10 @@ pub fn build_model<T: Real>(
                         "a linear layer takes a vector per sample, but the previous layer gives shape {shape:?}; add \"flatten\" before it"
                     )));
                 }
-                Box::new(Linear::new(shape[0], *out, &mut rng).map_err(|e| err(e.to_string()))?)
+                Box::new(
+                    Linear::with_init(shape[0], *out, init, &mut rng)
+                        .map_err(|e| err(e.to_string()))?,
+                )
             }
             LayerSpec::Relu => Box::new(Relu),
             LayerSpec::Dropout { p } => Box::new(Dropout::new(*p).map_err(|e| err(e.to_string()))?),
@@ -74,6 +81,7 @@ pub fn build_model<T: Real>(
                     .padding(padding)
                     .border(*border)
                     .bias(*bias);
+                let cfg = Conv2dConfig { init, ..cfg };
                 Box::new(cfg.build(&mut rng).map_err(|e| err(e.to_string()))?)
             }
             LayerSpec::MaxPool { size, stride, ceil } => {

@@ -70,6 +70,10 @@ pub struct Spec {
     pub layers: Vec<LayerSpec>,
     /// The line of each layer in the source (for messages).
     pub layer_lines: Vec<usize>,
+    /// `model.init_epsilon`: the chapter's ε in the initialisation
+    /// `w ~ N(0, ε·√2/n)` of the linear and conv layers listed in
+    /// `model.layers` (default √2, He's `2/n`; residual blocks keep it).
+    pub init_epsilon: Option<f64>,
     /// Optimiser section.
     pub optimizer: OptimizerSpec,
     /// Parsed `data.preprocess`.
@@ -416,6 +420,8 @@ struct RawSpec {
 #[serde(deny_unknown_fields)]
 struct RawModel {
     layers: Vec<toml::Spanned<toml::Value>>,
+    #[serde(default)]
+    init_epsilon: Option<f64>,
 }
 
 /// 1-based line of byte offset `pos` in `text`.
@@ -516,6 +522,15 @@ impl Spec {
             layers.push(layer);
             layer_lines.push(line);
         }
+        if let Some(e) = raw.model.init_epsilon {
+            if !(e.is_finite() && e > 0.0) {
+                return Err(err(
+                    field_line(&source, "model", "init_epsilon"),
+                    "model.init_epsilon",
+                    format!("expected a positive number (the ε of N(0, ε·√2/n)), found {e}"),
+                ));
+            }
+        }
         if layers.is_empty() {
             return Err(err(
                 field_line(&source, "model", "layers"),
@@ -547,6 +562,7 @@ impl Spec {
             data: raw.data,
             layers,
             layer_lines,
+            init_epsilon: raw.model.init_epsilon,
             optimizer: raw.optimizer,
             train: raw.train,
             eval: raw.eval,

@@ -152,3 +152,38 @@ fn errors_point_at_line_and_field() {
     .unwrap_err();
     assert!(e.message.contains("[0, 1)"), "{e}");
 }
+
+#[test]
+fn init_epsilon_is_checked_and_used() {
+    let with = |v: &str| BASE.replace("[model]\n", &format!("[model]\ninit_epsilon = {v}\n"));
+    assert_eq!(Spec::parse(BASE, "a.toml").unwrap().init_epsilon, None);
+    let s = Spec::parse(&with("0.25"), "a.toml").unwrap();
+    assert_eq!(s.init_epsilon, Some(0.25));
+    for bad in ["0.0", "-1.0", "nan"] {
+        let e = Spec::parse(&with(bad), "h.toml").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(4), "model.init_epsilon"),
+            "{e}"
+        );
+        assert!(e.message.contains("positive"), "{e}");
+    }
+    // The weights' spread follows ε: variance ε·√2/n for fan-in n = 64.
+    let spread = |s: &Spec| {
+        let net = strata_train::build_model::<f64>(s, &[1, 8, 8], 10).unwrap();
+        let w = strata_train::nn::state_dict(&net)
+            .into_iter()
+            .find(|(k, _)| k == "layers.1.weight")
+            .unwrap()
+            .1
+            .to_vec();
+        w.iter().map(|v| v * v).sum::<f64>() / w.len() as f64
+    };
+    let (he, small) = (spread(&Spec::parse(BASE, "a.toml").unwrap()), spread(&s));
+    let n = 64.0;
+    assert!((he / (2.0 / n) - 1.0).abs() < 0.1, "{he}");
+    assert!(
+        (small / (0.25 * 2f64.sqrt() / n) - 1.0).abs() < 0.1,
+        "{small}"
+    );
+}

@@ -1,5 +1,6 @@
-//! The `conv` workload: one 3×3 convolution, 64 → 64 slices on 32×32 images,
-//! minibatch 64, padding 1 — forward, backward-data and backward-weights GFLOPS.
+//! The `conv` workload: 3×3 convolutions with padding 1 — the 64 → 64
+//! slices on 32×32 images, minibatch 64, then the layers of the reference
+//! networks — forward, backward-data and backward-weights GFLOPS.
 
 use strata_kernels::conv::{
     conv2d_backward_data, conv2d_backward_weights, conv2d_forward, ConvGeometry,
@@ -20,18 +21,46 @@ fn data(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Measures the three passes, windows interleaved.
+/// The measured shapes: the 64→64 case first, then the 3×3 layers
+/// of the reference networks (ResNet-20's three stages, the CNN's second conv).
+const SHAPES: [(&str, usize, usize, usize, usize, usize); 5] = [
+    // (label, batch, c_in, c_out, side, stride)
+    ("3×3 64→64 32×32 b64", 64, 64, 64, 32, 1),
+    ("3×3 16→16 32×32 b128", 128, 16, 16, 32, 1),
+    ("3×3 32→32 16×16 b128", 128, 32, 32, 16, 1),
+    ("3×3 64→64 8×8 b128", 128, 64, 64, 8, 1),
+    ("3×3 32→64 14×14 b128", 128, 32, 64, 14, 1),
+];
+
+/// Measures the three passes for each shape, windows interleaved.
 pub fn conv(o: &Opts, out: Out) -> Result<(), String> {
+    for (label, batch, c_in, c_out, side, stride) in SHAPES {
+        one(o, out, label, batch, c_in, c_out, side, stride);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn one(
+    o: &Opts,
+    out: Out,
+    label: &'static str,
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    side: usize,
+    stride: usize,
+) {
     let g = ConvGeometry {
-        batch: 64,
-        c_in: 64,
-        h: 32,
-        w: 32,
-        c_out: 64,
+        batch,
+        c_in,
+        h: side,
+        w: side,
+        c_out,
         kh: 3,
         kw: 3,
-        stride_h: 1,
-        stride_w: 1,
+        stride_h: stride,
+        stride_w: stride,
         pad_top: 1,
         pad_bottom: 1,
         pad_left: 1,
@@ -58,10 +87,9 @@ pub fn conv(o: &Opts, out: Out) -> Result<(), String> {
         out(&Record {
             workload: "conv".into(),
             imp: pass.to_string(),
-            shape: Shape::Label("3×3 64→64 32×32 b64"),
+            shape: Shape::Label(label),
             threads: o.threads,
             gflops,
         });
     }
-    Ok(())
 }

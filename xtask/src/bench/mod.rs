@@ -30,7 +30,7 @@ const WORKLOADS: &[Workload] = &[
     },
     Workload {
         name: "conv",
-        about: "3×3 conv 64→64, 32×32, batch 64: forward, backward-data, backward-weights",
+        about: "3×3 convs (64→64 32×32 b64, and the ResNet-20/CNN layers): forward, backward-data, backward-weights",
         run: conv::conv,
     },
     Workload {

@@ -1,0 +1,116 @@
+//! Quick versions of the example specs behind the README's results table
+//! (examples/*.toml): each trains through `strata_train::run::train`, exactly
+//! as `strata train` does, on a subset for an epoch or two, and must reach a
+//! lower but meaningful test accuracy, so a regression in any layer, kernel,
+//! optimiser or data path shows up here rather than in an hour-long run.
+
+use std::path::{Path, PathBuf};
+use strata_train::run::{train, RunOptions};
+use strata_train::spec::Spec;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Trains `examples/<name>.toml` with `overrides` and returns its test accuracy.
+fn quick(name: &str, overrides: &[&str]) -> f64 {
+    let spec_path = root().join("examples").join(format!("{name}.toml"));
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let spec = Spec::load_with(&spec_path, &overrides).expect("example spec parses");
+    let out = std::env::temp_dir().join(format!("strata-example-{name}-{}", std::process::id()));
+    let opts = RunOptions {
+        out: out.clone(),
+        data_dir: Some(root().join("../shared/data")),
+        epochs: None,
+        threads: None,
+        resume: false,
+        skip_test: false,
+    };
+    let summary = train(&spec, &opts, &mut ()).expect("training runs");
+    assert!(Path::new(&out).join("summary.json").is_file());
+    std::fs::remove_dir_all(&out).ok();
+    let acc = summary.test_accuracy.expect("a test accuracy");
+    eprintln!(
+        "{name}: test accuracy {acc:.4} after {:.1} s",
+        summary.train_seconds
+    );
+    acc
+}
+
+#[test]
+fn digits_softmax_full_spec() {
+    // The whole spec: a second of training.
+    let acc = quick("digits-softmax", &[]);
+    assert!(acc >= 0.95, "digits-softmax test accuracy {acc}");
+}
+
+#[test]
+fn mnist_mlp_quick() {
+    let acc = quick(
+        "mnist-mlp",
+        &[
+            "data.subset=8000",
+            "data.validation=1000",
+            "data.test_subset=2000",
+            "train.epochs=2",
+        ],
+    );
+    assert!(acc >= 0.94, "mnist-mlp test accuracy {acc}");
+}
+
+#[test]
+fn mnist_cnn_quick() {
+    let acc = quick(
+        "mnist-cnn",
+        &[
+            "data.subset=6000",
+            "data.validation=1000",
+            "data.test_subset=2000",
+            "train.epochs=2",
+        ],
+    );
+    assert!(acc >= 0.95, "mnist-cnn test accuracy {acc}");
+}
+
+#[test]
+fn fashion_cnn_quick() {
+    let acc = quick(
+        "fashion-cnn",
+        &[
+            "data.subset=5000",
+            "data.validation=1000",
+            "data.test_subset=2000",
+            "train.epochs=2",
+        ],
+    );
+    assert!(acc >= 0.75, "fashion-cnn test accuracy {acc}");
+}
+
+#[test]
+fn fashion_resnet_quick() {
+    let acc = quick(
+        "fashion-resnet",
+        &[
+            "data.subset=3000",
+            "data.validation=500",
+            "data.test_subset=1000",
+            "train.epochs=1",
+        ],
+    );
+    assert!(acc >= 0.6, "fashion-resnet test accuracy {acc}");
+}
+
+#[test]
+fn cifar10_resnet20_quick() {
+    let acc = quick(
+        "cifar10-resnet20",
+        &[
+            "data.subset=3000",
+            "data.validation=500",
+            "data.test_subset=1000",
+            "train.epochs=1",
+        ],
+    );
+    // Chance is 10 %.
+    assert!(acc >= 0.2, "cifar10-resnet20 test accuracy {acc}");
+}
