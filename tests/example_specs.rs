@@ -67,6 +67,8 @@ fn mnist_cnn_quick() {
             "data.validation=1000",
             "data.test_subset=2000",
             "train.epochs=2",
+            // A short run warms up over its first steps, not the full run's hundreds.
+            "optimizer.warmup_steps=10",
         ],
     );
     assert!(acc >= 0.95, "mnist-cnn test accuracy {acc}");
@@ -81,6 +83,8 @@ fn fashion_cnn_quick() {
             "data.validation=1000",
             "data.test_subset=2000",
             "train.epochs=2",
+            // A short run warms up over its first steps, not the full run's hundreds.
+            "optimizer.warmup_steps=10",
         ],
     );
     assert!(acc >= 0.75, "fashion-cnn test accuracy {acc}");
@@ -94,7 +98,9 @@ fn fashion_resnet_quick() {
             "data.subset=3000",
             "data.validation=500",
             "data.test_subset=1000",
-            "train.epochs=1",
+            "train.epochs=2",
+            // A short run warms up over its first steps, not the full run's hundreds.
+            "optimizer.warmup_steps=10",
         ],
     );
     assert!(acc >= 0.6, "fashion-resnet test accuracy {acc}");
@@ -108,7 +114,9 @@ fn cifar10_resnet20_quick() {
             "data.subset=3000",
             "data.validation=500",
             "data.test_subset=1000",
-            "train.epochs=1",
+            "train.epochs=2",
+            // A short run warms up over its first steps, not the full run's hundreds.
+            "optimizer.warmup_steps=10",
         ],
     );
     // Chance is 10 %.
