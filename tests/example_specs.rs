@@ -55,7 +55,7 @@ fn mnist_mlp_quick() {
             "train.epochs=2",
         ],
     );
-    assert!(acc >= 0.94, "mnist-mlp test accuracy {acc}");
+    assert!(acc >= 0.85, "mnist-mlp test accuracy {acc}");
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn mnist_cnn_quick() {
             "optimizer.warmup_steps=10",
         ],
     );
-    assert!(acc >= 0.95, "mnist-cnn test accuracy {acc}");
+    assert!(acc >= 0.9, "mnist-cnn test accuracy {acc}");
 }
 
 #[test]
@@ -87,7 +87,7 @@ fn fashion_cnn_quick() {
             "optimizer.warmup_steps=10",
         ],
     );
-    assert!(acc >= 0.75, "fashion-cnn test accuracy {acc}");
+    assert!(acc >= 0.7, "fashion-cnn test accuracy {acc}");
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn fashion_resnet_quick() {
             "optimizer.warmup_steps=10",
         ],
     );
-    assert!(acc >= 0.6, "fashion-resnet test accuracy {acc}");
+    assert!(acc >= 0.5, "fashion-resnet test accuracy {acc}");
 }
 
 #[test]
@@ -119,6 +119,6 @@ fn cifar10_resnet20_quick() {
             "optimizer.warmup_steps=10",
         ],
     );
-    // Chance is 10 %.
-    assert!(acc >= 0.2, "cifar10-resnet20 test accuracy {acc}");
+    // Chance is 10 %; the subsets are random, so all ten classes appear.
+    assert!(acc >= 0.18, "cifar10-resnet20 test accuracy {acc}");
 }

@@ -139,16 +139,28 @@ pub fn eval_options(spec: &Spec, image: [usize; 3], test: bool) -> Result<EvalOp
     })
 }
 
+/// `n` items of `d` (all of them if it has fewer) chosen by `seed`, in their
+/// stored order.
+fn random_subset(d: &Dataset, n: usize, seed: u64) -> Result<Dataset, RunError> {
+    if n >= d.len() {
+        return Ok(d.clone());
+    }
+    let (_, keep) = strata_data::validation_indices(d.len(), n, seed ^ 0x5eed_5b5e7)?;
+    Ok(d.select(&keep)?)
+}
+
 fn load_raw(spec: &Spec, data_dir: Option<&Path>) -> Result<Splits, RunError> {
     let TrainTest {
         mut train,
         mut test,
     } = strata_data::load(&spec.data.dataset, data_dir)?;
+    // Seeded random subsets, not the first n items: image-folder data sets
+    // (CIFAR-10's) are stored class by class, so a prefix would be one class.
     if let Some(n) = spec.data.subset {
-        train = train.take(n);
+        train = random_subset(&train, n, spec.train.seed)?;
     }
     if let Some(n) = spec.data.test_subset {
-        test = test.take(n);
+        test = random_subset(&test, n, spec.train.seed)?;
     }
     let validation = if spec.data.validation > 0 {
         if spec.data.validation >= train.len() {
@@ -704,4 +716,29 @@ pub fn gradcheck(
         &opts,
     )
     .map_err(|e| RunError::Other(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_are_random_not_a_prefix() {
+        // Stored class by class, as image folders are: 100 of each of 4 classes.
+        let labels: Vec<usize> = (0..400).map(|i| i / 100).collect();
+        let pixels: Vec<u8> = (0..400).map(|i| (i % 256) as u8).collect();
+        let names = (0..4).map(|c| c.to_string()).collect();
+        let d = Dataset::from_u8(pixels, [400, 1, 1, 1], labels, names, 255.0).unwrap();
+        let s = random_subset(&d, 40, 1).unwrap();
+        assert_eq!(s.len(), 40);
+        assert!(
+            s.class_counts().iter().all(|&c| c > 0),
+            "{:?}",
+            s.class_counts()
+        );
+        // Stored order kept, and the same seed picks the same items.
+        assert!(s.labels().windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(random_subset(&d, 40, 1).unwrap(), s);
+        assert_eq!(random_subset(&d, 1000, 1).unwrap().len(), 400);
+    }
 }

@@ -95,10 +95,10 @@ pub struct DataSpec {
     /// Training items held out as the validation split.
     #[serde(default)]
     pub validation: usize,
-    /// Use only the first `subset` training items (quick runs).
+    /// Use only `subset` training items, a random choice fixed by `train.seed` (quick runs).
     #[serde(default)]
     pub subset: Option<usize>,
-    /// Use only the first `test_subset` test items (quick runs).
+    /// Use only `test_subset` test items, a random choice fixed by `train.seed` (quick runs).
     #[serde(default)]
     pub test_subset: Option<usize>,
     /// Preprocessing steps, fitted on the training split (see [`crate::data_spec`]).
