@@ -194,6 +194,26 @@ impl<T: Real> Residual<T> {
                 out_channels,
             ),
         ];
+        Self::conv_block(
+            kind,
+            (in_channels, out_channels),
+            stride,
+            batch_norm,
+            ws,
+            rng,
+        )
+    }
+
+    /// Assembles a convolutional block from its weighted layers `ws`, with the
+    /// pre-activation, body and (when shapes change) projection `kind` needs.
+    fn conv_block(
+        kind: ResidualKind,
+        (in_channels, out_channels): (usize, usize),
+        stride: usize,
+        batch_norm: bool,
+        ws: Vec<(Box<dyn Module<T>>, usize)>,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         Ok(Self::from_parts(
             kind,
             Self::pre_for(kind, in_channels, batch_norm)?,
@@ -228,12 +248,14 @@ impl<T: Real> Residual<T> {
                 out_channels,
             ),
         ];
-        Ok(Self::from_parts(
+        Self::conv_block(
             kind,
-            Self::pre_for(kind, in_channels, batch_norm)?,
-            Self::body_for(kind, ws, batch_norm)?,
-            Self::projection(kind, in_channels, out_channels, stride, batch_norm, rng)?,
-        ))
+            (in_channels, out_channels),
+            stride,
+            batch_norm,
+            ws,
+            rng,
+        )
     }
 }
 

@@ -21,10 +21,12 @@ fn data(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// `(label, batch, c_in, c_out, side, stride)` of a measured 3×3 convolution.
+type ConvShape = (&'static str, usize, usize, usize, usize, usize);
+
 /// The measured shapes: the 64→64 case first, then the 3×3 layers
 /// of the reference networks (ResNet-20's three stages, the CNN's second conv).
-const SHAPES: [(&str, usize, usize, usize, usize, usize); 5] = [
-    // (label, batch, c_in, c_out, side, stride)
+const SHAPES: [ConvShape; 5] = [
     ("3×3 64→64 32×32 b64", 64, 64, 64, 32, 1),
     ("3×3 16→16 32×32 b128", 128, 16, 16, 32, 1),
     ("3×3 32→32 16×16 b128", 128, 32, 32, 16, 1),
@@ -34,23 +36,11 @@ const SHAPES: [(&str, usize, usize, usize, usize, usize); 5] = [
 
 /// Measures the three passes for each shape, windows interleaved.
 pub fn conv(o: &Opts, out: Out) -> Result<(), String> {
-    for (label, batch, c_in, c_out, side, stride) in SHAPES {
-        one(o, out, label, batch, c_in, c_out, side, stride);
-    }
+    SHAPES.into_iter().for_each(|shape| one(o, out, shape));
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn one(
-    o: &Opts,
-    out: Out,
-    label: &'static str,
-    batch: usize,
-    c_in: usize,
-    c_out: usize,
-    side: usize,
-    stride: usize,
-) {
+fn one(o: &Opts, out: Out, (label, batch, c_in, c_out, side, stride): ConvShape) {
     let g = ConvGeometry {
         batch,
         c_in,
