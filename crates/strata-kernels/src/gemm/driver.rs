@@ -173,7 +173,7 @@ pub fn run<T: Scalar>(
                     }
                 }
                 let pack = |(pc, kc, ps, d): (usize, usize, std::ops::Range<usize>, &mut [T])| {
-                    pack_b(tb, b, ldb, (pc, kc), (jc, nc), nr, ps, d)
+                    pack_b(tb, b, ldb, (pc, kc), (jc, nc), nr, ps, d, kern.pack_bt)
                 };
                 if threads > 1 && k * nc >= PAR_PACK {
                     jobs.into_par_iter().for_each(pack);

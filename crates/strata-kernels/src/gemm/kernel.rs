@@ -6,6 +6,9 @@
 //! loading `NR/W` vectors of B and broadcasting `MR` values of A.
 
 #[cfg(target_arch = "x86_64")]
+use super::pack::pack_bt_f32_avx;
+use super::pack::PackTransposed;
+#[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2F32, Avx2F64, Avx512F32, Avx512F64, Simd};
 
 /// `(kc, a, b, c, ldc, alpha, beta)`: `C[MR×NR] ← α·A·B + β·C`, β = 0 overwriting.
@@ -25,6 +28,8 @@ pub struct Kernel<T> {
     pub nc: usize,
     /// The tile routine; it must only be called where its ISA is available.
     pub ukr: MicroKernel<T>,
+    /// A fast packer for full transposed B micro-panels, if this ISA has one.
+    pub pack_bt: Option<PackTransposed<T>>,
 }
 
 /// The generic tile loop; instantiated inside `target_feature` wrappers so the
@@ -153,6 +158,7 @@ pub const AVX2_F32: Kernel<f32> = Kernel {
     kc: 256,
     nc: 4096,
     ukr: avx2_f32,
+    pack_bt: Some(pack_bt_f32_avx),
 };
 /// The AVX2 + FMA f64 kernel (6×8 tile).
 #[cfg(target_arch = "x86_64")]
@@ -163,6 +169,7 @@ pub const AVX2_F64: Kernel<f64> = Kernel {
     kc: 256,
     nc: 4096,
     ukr: avx2_f64,
+    pack_bt: None,
 };
 /// The AVX-512 f32 kernel (12×32 tile; B micro-panel 32 KB of Zen 5's 48 KB L1d).
 #[cfg(target_arch = "x86_64")]
@@ -173,6 +180,7 @@ pub const AVX512_F32: Kernel<f32> = Kernel {
     kc: 256,
     nc: 4096,
     ukr: avx512_f32,
+    pack_bt: Some(pack_bt_f32_avx),
 };
 /// The AVX-512 f64 kernel (12×16 tile).
 #[cfg(target_arch = "x86_64")]
@@ -183,6 +191,7 @@ pub const AVX512_F64: Kernel<f64> = Kernel {
     kc: 256,
     nc: 4096,
     ukr: avx512_f64,
+    pack_bt: None,
 };
 
 /// The AVX-512 kernels' tile loop and blocking, on emulated 512-bit registers
@@ -219,11 +228,13 @@ pub mod emulated {
     /// AVX-512 f32 geometry (12×32, same blocking), emulated.
     pub const EMU512_F32: Kernel<f32> = Kernel {
         ukr: emu_f32,
+        pack_bt: None,
         ..AVX512_F32
     };
     /// AVX-512 f64 geometry (12×16, same blocking), emulated.
     pub const EMU512_F64: Kernel<f64> = Kernel {
         ukr: emu_f64,
+        pack_bt: None,
         ..AVX512_F64
     };
 }
