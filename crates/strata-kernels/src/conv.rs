@@ -22,7 +22,7 @@
 //! gradients are summed per fixed chunk of images and the partial sums added in
 //! chunk order, so results do not depend on timing or thread count.
 
-use crate::gemm::{gemm, GemmScalar, Trans};
+use crate::gemm::{copy_run, gemm, gemm_packed_b, GemmScalar, PackB, PackTransposed, Trans};
 use rayon::prelude::*;
 
 /// Shape of a convolution: input `[batch, c_in, h, w]`, kernel
@@ -126,16 +126,28 @@ pub enum ConvAlgo {
     Pointwise,
     /// Unfold windows into a per-image column buffer, then one GEMM.
     Im2colGemm,
+    /// The column matrix is never stored: the GEMM packs its panels straight
+    /// from zero-padded images (forward and backward-weights; backward-data
+    /// still goes through a column buffer and `col2im`).
+    ImplicitGemm,
 }
 
-/// The algorithm for a shape — the single decision point.
+/// The algorithm for a shape — the single decision point. Setting
+/// `STRATA_CONV_EXPLICIT` forces [`ConvAlgo::Im2colGemm`] (for A/B benchmarks).
 pub fn choose(g: &ConvGeometry) -> ConvAlgo {
     let no_pad = g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0;
     if g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && no_pad {
         ConvAlgo::Pointwise
-    } else {
+    } else if explicit_forced() {
         ConvAlgo::Im2colGemm
+    } else {
+        ConvAlgo::ImplicitGemm
     }
+}
+
+fn explicit_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var_os("STRATA_CONV_EXPLICIT").is_some())
 }
 
 /// For kernel offset `k` along an axis: the range of output positions whose
@@ -263,6 +275,197 @@ pub fn col2im<T: GemmScalar>(g: &ConvGeometry, col: &[T], ld: usize, x: &mut [T]
     }
 }
 
+/// Zero-padded copies of the `n` images in `xs` (`[n, c_in, h + pads, w + pads]`),
+/// so that every window row is a plain run of the padded image; `xs` itself
+/// when there is no padding. `buf` only grows and its borders are never
+/// written, so they stay zero across groups.
+fn padded<'a, T: GemmScalar>(g: &ConvGeometry, xs: &'a [T], buf: &'a mut Vec<T>) -> &'a [T] {
+    if g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0 {
+        return xs;
+    }
+    let (ph, pw) = (
+        g.h + g.pad_top + g.pad_bottom,
+        g.w + g.pad_left + g.pad_right,
+    );
+    let planes = xs.len() / (g.h * g.w).max(1);
+    let len = planes * ph * pw;
+    if buf.len() < len {
+        buf.clear();
+        buf.resize(len, T::zero());
+    }
+    for (src, dst) in xs
+        .chunks_exact(g.h * g.w)
+        .zip(buf.chunks_exact_mut(ph * pw))
+    {
+        for (y, row) in src.chunks_exact(g.w).enumerate() {
+            copy_run(&mut dst[(y + g.pad_top) * pw + g.pad_left..][..g.w], row);
+        }
+    }
+    &buf[..len]
+}
+
+/// The im2col matrix of a group of zero-padded images, never stored: the
+/// GEMM driver packs its panels straight from the images ([`PackB`]).
+/// Entry `(r, j)` is `xp[base(j) + offs[r]]`, where `base(j)` locates output
+/// pixel `j`'s window in its padded image and `offs[r]` the kernel tap `r`.
+struct Cols<'a, T> {
+    /// Padded images, `[n, c_in, ph, pw]`.
+    xp: &'a [T],
+    /// Per patch row `(c, ki, kj)`: `c·ph·pw + ki·pw + kj`.
+    offs: &'a [usize],
+    /// Elements of one padded image.
+    pimg: usize,
+    /// Output width and pixels per image.
+    ow: usize,
+    ohw: usize,
+    /// Padded-image steps between output rows and between output columns.
+    row_step: usize,
+    sw: usize,
+}
+
+impl<T: GemmScalar> Cols<'_, T> {
+    fn new<'a>(g: &ConvGeometry, xp: &'a [T], offs: &'a [usize]) -> Cols<'a, T> {
+        let pw = g.w + g.pad_left + g.pad_right;
+        let ph = g.h + g.pad_top + g.pad_bottom;
+        Cols {
+            xp,
+            offs,
+            pimg: g.c_in * ph * pw,
+            ow: g.out_w(),
+            ohw: g.out_h() * g.out_w(),
+            row_step: g.stride_h * pw,
+            sw: g.stride_w,
+        }
+    }
+
+    /// Splits columns `c0..c0 + cols` into runs inside one output row:
+    /// `(base, length, offset)`, returning how many.
+    fn runs(&self, c0: usize, cols: usize, out: &mut Vec<(usize, usize, usize)>) {
+        out.clear();
+        let mut j = 0;
+        while j < cols {
+            let col = c0 + j;
+            let (img, pos) = (col / self.ohw, col % self.ohw);
+            let (oy, ox) = (pos / self.ow, pos % self.ow);
+            let len = (self.ow - ox).min(cols - j);
+            out.push((img * self.pimg + oy * self.row_step + ox * self.sw, len, j));
+            j += len;
+        }
+    }
+
+    /// `dst[t] = xp[start + t·sw]`.
+    #[inline(always)]
+    fn copy(&self, dst: &mut [T], start: usize) {
+        if self.sw == 1 {
+            copy_run(dst, &self.xp[start..][..dst.len()]);
+        } else {
+            let src = self.xp[start..].iter().step_by(self.sw);
+            dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x);
+        }
+    }
+}
+
+/// Forward: op(B) is the im2col matrix (depth = patch rows, columns = pixels).
+impl<T: GemmScalar> PackB<T> for Cols<'_, T> {
+    fn pack(
+        &self,
+        (p0, kc): (usize, usize),
+        (j0, nc): (usize, usize),
+        nr: usize,
+        panels: std::ops::Range<usize>,
+        dst: &mut [T],
+        _fast: Option<PackTransposed<T>>,
+    ) {
+        let offs = &self.offs[p0..p0 + kc];
+        let mut runs = Vec::with_capacity(nr);
+        for (panel, jp) in dst.chunks_exact_mut(kc * nr).zip(panels) {
+            let c0 = j0 + jp * nr;
+            let cols = nr.min(j0 + nc - c0);
+            self.runs(c0, cols, &mut runs);
+            if let [(base, len, 0)] = runs[..] {
+                if len == nr {
+                    // The common case: the panel is one stretch of an output row.
+                    for (d, &o) in panel.chunks_exact_mut(nr).zip(offs) {
+                        self.copy(d, base + o);
+                    }
+                    continue;
+                }
+            }
+            for (d, &o) in panel.chunks_exact_mut(nr).zip(offs) {
+                for &(base, len, off) in &runs {
+                    self.copy(&mut d[off..off + len], base + o);
+                }
+                d[cols..].fill(T::zero());
+            }
+        }
+    }
+}
+
+/// Backward-weights: op(B) is the transposed im2col matrix (depth = pixels,
+/// columns = patch rows). Each patch row's stretch of pixels is copied into a
+/// small buffer, which the kernel's transposing packer turns into a panel.
+struct ColsT<'a, T>(Cols<'a, T>);
+
+impl<T: GemmScalar> PackB<T> for ColsT<'_, T> {
+    fn pack(
+        &self,
+        (p0, kc): (usize, usize),
+        (j0, nc): (usize, usize),
+        nr: usize,
+        panels: std::ops::Range<usize>,
+        dst: &mut [T],
+        fast: Option<PackTransposed<T>>,
+    ) {
+        let cols = &self.0;
+        let mut runs = Vec::new();
+        cols.runs(p0, kc, &mut runs);
+        let mut rows = vec![T::zero(); nr * kc];
+        for (panel, jp) in dst.chunks_exact_mut(kc * nr).zip(panels) {
+            let r0 = j0 + jp * nr;
+            let live = nr.min(j0 + nc - r0);
+            for (row, &o) in rows.chunks_exact_mut(kc).zip(&cols.offs[r0..r0 + live]) {
+                for &(base, len, off) in &runs {
+                    cols.copy(&mut row[off..off + len], base + o);
+                }
+            }
+            match fast {
+                Some(f) if live == nr => {
+                    // SAFETY: `rows` holds `nr` rows of `kc` values (stride kc);
+                    // the panel holds `kc·nr`; the driver only passes a packer
+                    // its CPU runs.
+                    unsafe { f(rows.as_ptr(), kc, kc, nr, panel.as_mut_ptr()) }
+                }
+                _ => {
+                    for (p, d) in panel.chunks_exact_mut(nr).enumerate() {
+                        for (j, x) in d.iter_mut().enumerate() {
+                            *x = if j < live {
+                                rows[j * kc + p]
+                            } else {
+                                T::zero()
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `offs` of [`Cols`]: where each patch row's tap sits in a padded image.
+fn tap_offsets(g: &ConvGeometry) -> Vec<usize> {
+    let pw = g.w + g.pad_left + g.pad_right;
+    let plane = (g.h + g.pad_top + g.pad_bottom) * pw;
+    let mut offs = Vec::with_capacity(g.patch());
+    for c in 0..g.c_in {
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                offs.push(c * plane + ki * pw + kj);
+            }
+        }
+    }
+    offs
+}
+
 fn check_lens(g: &ConvGeometry, op: &str, x: usize, w: usize, y: usize) {
     g.check(op);
     assert_eq!(x, g.batch * g.in_image(), "{op}: input length");
@@ -277,7 +480,7 @@ fn group_size(g: &ConvGeometry, algo: ConvAlgo) -> usize {
     let ohw = (g.out_h() * g.out_w()).max(1);
     match algo {
         ConvAlgo::Pointwise => 1,
-        ConvAlgo::Im2colGemm => {
+        ConvAlgo::Im2colGemm | ConvAlgo::ImplicitGemm => {
             let by_cols = 1024usize.div_ceil(ohw);
             let by_mem = (1 << 20) / (g.patch() * ohw).max(1);
             by_cols.min(by_mem).clamp(1, g.batch.max(1))
@@ -331,6 +534,7 @@ pub fn conv2d_forward<T: GemmScalar>(
     }
     let algo = choose(g);
     let nb = group_size(g, algo);
+    let offs = tap_offsets(g);
     let group = |buf: &mut (Vec<T>, Vec<T>), (xs, ys): (&[T], &mut [T])| {
         let n = ys.len() / g.out_image();
         let cols = n * ohw;
@@ -350,6 +554,31 @@ pub fn conv2d_forward<T: GemmScalar>(
                 ys,
                 ohw,
             ),
+            ConvAlgo::ImplicitGemm => {
+                let (xpad, tmp) = buf;
+                let xp = padded(g, xs, xpad);
+                if n > 1 {
+                    tmp.resize(g.c_out * cols, T::zero());
+                }
+                let dst: &mut [T] = if n == 1 { ys } else { tmp };
+                let b = Cols::new(g, xp, &offs);
+                gemm_packed_b(
+                    Trans::No,
+                    g.c_out,
+                    cols,
+                    k,
+                    T::one(),
+                    w,
+                    k,
+                    &b,
+                    T::zero(),
+                    dst,
+                    cols,
+                );
+                if n > 1 {
+                    scatter(tmp, ys, g.c_out, ohw);
+                }
+            }
             ConvAlgo::Im2colGemm => {
                 let (col, tmp) = buf;
                 col.resize(k * cols, T::zero());
@@ -433,7 +662,7 @@ pub fn conv2d_backward_data<T: GemmScalar>(g: &ConvGeometry, w: &[T], dy: &[T], 
                 ds,
                 ohw,
             ),
-            ConvAlgo::Im2colGemm => {
+            ConvAlgo::Im2colGemm | ConvAlgo::ImplicitGemm => {
                 let (col, tmp) = buf;
                 col.resize(k * cols, T::zero());
                 let src: &[T] = if n == 1 {
@@ -511,6 +740,7 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
     let algo = choose(g);
     let nb = group_size(g, algo);
     let chunk = weight_chunk(g.batch, nb);
+    let offs = tap_offsets(g);
     let partial = |(xs, gs): (&[T], &[T])| {
         let mut acc = vec![T::zero(); dw.len()];
         let (mut col, mut tmp) = (Vec::new(), Vec::new());
@@ -520,20 +750,40 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
         {
             let n = gg.len() / g.out_image();
             let cols = n * ohw;
-            let (src, dsrc): (&[T], &[T]) = match algo {
-                ConvAlgo::Pointwise => (xg, gg),
+            // ∂E/∂O of the group as one [c_out, n·ohw] matrix.
+            let dsrc: &[T] = if n == 1 || algo == ConvAlgo::Pointwise {
+                gg
+            } else {
+                tmp.resize(g.c_out * cols, T::zero());
+                gather(gg, &mut tmp, g.c_out, ohw);
+                &tmp
+            };
+            let src: &[T] = match algo {
+                ConvAlgo::Pointwise => xg,
+                ConvAlgo::ImplicitGemm => {
+                    let xp = padded(g, xg, &mut col);
+                    let b = ColsT(Cols::new(g, xp, &offs));
+                    gemm_packed_b(
+                        Trans::No,
+                        g.c_out,
+                        k,
+                        cols,
+                        T::one(),
+                        dsrc,
+                        cols,
+                        &b,
+                        T::one(),
+                        &mut acc,
+                        k,
+                    );
+                    continue;
+                }
                 ConvAlgo::Im2colGemm => {
                     col.resize(k * cols, T::zero());
                     for (b, xi) in xg.chunks_exact(g.in_image()).enumerate() {
                         im2col(g, xi, &mut col[b * ohw..], cols);
                     }
-                    if n == 1 {
-                        (&col, gg)
-                    } else {
-                        tmp.resize(g.c_out * cols, T::zero());
-                        gather(gg, &mut tmp, g.c_out, ohw);
-                        (&col, &tmp)
-                    }
+                    &col
                 }
             };
             gemm(
@@ -598,6 +848,132 @@ pub fn conv2d_naive<T: GemmScalar>(
                     y[((n * g.c_out + o) * oh + u) * ow + v] = s;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geoms() -> Vec<ConvGeometry> {
+        let g = |batch, c_in, h, w, c_out, k, s, pads: (usize, usize, usize, usize)| ConvGeometry {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh: k,
+            kw: k,
+            stride_h: s,
+            stride_w: s,
+            pad_top: pads.0,
+            pad_bottom: pads.1,
+            pad_left: pads.2,
+            pad_right: pads.3,
+        };
+        vec![
+            g(3, 5, 32, 32, 16, 3, 1, (1, 1, 1, 1)),
+            g(2, 3, 14, 14, 7, 3, 1, (1, 1, 1, 1)),
+            g(4, 2, 8, 8, 9, 3, 1, (1, 1, 1, 1)),
+            g(2, 4, 9, 11, 6, 3, 2, (1, 0, 2, 1)),
+            g(2, 40, 8, 8, 17, 3, 1, (0, 0, 0, 0)),
+            g(3, 3, 7, 5, 4, 5, 1, (2, 2, 2, 2)),
+        ]
+    }
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32
+                    / 16_777_216.0
+                    - 0.5
+            })
+            .collect()
+    }
+
+    /// The implicit column matrix packs exactly the stored im2col matrix:
+    /// the GEMMs over both agree bit for bit, forward (`K · col`) and
+    /// backward-weights (`∂E/∂O · colᵀ`), for several images side by side.
+    #[test]
+    fn implicit_columns_match_stored_im2col() {
+        for g in geoms() {
+            let (k, ohw, n) = (g.patch(), g.out_h() * g.out_w(), g.batch);
+            let cols = n * ohw;
+            let x = data(n * g.in_image(), 1);
+            let w = data(g.c_out * k, 2);
+            let dy = data(g.c_out * cols, 3);
+            let mut col = vec![0f32; k * cols];
+            for (b, xi) in x.chunks_exact(g.in_image()).enumerate() {
+                im2col(&g, xi, &mut col[b * ohw..], cols);
+            }
+            let offs = tap_offsets(&g);
+            let mut buf = Vec::new();
+            let xp = padded(&g, &x, &mut buf);
+
+            let (mut want, mut got) = (vec![0f32; g.c_out * cols], vec![1f32; g.c_out * cols]);
+            gemm(
+                Trans::No,
+                Trans::No,
+                g.c_out,
+                cols,
+                k,
+                1.0,
+                &w,
+                k,
+                &col,
+                cols,
+                0.0,
+                &mut want,
+                cols,
+            );
+            let b = Cols::new(&g, xp, &offs);
+            gemm_packed_b(
+                Trans::No,
+                g.c_out,
+                cols,
+                k,
+                1.0,
+                &w,
+                k,
+                &b,
+                0.0,
+                &mut got,
+                cols,
+            );
+            assert_eq!(want, got, "forward {g:?}");
+
+            let (mut want, mut got) = (vec![0.5f32; g.c_out * k], vec![0.5f32; g.c_out * k]);
+            gemm(
+                Trans::No,
+                Trans::Yes,
+                g.c_out,
+                k,
+                cols,
+                1.0,
+                &dy,
+                cols,
+                &col,
+                cols,
+                1.0,
+                &mut want,
+                k,
+            );
+            let b = ColsT(Cols::new(&g, xp, &offs));
+            gemm_packed_b(
+                Trans::No,
+                g.c_out,
+                k,
+                cols,
+                1.0,
+                &dy,
+                cols,
+                &b,
+                1.0,
+                &mut got,
+                k,
+            );
+            assert_eq!(want, got, "backward-weights {g:?}");
         }
     }
 }

@@ -15,7 +15,7 @@ use std::thread::LocalKey;
 use rayon::prelude::*;
 
 use super::kernel::Kernel;
-use super::pack::{pack_a, pack_b, MAX_TILE};
+use super::pack::{pack_a, PackB, MAX_TILE};
 use super::{Epilogue, Trans};
 use crate::parallel;
 
@@ -126,11 +126,11 @@ fn split<T>(
 #[allow(clippy::too_many_arguments)]
 pub fn run<T: Scalar>(
     kern: &Kernel<T>,
-    (ta, tb): (Trans, Trans),
+    ta: Trans,
     (m, n, k): (usize, usize, usize),
     alpha: T,
     (a, lda): (&[T], usize),
-    (b, ldb): (&[T], usize),
+    b: &dyn PackB<T>,
     beta: T,
     (c, ldc): (&mut [T], usize),
     epi: &Epilogue<'_, T>,
@@ -173,7 +173,7 @@ pub fn run<T: Scalar>(
                     }
                 }
                 let pack = |(pc, kc, ps, d): (usize, usize, std::ops::Range<usize>, &mut [T])| {
-                    pack_b(tb, b, ldb, (pc, kc), (jc, nc), nr, ps, d, kern.pack_bt)
+                    b.pack((pc, kc), (jc, nc), nr, ps, d, kern.pack_bt)
                 };
                 if threads > 1 && k * nc >= PAR_PACK {
                     jobs.into_par_iter().for_each(pack);

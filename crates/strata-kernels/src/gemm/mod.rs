@@ -16,6 +16,8 @@ mod tests;
 
 use driver::Scalar;
 use kernel::Kernel;
+use pack::MatrixB;
+pub use pack::{copy_run, PackB, PackTransposed};
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -334,6 +336,70 @@ pub fn gemm_bias_act<T: GemmScalar>(
     )
 }
 
+/// `C ← α·op(A)·B + β·C` where B (`k × n`) is not stored: the driver asks
+/// `b` for its packed panels (e.g. a convolution's im2col matrix copied
+/// straight from the images). Without an own kernel for this CPU, B is
+/// materialised once and handed to `matrixmultiply`.
+///
+/// # Panics
+/// If A or C is too short for its dimensions.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed_b<T: GemmScalar>(
+    ta: Trans,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    lda: usize,
+    b: &dyn PackB<T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
+    check("A", ta, m, k, lda, a.len());
+    check("C", Trans::No, m, n, ldc, c.len());
+    if m == 0 || n == 0 {
+        return;
+    }
+    match T::kernel(choose::<T>(m, n, k)) {
+        Some(kern) if k > 0 && alpha != T::zero() => driver::run(
+            kern,
+            ta,
+            (m, n, k),
+            alpha,
+            (a, lda),
+            b,
+            beta,
+            (c, ldc),
+            &Epilogue::NONE,
+        ),
+        _ => {
+            // Panels one column wide are the columns of B: Bᵀ, row-major.
+            let mut bt = vec![T::zero(); k * n];
+            if k > 0 {
+                b.pack((0, k), (0, n), 1, 0..n, &mut bt, None);
+            }
+            gemm_with(
+                GemmImpl::MatrixMultiply,
+                ta,
+                Trans::Yes,
+                m,
+                n,
+                k,
+                alpha,
+                a,
+                lda,
+                &bt,
+                k.max(1),
+                beta,
+                c,
+                ldc,
+            )
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run<T: GemmScalar>(
     imp: GemmImpl,
@@ -382,11 +448,11 @@ fn run<T: GemmScalar>(
     } else if let Some(kern) = T::kernel(imp) {
         return driver::run(
             kern,
-            (ta, tb),
+            ta,
             (m, n, k),
             alpha,
             (a, lda),
-            (b, ldb),
+            &MatrixB { tb, b, ldb },
             beta,
             (c, ldc),
             epi,

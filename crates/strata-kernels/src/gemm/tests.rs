@@ -128,11 +128,15 @@ impl Case {
                 let kern = T::EMU512;
                 driver::run(
                     kern,
-                    ops,
+                    ops.0,
                     dims,
                     alpha,
                     (&a, lda),
-                    (&b, ldb),
+                    &super::pack::MatrixB {
+                        tb: ops.1,
+                        b: &b,
+                        ldb,
+                    },
                     beta,
                     (&mut c, ldc),
                     e,
