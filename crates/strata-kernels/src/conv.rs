@@ -629,6 +629,28 @@ pub fn conv2d_forward<T: GemmScalar>(
     });
 }
 
+/// For a stride-1 convolution whose padding is less than its kernel, the
+/// geometry of its transpose as a forward convolution: input `∂E/∂O`
+/// (`c_out` slices), output `∂E/∂I` (`c_in` slices), padding `k − 1 − p`.
+fn transposed_geometry(g: &ConvGeometry) -> Option<ConvGeometry> {
+    let fits = g.pad_top < g.kh && g.pad_bottom < g.kh && g.pad_left < g.kw && g.pad_right < g.kw;
+    (g.stride_h == 1 && g.stride_w == 1 && fits).then(|| ConvGeometry {
+        batch: g.batch,
+        c_in: g.c_out,
+        h: g.out_h(),
+        w: g.out_w(),
+        c_out: g.c_in,
+        kh: g.kh,
+        kw: g.kw,
+        stride_h: 1,
+        stride_w: 1,
+        pad_top: g.kh - 1 - g.pad_top,
+        pad_bottom: g.kh - 1 - g.pad_bottom,
+        pad_left: g.kw - 1 - g.pad_left,
+        pad_right: g.kw - 1 - g.pad_right,
+    })
+}
+
 /// Backward-data (a transposed convolution): `dx = Kᵀ ⋆ dy`, i.e. per image
 /// `col2im(Kᵀ · dy)` (`dx` overwritten).
 pub fn conv2d_backward_data<T: GemmScalar>(g: &ConvGeometry, w: &[T], dy: &[T], dx: &mut [T]) {
@@ -642,6 +664,28 @@ pub fn conv2d_backward_data<T: GemmScalar>(g: &ConvGeometry, w: &[T], dy: &[T], 
         return;
     }
     let algo = choose(g);
+    // The transposed convolution's GEMM has c_in rows: worth it unless that
+    // is fewer than c_out (then packing costs more per multiply-add).
+    if algo == ConvAlgo::ImplicitGemm && g.c_in >= g.c_out {
+        if let Some(t) = transposed_geometry(g) {
+            // ∂E/∂I[c, y, x] = Σ_{o,i,j} ∂E/∂O[o, y + p − i, x + p − j] · K[o, c, i, j]:
+            // a stride-1 convolution of ∂E/∂O, padded by kh − 1 − p, with the
+            // kernel flipped and its slices swapped — no column buffer, no col2im.
+            let (kh, kw) = (g.kh, g.kw);
+            let mut flipped = vec![T::zero(); w.len()];
+            for o in 0..g.c_out {
+                for c in 0..g.c_in {
+                    for i in 0..kh {
+                        for j in 0..kw {
+                            flipped[((c * g.c_out + o) * kh + kh - 1 - i) * kw + kw - 1 - j] =
+                                w[((o * g.c_in + c) * kh + i) * kw + j];
+                        }
+                    }
+                }
+            }
+            return conv2d_forward(&t, dy, &flipped, None, dx);
+        }
+    }
     let nb = group_size(g, algo);
     let group = |buf: &mut (Vec<T>, Vec<T>), (gs, ds): (&[T], &mut [T])| {
         let n = gs.len() / g.out_image();

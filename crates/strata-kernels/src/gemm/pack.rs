@@ -57,8 +57,9 @@ pub fn pack_a<T: Copy + Default>(
 }
 
 /// `dst ← src` for equal-length runs; the panel widths are copied as
-/// fixed-size arrays (a few vector moves) instead of a `memmove` call per
-/// 64-byte run, which cost a third of a thin convolution's time.
+/// fixed-size arrays (a few vector moves; shorter runs as two overlapping
+/// ones) instead of a `memmove` call per run, which cost a third of a thin
+/// convolution's time.
 #[inline(always)]
 pub fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     fn fixed<T: Copy, const N: usize>(dst: &mut [T], src: &[T]) {
@@ -66,11 +67,20 @@ pub fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
             *d = *s;
         }
     }
+    /// Two overlapping `N`-element copies cover any length in `N..=2N`.
+    fn twice<T: Copy, const N: usize>(dst: &mut [T], src: &[T]) {
+        let len = dst.len();
+        fixed::<T, N>(&mut dst[..N], &src[..N]);
+        fixed::<T, N>(&mut dst[len - N..], &src[len - N..]);
+    }
     assert_eq!(dst.len(), src.len(), "copy_run: lengths");
     match dst.len() {
         8 => fixed::<T, 8>(dst, src),
         16 => fixed::<T, 16>(dst, src),
         32 => fixed::<T, 32>(dst, src),
+        4..=7 => twice::<T, 4>(dst, src),
+        9..=15 => twice::<T, 8>(dst, src),
+        17..=31 => twice::<T, 16>(dst, src),
         _ => dst.copy_from_slice(src),
     }
 }

@@ -403,3 +403,14 @@ fn transposed_pack_matches_scalar() {
         );
     }
 }
+
+/// `copy_run` copies every length exactly, including the overlapping cases.
+#[test]
+fn copy_run_all_lengths() {
+    for len in 0..70 {
+        let src: Vec<f32> = (0..len).map(|i| i as f32 + 1.0).collect();
+        let mut dst = vec![0f32; len];
+        super::copy_run(&mut dst, &src);
+        assert_eq!(dst, src, "length {len}");
+    }
+}
