@@ -383,10 +383,17 @@ impl<T: GemmScalar> PackB<T> for Cols<'_, T> {
             let cols = nr.min(j0 + nc - c0);
             self.runs(c0, cols, &mut runs);
             if let [(base, len, 0)] = runs[..] {
-                if len == nr {
+                if len == nr && self.sw == 1 {
                     // The common case: the panel is one stretch of an output row.
-                    for (d, &o) in panel.chunks_exact_mut(nr).zip(offs) {
-                        self.copy(d, base + o);
+                    match nr {
+                        8 => stretch::<T, 8>(panel, &self.xp[base..], offs),
+                        16 => stretch::<T, 16>(panel, &self.xp[base..], offs),
+                        32 => stretch::<T, 32>(panel, &self.xp[base..], offs),
+                        _ => {
+                            for (d, &o) in panel.chunks_exact_mut(nr).zip(offs) {
+                                self.copy(d, base + o);
+                            }
+                        }
                     }
                     continue;
                 }
@@ -398,6 +405,17 @@ impl<T: GemmScalar> PackB<T> for Cols<'_, T> {
                 d[cols..].fill(T::zero());
             }
         }
+    }
+}
+
+/// `panel[p] = src[offs[p]..][..N]` for every depth step `p`: the panel
+/// width a compile-time constant, so each step is a few vector moves.
+#[inline(always)]
+fn stretch<T: Copy, const N: usize>(panel: &mut [T], src: &[T], offs: &[usize]) {
+    let (steps, _) = panel.as_chunks_mut::<N>();
+    for (d, &o) in steps.iter_mut().zip(offs) {
+        let s: &[T; N] = src[o..o + N].try_into().expect("N values");
+        *d = *s;
     }
 }
 

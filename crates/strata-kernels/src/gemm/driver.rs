@@ -264,6 +264,8 @@ unsafe fn block<T: Scalar>(
                 let cij = c.0.add(row * ldc + col);
                 if rows == mr && cols == nr {
                     (kern.ukr)(kc, ap.as_ptr(), bp.as_ptr(), cij, ldc, alpha, beta);
+                } else if cols == nr && rows <= kern.edge.len() {
+                    (kern.edge[rows - 1])(kc, ap.as_ptr(), bp.as_ptr(), cij, ldc, alpha, beta);
                 } else {
                     (kern.ukr)(
                         kc,

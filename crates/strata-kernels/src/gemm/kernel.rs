@@ -15,7 +15,7 @@ use super::simd::{Avx2F32, Avx2F64, Avx512F32, Avx512F64, Simd};
 pub type MicroKernel<T> = unsafe fn(usize, *const T, *const T, *mut T, usize, T, T);
 
 /// A micro-kernel with the blocking that suits it.
-pub struct Kernel<T> {
+pub struct Kernel<T: 'static> {
     /// Rows of the register tile.
     pub mr: usize,
     /// Columns of the register tile.
@@ -30,6 +30,10 @@ pub struct Kernel<T> {
     pub ukr: MicroKernel<T>,
     /// A fast packer for full transposed B micro-panels, if this ISA has one.
     pub pack_bt: Option<PackTransposed<T>>,
+    /// Tile routines for the first `r + 1` rows of a full-width tile (A
+    /// panels keep their stride `mr`), or empty: edge tiles then go through
+    /// a scratch tile.
+    pub edge: &'static [MicroKernel<T>],
 }
 
 /// The generic tile loop; instantiated inside `target_feature` wrappers so the
@@ -49,7 +53,7 @@ fn prefetch(p: *const i8) {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
+unsafe fn tile<S: Simd, const MR: usize, const ROWS: usize, const NV: usize>(
     kc: usize,
     a: *const S::T,
     b: *const S::T,
@@ -65,11 +69,11 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
     unsafe {
         // Fetch the C tile while the k loop runs: its rows lie ldc apart and
         // would otherwise miss at the final load/store.
-        for i in 0..MR {
+        for i in 0..ROWS {
             prefetch(c.add(i * ldc).cast());
             prefetch(c.add(i * ldc + NV * S::W - 1).cast());
         }
-        let mut acc = [[S::zero(); NV]; MR];
+        let mut acc = [[S::zero(); NV]; ROWS];
         let (mut ap, mut bp) = (a, b);
         // One k step: NV loads of B, MR broadcasts of A, MR·NV FMAs. A macro,
         // not a closure: a closure would not inherit the target features.
@@ -79,7 +83,7 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
                 for v in 0..NV {
                     bv[v] = S::load($bp.add(v * S::W));
                 }
-                for i in 0..MR {
+                for i in 0..ROWS {
                     let ai = S::splat(*$ap.add(i));
                     for v in 0..NV {
                         acc[i][v] = S::fma(ai, bv[v], acc[i][v]);
@@ -104,14 +108,14 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
         let va = S::splat(alpha);
         if beta == S::T::default() {
             // β = 0 overwrites: C is never read, so NaN in C does not leak.
-            for i in 0..MR {
+            for i in 0..ROWS {
                 for v in 0..NV {
                     S::store(c.add(i * ldc + v * S::W), S::mul(acc[i][v], va));
                 }
             }
         } else {
             let vb = S::splat(beta);
-            for i in 0..MR {
+            for i in 0..ROWS {
                 for v in 0..NV {
                     let p = c.add(i * ldc + v * S::W);
                     S::store(p, S::fma(acc[i][v], va, S::mul(S::load(p), vb)));
@@ -123,6 +127,9 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
 
 macro_rules! wrapper {
     ($name:ident, $feat:literal, $s:ty, $t:ty, $mr:expr, $nv:expr) => {
+        wrapper!($name, $feat, $s, $t, $mr, $mr, $nv);
+    };
+    ($name:ident, $feat:literal, $s:ty, $t:ty, $mr:expr, $rows:expr, $nv:expr) => {
         /// # Safety
         /// As for `tile`, and the CPU supports the enabled features.
         #[cfg(target_arch = "x86_64")]
@@ -137,7 +144,7 @@ macro_rules! wrapper {
             beta: $t,
         ) {
             // SAFETY: forwarded contract; the features are enabled on this function.
-            unsafe { tile::<$s, $mr, $nv>(kc, a, b, c, ldc, alpha, beta) }
+            unsafe { tile::<$s, $mr, $rows, $nv>(kc, a, b, c, ldc, alpha, beta) }
         }
     };
 }
@@ -145,6 +152,18 @@ macro_rules! wrapper {
 // Zen 3/4/5 with AVX2: 16 ymm registers → 6×16 (12 accumulators, 2 B vectors, 1 broadcast).
 wrapper!(avx2_f32, "avx2,fma", Avx2F32, f32, 6, 2);
 wrapper!(avx2_f64, "avx2,fma", Avx2F64, f64, 6, 2);
+// Bottom-edge tiles (rows < 6 of a full-width panel, e.g. the last 4 of a
+// 16-slice convolution): only the live rows are computed, straight into C.
+wrapper!(avx2_f32_r1, "avx2,fma", Avx2F32, f32, 6, 1, 2);
+wrapper!(avx2_f32_r2, "avx2,fma", Avx2F32, f32, 6, 2, 2);
+wrapper!(avx2_f32_r3, "avx2,fma", Avx2F32, f32, 6, 3, 2);
+wrapper!(avx2_f32_r4, "avx2,fma", Avx2F32, f32, 6, 4, 2);
+wrapper!(avx2_f32_r5, "avx2,fma", Avx2F32, f32, 6, 5, 2);
+wrapper!(avx2_f64_r1, "avx2,fma", Avx2F64, f64, 6, 1, 2);
+wrapper!(avx2_f64_r2, "avx2,fma", Avx2F64, f64, 6, 2, 2);
+wrapper!(avx2_f64_r3, "avx2,fma", Avx2F64, f64, 6, 3, 2);
+wrapper!(avx2_f64_r4, "avx2,fma", Avx2F64, f64, 6, 4, 2);
+wrapper!(avx2_f64_r5, "avx2,fma", Avx2F64, f64, 6, 5, 2);
 // AVX-512: 32 zmm registers → 12×32 f32 (24 accumulators), 12×16 f64.
 wrapper!(avx512_f32, "avx512f", Avx512F32, f32, 12, 2);
 wrapper!(avx512_f64, "avx512f", Avx512F64, f64, 12, 2);
@@ -159,6 +178,13 @@ pub const AVX2_F32: Kernel<f32> = Kernel {
     nc: 4096,
     ukr: avx2_f32,
     pack_bt: Some(pack_bt_f32_avx),
+    edge: &[
+        avx2_f32_r1,
+        avx2_f32_r2,
+        avx2_f32_r3,
+        avx2_f32_r4,
+        avx2_f32_r5,
+    ],
 };
 /// The AVX2 + FMA f64 kernel (6×8 tile).
 #[cfg(target_arch = "x86_64")]
@@ -170,6 +196,13 @@ pub const AVX2_F64: Kernel<f64> = Kernel {
     nc: 4096,
     ukr: avx2_f64,
     pack_bt: None,
+    edge: &[
+        avx2_f64_r1,
+        avx2_f64_r2,
+        avx2_f64_r3,
+        avx2_f64_r4,
+        avx2_f64_r5,
+    ],
 };
 /// The AVX-512 f32 kernel (12×32 tile; B micro-panel 32 KB of Zen 5's 48 KB L1d).
 #[cfg(target_arch = "x86_64")]
@@ -181,6 +214,7 @@ pub const AVX512_F32: Kernel<f32> = Kernel {
     nc: 4096,
     ukr: avx512_f32,
     pack_bt: Some(pack_bt_f32_avx),
+    edge: &[],
 };
 /// The AVX-512 f64 kernel (12×16 tile).
 #[cfg(target_arch = "x86_64")]
@@ -192,6 +226,7 @@ pub const AVX512_F64: Kernel<f64> = Kernel {
     nc: 4096,
     ukr: avx512_f64,
     pack_bt: None,
+    edge: &[],
 };
 
 /// The AVX-512 kernels' tile loop and blocking, on emulated 512-bit registers
@@ -211,7 +246,7 @@ pub mod emulated {
         beta: f32,
     ) {
         // SAFETY: the driver passes panels and tiles of the advertised size.
-        unsafe { tile::<Emu<f32, 16>, 12, 2>(kc, a, b, c, ldc, alpha, beta) }
+        unsafe { tile::<Emu<f32, 16>, 12, 12, 2>(kc, a, b, c, ldc, alpha, beta) }
     }
     unsafe fn emu_f64(
         kc: usize,
@@ -223,7 +258,7 @@ pub mod emulated {
         beta: f64,
     ) {
         // SAFETY: as above.
-        unsafe { tile::<Emu<f64, 8>, 12, 2>(kc, a, b, c, ldc, alpha, beta) }
+        unsafe { tile::<Emu<f64, 8>, 12, 12, 2>(kc, a, b, c, ldc, alpha, beta) }
     }
     /// AVX-512 f32 geometry (12×32, same blocking), emulated.
     pub const EMU512_F32: Kernel<f32> = Kernel {
