@@ -38,12 +38,7 @@ fn channel_sums<T: Element>(
             let seg = &a[off..off + s];
             sa = sa + crate::reduce::sum(seg);
             if let Some((x, mean, invstd)) = b {
-                let m = mean[ch];
-                let dot: T = seg
-                    .iter()
-                    .zip(&x[off..off + s])
-                    .map(|(&g, &xv)| g * (xv - m))
-                    .sum();
+                let dot = crate::reduce::dot_dev(seg, &x[off..off + s], mean[ch]);
                 sab = sab + dot * invstd[ch];
             }
         }
@@ -125,10 +120,7 @@ pub fn batch_norm_train<T: Element>(
         (0..n)
             .map(|i| {
                 let off = (i * c + ch) * s;
-                x[off..off + s]
-                    .iter()
-                    .map(|&v| (v - mu) * (v - mu))
-                    .sum::<T>()
+                crate::reduce::sum_sq_dev(&x[off..off + s], mu)
             })
             .fold(T::zero(), |a, b| a + b)
     };

@@ -55,6 +55,13 @@ proptest! {
         }}
         let f: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         prop_assert!((reduce::sum(&f) as f64 - total).abs() < 1e-3);
+        // Centred sums (batch-norm statistics), about an arbitrary centre.
+        let c = seed[n % seed.len()];
+        let sq: f64 = x.iter().map(|v| (v - c) * (v - c)).sum();
+        prop_assert!((reduce::sum_sq_dev(x, c) - sq).abs() < 1e-9 * (1.0 + sq));
+        let y: Vec<f64> = x.iter().rev().copied().collect();
+        let dot: f64 = x.iter().zip(&y).map(|(a, v)| a * (v - c)).sum();
+        prop_assert!((reduce::dot_dev(x, &y, c) - dot).abs() < 1e-9 * (1.0 + dot.abs() + sq));
     }
 
     #[test]
