@@ -340,3 +340,125 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn batch_norm_relu_fused_gradients() {
+    // β shifted so some outputs are cut by the ReLU and some pass.
+    let x = rand_tensor(&[3, 2, 3, 4], 40).map(|v| 2.0 * v + 0.5);
+    let beta = rand_tensor(&[2], 41).map(|v| 0.3 * v);
+    assert_checks(
+        &[
+            ("x", x.clone()),
+            ("gamma", rand_tensor(&[2], 42)),
+            ("beta", beta.clone()),
+        ],
+        |t, v| {
+            let (y, _) = t.batch_norm_train_act(v[0], v[1], v[2], 1e-5, true)?;
+            weighted_sum(t, y, 43)
+        },
+    );
+    let (mean, var) = (vec![0.2, -0.1], vec![1.5, 0.3]);
+    assert_checks(
+        &[("x", x), ("gamma", rand_tensor(&[2], 44)), ("beta", beta)],
+        |t, v| {
+            let y = t.batch_norm_eval_act(v[0], v[1], v[2], &mean, &var, 1e-5, true)?;
+            weighted_sum(t, y, 45)
+        },
+    );
+}
+
+/// The fused op computes what batch norm then ReLU compute, values and
+/// gradients, in training and evaluation mode.
+#[test]
+fn batch_norm_relu_fused_matches_separate_ops() {
+    let x = rand_tensor(&[4, 3, 2, 5], 46).map(|v| 3.0 * v - 0.5);
+    let (gamma, beta) = (rand_tensor(&[3], 47), rand_tensor(&[3], 48));
+    let (mean, var) = (vec![0.1, 0.3, -0.2], vec![0.5, 1.2, 2.0]);
+    for train in [true, false] {
+        let run = |fused: bool| {
+            let mut t = Tape::<f64>::new();
+            let v = [
+                t.leaf(x.clone()),
+                t.leaf(gamma.clone()),
+                t.leaf(beta.clone()),
+            ];
+            let y = match (train, fused) {
+                (true, true) => {
+                    t.batch_norm_train_act(v[0], v[1], v[2], 1e-5, true)
+                        .unwrap()
+                        .0
+                }
+                (true, false) => {
+                    let (z, _) = t.batch_norm_train(v[0], v[1], v[2], 1e-5).unwrap();
+                    t.relu(z).unwrap()
+                }
+                (false, true) => t
+                    .batch_norm_eval_act(v[0], v[1], v[2], &mean, &var, 1e-5, true)
+                    .unwrap(),
+                (false, false) => {
+                    let z = t
+                        .batch_norm_eval(v[0], v[1], v[2], &mean, &var, 1e-5)
+                        .unwrap();
+                    t.relu(z).unwrap()
+                }
+            };
+            let e = weighted_sum(&mut t, y, 49).unwrap();
+            let grads = t.backward(e).unwrap();
+            let out = t.value(y).unwrap().to_vec();
+            let g: Vec<Vec<f64>> = v.iter().map(|&i| grads.get(i).unwrap().to_vec()).collect();
+            (out, g)
+        };
+        let (a, b) = (run(true), run(false));
+        assert!(a.0.contains(&0.0) && a.0.iter().any(|&v| v > 0.0));
+        for (p, q) in a.0.iter().zip(&b.0) {
+            assert!((p - q).abs() < 1e-12, "train {train}: value {p} vs {q}");
+        }
+        for (ga, gb) in a.1.iter().zip(&b.1) {
+            for (p, q) in ga.iter().zip(gb) {
+                assert!((p - q).abs() < 1e-10, "train {train}: gradient {p} vs {q}");
+            }
+        }
+    }
+}
+
+#[test]
+fn conv2d_relu_fused_gradients_and_values() {
+    let (x, w, b) = (
+        rand_tensor(&[2, 3, 5, 6], 50),
+        rand_tensor(&[4, 3, 3, 3], 51),
+        rand_tensor(&[4], 52),
+    );
+    let opts = Conv2dOptions {
+        stride: [1, 1],
+        pad: Pad2d::uniform(1),
+    };
+    assert_checks(
+        &[("x", x.clone()), ("w", w.clone()), ("b", b.clone())],
+        |t, v| {
+            let y = t.conv2d_act(v[0], v[1], Some(v[2]), opts, true)?;
+            weighted_sum(t, y, 53)
+        },
+    );
+    // Same values and gradients as conv2d then relu.
+    let run = |fused: bool| {
+        let mut t = Tape::<f64>::new();
+        let v = [t.leaf(x.clone()), t.leaf(w.clone()), t.leaf(b.clone())];
+        let y = if fused {
+            t.conv2d_act(v[0], v[1], Some(v[2]), opts, true).unwrap()
+        } else {
+            let z = t.conv2d(v[0], v[1], Some(v[2]), opts).unwrap();
+            t.relu(z).unwrap()
+        };
+        let e = weighted_sum(&mut t, y, 54).unwrap();
+        let g = t.backward(e).unwrap();
+        let mut all = t.value(y).unwrap().to_vec();
+        for &i in &v {
+            all.extend(g.get(i).unwrap().to_vec());
+        }
+        all
+    };
+    let (a, c) = (run(true), run(false));
+    for (p, q) in a.iter().zip(&c) {
+        assert!((p - q).abs() < 1e-12, "{p} vs {q}");
+    }
+}

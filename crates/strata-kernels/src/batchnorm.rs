@@ -59,6 +59,22 @@ pub fn channel_affine<T: Element>(
     shift: &[T],
     y: &mut [T],
 ) {
+    channel_affine_act(x, n, c, s, scale, shift, false, y)
+}
+
+/// [`channel_affine`] followed, when `relu`, by `max(0, ·)` in the same pass
+/// (batch norm + ReLU: one pass over the activations instead of two).
+#[allow(clippy::too_many_arguments)]
+pub fn channel_affine_act<T: Element>(
+    x: &[T],
+    n: usize,
+    c: usize,
+    s: usize,
+    scale: &[T],
+    shift: &[T],
+    relu: bool,
+    y: &mut [T],
+) {
     check("channel_affine", x, n, c, s);
     assert_eq!(y.len(), x.len(), "channel_affine: output length");
     if s == 0 || c == 0 || n == 0 {
@@ -70,8 +86,15 @@ pub fn channel_affine<T: Element>(
             .zip(xs.chunks_exact(s))
             .zip(scale.iter().zip(shift))
         {
-            for (o, &v) in yc.iter_mut().zip(xc) {
-                *o = v * a + b;
+            if relu {
+                for (o, &v) in yc.iter_mut().zip(xc) {
+                    let z = v * a + b;
+                    *o = if z > T::zero() { z } else { T::zero() };
+                }
+            } else {
+                for (o, &v) in yc.iter_mut().zip(xc) {
+                    *o = v * a + b;
+                }
             }
         }
     };
@@ -94,6 +117,25 @@ pub fn batch_norm_train<T: Element>(
     gamma: &[T],
     beta: &[T],
     eps: T,
+    y: &mut [T],
+    mean: &mut [T],
+    var: &mut [T],
+    invstd: &mut [T],
+) {
+    batch_norm_train_act(x, n, c, s, gamma, beta, eps, false, y, mean, var, invstd)
+}
+
+/// [`batch_norm_train`] followed, when `relu`, by ReLU in the same pass.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_act<T: Element>(
+    x: &[T],
+    n: usize,
+    c: usize,
+    s: usize,
+    gamma: &[T],
+    beta: &[T],
+    eps: T,
+    relu: bool,
     y: &mut [T],
     mean: &mut [T],
     var: &mut [T],
@@ -135,15 +177,18 @@ pub fn batch_norm_train<T: Element>(
         .map(|(&g, &k)| g * k)
         .collect();
     let shift: Vec<T> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
-    channel_affine(x, n, c, s, &scale, &shift, y);
+    channel_affine_act(x, n, c, s, &scale, &shift, relu, y);
 }
 
 /// Training-mode backward through the batch statistics (formula in the module
-/// docs). Overwrites `dx`, `dgamma`, `dbeta`.
+/// docs). Overwrites `dx`, `dgamma`, `dbeta`. With `relu_out` (the output of a
+/// fused ReLU), `dy` first passes the ReLU: it counts only where the output
+/// is positive.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train_backward<T: Element>(
     x: &[T],
     dy: &[T],
+    relu_out: Option<&[T]>,
     n: usize,
     c: usize,
     s: usize,
@@ -159,42 +204,60 @@ pub fn batch_norm_train_backward<T: Element>(
         dy.len() == x.len() && dx.len() == x.len(),
         "batch_norm_train_backward: lengths"
     );
-    let (sg, sgx) = channel_sums(dy, Some((x, mean, invstd)), n, c, s);
+    // A fused ReLU gates ∂E/∂y first, written straight into dx, which the
+    // passes below then read and overwrite in place (gating on the fly inside
+    // them reads y twice and measured slower).
+    if let Some(y) = relu_out {
+        crate::elementwise::relu_backward(y, dy, dx);
+    }
+    let g: &[T] = if relu_out.is_some() { dx } else { dy };
+    let (sg, sgx) = channel_sums(g, Some((x, mean, invstd)), n, c, s);
     dbeta.copy_from_slice(&sg);
     dgamma.copy_from_slice(&sgx);
     if s == 0 || c == 0 || n == 0 {
         return;
     }
     let inv_m = T::one() / T::of((n * s).max(1) as f64);
-    let sample = |((d, g), xs): ((&mut [T], &[T]), &[T])| {
-        for (ch, ((dc, gc), xc)) in d
-            .chunks_exact_mut(s)
-            .zip(g.chunks_exact(s))
-            .zip(xs.chunks_exact(s))
-            .enumerate()
-        {
-            let (mu, k) = (mean[ch], invstd[ch]);
-            let a = gamma[ch] * k;
-            let (mg, mgx) = (sg[ch] * inv_m, sgx[ch] * inv_m);
-            for ((o, &gv), &xv) in dc.iter_mut().zip(gc).zip(xc) {
-                *o = a * (gv - mg - (xv - mu) * k * mgx);
+    // `gc` is ∂E/∂y's slice, or None when it already sits in `dc`.
+    let channel = |ch: usize, dc: &mut [T], gc: Option<&[T]>, xc: &[T]| {
+        let (mu, k) = (mean[ch], invstd[ch]);
+        let a = gamma[ch] * k;
+        let (mg, mgx) = (sg[ch] * inv_m, sgx[ch] * inv_m);
+        match gc {
+            Some(gc) => {
+                for ((o, &gv), &xv) in dc.iter_mut().zip(gc).zip(xc) {
+                    *o = a * (gv - mg - (xv - mu) * k * mgx);
+                }
+            }
+            None => {
+                for (o, &xv) in dc.iter_mut().zip(xc) {
+                    *o = a * (*o - mg - (xv - mu) * k * mgx);
+                }
             }
         }
     };
+    let in_place = relu_out.is_some();
     crate::parallel::install(|| {
         dx.par_chunks_exact_mut(c * s)
             .zip(dy.par_chunks_exact(c * s))
             .zip(x.par_chunks_exact(c * s))
-            .for_each(sample)
+            .for_each(|((d, g), xs)| {
+                for (ch, (dc, xc)) in d.chunks_exact_mut(s).zip(xs.chunks_exact(s)).enumerate() {
+                    let gc = (!in_place).then(|| &g[ch * s..(ch + 1) * s]);
+                    channel(ch, dc, gc, xc);
+                }
+            })
     });
 }
 
 /// Evaluation-mode backward (statistics fixed, so the layer is a per-channel
-/// affine map): `∂E/∂x = γ·invstd·g`, `∂E/∂γ = Σ g·x̂`, `∂E/∂β = Σ g`.
+/// affine map): `∂E/∂x = γ·invstd·g`, `∂E/∂γ = Σ g·x̂`, `∂E/∂β = Σ g`, with
+/// `g` gated by a fused ReLU's output `relu_out` when given.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_eval_backward<T: Element>(
     x: &[T],
     dy: &[T],
+    relu_out: Option<&[T]>,
     n: usize,
     c: usize,
     s: usize,
@@ -206,11 +269,33 @@ pub fn batch_norm_eval_backward<T: Element>(
     dbeta: &mut [T],
 ) {
     check("batch_norm_eval_backward", x, n, c, s);
-    let (sg, sgx) = channel_sums(dy, Some((x, mean, invstd)), n, c, s);
-    dbeta.copy_from_slice(&sg);
-    dgamma.copy_from_slice(&sgx);
-    if let Some(dx) = dx {
-        let scale: Vec<T> = gamma.iter().zip(invstd).map(|(&g, &k)| g * k).collect();
-        channel_affine(dy, n, c, s, &scale, &vec![T::zero(); c], dx);
+    let scale: Vec<T> = gamma.iter().zip(invstd).map(|(&g, &k)| g * k).collect();
+    match (relu_out, dx) {
+        (Some(y), Some(dx)) => {
+            // Gate into dx, sum from it, then scale it in place.
+            crate::elementwise::relu_backward(y, dy, dx);
+            let (sg, sgx) = channel_sums(dx, Some((x, mean, invstd)), n, c, s);
+            dbeta.copy_from_slice(&sg);
+            dgamma.copy_from_slice(&sgx);
+            let g = dx.to_vec();
+            channel_affine(&g, n, c, s, &scale, &vec![T::zero(); c], dx);
+        }
+        (relu_out, dx) => {
+            let mut gated = Vec::new();
+            let g: &[T] = match relu_out {
+                Some(y) => {
+                    gated.resize(dy.len(), T::zero());
+                    crate::elementwise::relu_backward(y, dy, &mut gated);
+                    &gated
+                }
+                None => dy,
+            };
+            let (sg, sgx) = channel_sums(g, Some((x, mean, invstd)), n, c, s);
+            dbeta.copy_from_slice(&sg);
+            dgamma.copy_from_slice(&sgx);
+            if let Some(dx) = dx {
+                channel_affine(g, n, c, s, &scale, &vec![T::zero(); c], dx);
+            }
+        }
     }
 }

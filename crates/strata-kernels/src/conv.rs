@@ -542,6 +542,20 @@ pub fn conv2d_forward<T: GemmScalar>(
     bias: Option<&[T]>,
     y: &mut [T],
 ) {
+    conv2d_forward_act(g, x, w, bias, false, y)
+}
+
+/// [`conv2d_forward`] followed, when `relu`, by `max(0, ·)`, applied to each
+/// group of images while its output is still in cache (not as a separate
+/// pass over the whole activation).
+pub fn conv2d_forward_act<T: GemmScalar>(
+    g: &ConvGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    relu: bool,
+    y: &mut [T],
+) {
     check_lens(g, "conv2d_forward", x.len(), w.len(), y.len());
     if let Some(b) = bias {
         assert_eq!(b.len(), g.c_out, "conv2d_forward: bias length");
@@ -631,6 +645,12 @@ pub fn conv2d_forward<T: GemmScalar>(
         }
         if let Some(b) = bias {
             crate::elementwise::add_channel_bias(ys, b, ohw);
+        }
+        if relu {
+            // A select, not a filter: the sign of a conv output is a coin
+            // flip, and a branch on it mispredicts half the time.
+            ys.iter_mut()
+                .for_each(|v| *v = if *v < T::zero() { T::zero() } else { *v });
         }
     };
     let task = task_size(g.batch, nb);

@@ -55,6 +55,30 @@ impl<T: Real> BatchNorm<T> {
         self.gamma.value.numel()
     }
 
+    /// Normalises `x`, then applies ReLU when `relu` (fused in one op).
+    fn forward_act(
+        &mut self,
+        tape: &mut Tape<T>,
+        x: Var,
+        ctx: &mut Ctx<'_>,
+        relu: bool,
+    ) -> Result<Var> {
+        let shape = tape.shape(x)?.to_vec();
+        self.output_shape(shape.get(1..).unwrap_or(&[]))?;
+        let (g, b) = (tape.param(&self.gamma), tape.param(&self.beta));
+        match ctx.mode {
+            Mode::Train => {
+                let (y, stats) = tape.batch_norm_train_act(x, g, b, self.eps, relu)?;
+                self.update_running(&stats.mean, &stats.var, stats.count);
+                Ok(y)
+            }
+            Mode::Eval => {
+                let (m, v) = (self.running_mean.to_vec(), self.running_var.to_vec());
+                Ok(tape.batch_norm_eval_act(x, g, b, &m, &v, self.eps, relu)?)
+            }
+        }
+    }
+
     fn update_running(&mut self, mean: &[T], var: &[T], count: usize) {
         let mu = T::of(self.momentum);
         let keep = T::one() - mu;
@@ -84,20 +108,16 @@ impl<T: Real> Module<T> for BatchNorm<T> {
     }
 
     fn forward(&mut self, tape: &mut Tape<T>, x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        let shape = tape.shape(x)?.to_vec();
-        self.output_shape(shape.get(1..).unwrap_or(&[]))?;
-        let (g, b) = (tape.param(&self.gamma), tape.param(&self.beta));
-        match ctx.mode {
-            Mode::Train => {
-                let (y, stats) = tape.batch_norm_train(x, g, b, self.eps)?;
-                self.update_running(&stats.mean, &stats.var, stats.count);
-                Ok(y)
-            }
-            Mode::Eval => {
-                let (m, v) = (self.running_mean.to_vec(), self.running_var.to_vec());
-                Ok(tape.batch_norm_eval(x, g, b, &m, &v, self.eps)?)
-            }
-        }
+        self.forward_act(tape, x, ctx, false)
+    }
+
+    fn forward_relu(
+        &mut self,
+        tape: &mut Tape<T>,
+        x: Var,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<Result<Var>> {
+        Some(self.forward_act(tape, x, ctx, true))
     }
 
     fn params(&self) -> Vec<Named<'_, T>> {

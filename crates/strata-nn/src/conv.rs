@@ -131,6 +131,24 @@ pub struct Conv2d<T: Real> {
 }
 
 impl<T: Real> Conv2d<T> {
+    /// Convolves `x`, then applies ReLU when `relu` (fused in one op).
+    fn forward_act(&mut self, tape: &mut Tape<T>, x: Var, relu: bool) -> Result<Var> {
+        let shape = tape.shape(x)?.to_vec();
+        self.output_shape(shape.get(1..).unwrap_or(&[]))?;
+        let pad = self.config.pads(shape[2], shape[3]);
+        let (x, pad) = match self.config.border {
+            Border::Zero => (x, pad),
+            b => (tape.pad2d(x, pad, b)?, Pad2d::default()),
+        };
+        let w = tape.param(&self.weight);
+        let b = self.bias.as_ref().map(|b| tape.param(b));
+        let opts = Conv2dOptions {
+            stride: self.config.stride,
+            pad,
+        };
+        Ok(tape.conv2d_act(x, w, b, opts, relu)?)
+    }
+
     /// A layer from its configuration.
     pub fn new(config: Conv2dConfig, rng: &mut impl Rng) -> Result<Self> {
         let c = &config;
@@ -215,20 +233,16 @@ impl<T: Real> Module<T> for Conv2d<T> {
     }
 
     fn forward(&mut self, tape: &mut Tape<T>, x: Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
-        let shape = tape.shape(x)?.to_vec();
-        self.output_shape(shape.get(1..).unwrap_or(&[]))?;
-        let pad = self.config.pads(shape[2], shape[3]);
-        let (x, pad) = match self.config.border {
-            Border::Zero => (x, pad),
-            b => (tape.pad2d(x, pad, b)?, Pad2d::default()),
-        };
-        let w = tape.param(&self.weight);
-        let b = self.bias.as_ref().map(|b| tape.param(b));
-        let opts = Conv2dOptions {
-            stride: self.config.stride,
-            pad,
-        };
-        Ok(tape.conv2d(x, w, b, opts)?)
+        self.forward_act(tape, x, false)
+    }
+
+    fn forward_relu(
+        &mut self,
+        tape: &mut Tape<T>,
+        x: Var,
+        _ctx: &mut Ctx<'_>,
+    ) -> Option<Result<Var>> {
+        Some(self.forward_act(tape, x, true))
     }
 
     fn params(&self) -> Vec<Named<'_, T>> {

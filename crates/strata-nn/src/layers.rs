@@ -94,6 +94,29 @@ impl<T: Real> Module<T> for Linear<T> {
         Ok(y)
     }
 
+    fn forward_relu(
+        &mut self,
+        tape: &mut Tape<T>,
+        x: Var,
+        _ctx: &mut Ctx<'_>,
+    ) -> Option<Result<Var>> {
+        if self.relu {
+            // Already followed by its own ReLU: a second one is not this op.
+            return None;
+        }
+        let shape = match tape.shape(x) {
+            Ok(s) => s.to_vec(),
+            Err(e) => return Some(Err(e.into())),
+        };
+        Some(
+            self.output_shape(&shape[1.min(shape.len())..])
+                .and_then(|_| {
+                    let (w, b) = (tape.param(&self.weight), tape.param(&self.bias));
+                    Ok(tape.linear(x, w, Some(b), true)?)
+                }),
+        )
+    }
+
     fn params(&self) -> Vec<Named<'_, T>> {
         vec![("weight".into(), &self.weight), ("bias".into(), &self.bias)]
     }
@@ -129,10 +152,14 @@ impl<T: Real> Module<T> for Relu {
         record_dead_units(tape, y, ctx)?;
         Ok(y)
     }
+
+    fn is_relu(&self) -> bool {
+        true
+    }
 }
 
 /// Feeds ReLU outputs `y` to the context's dead-unit monitor, if any.
-fn record_dead_units<T: Real>(tape: &Tape<T>, y: Var, ctx: &mut Ctx<'_>) -> Result<()> {
+pub(crate) fn record_dead_units<T: Real>(tape: &Tape<T>, y: Var, ctx: &mut Ctx<'_>) -> Result<()> {
     if ctx.monitor.is_some() {
         let path = ctx.path();
         let v = tape.value(y)?;

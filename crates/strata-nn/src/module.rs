@@ -107,4 +107,23 @@ pub trait Module<T: Real>: Send {
     fn buffers_mut(&mut self) -> Vec<(String, &mut Tensor<T>)> {
         Vec::new()
     }
+
+    /// Whether this layer is a plain ReLU (which [`Module::forward_relu`] of
+    /// the layer before it may absorb).
+    fn is_relu(&self) -> bool {
+        false
+    }
+
+    /// This layer followed by ReLU as one fused op, if the layer can fuse it
+    /// (same values as `forward` then ReLU, one pass over the activations
+    /// fewer each way); `None` when it cannot, and then nothing is recorded.
+    /// [`crate::Sequential`] uses it for a layer followed by [`crate::Relu`].
+    fn forward_relu(
+        &mut self,
+        _tape: &mut Tape<T>,
+        _x: Var,
+        _ctx: &mut Ctx<'_>,
+    ) -> Option<Result<Var>> {
+        None
+    }
 }

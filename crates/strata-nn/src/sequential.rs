@@ -101,16 +101,37 @@ impl<T: Real> Module<T> for Sequential<T> {
             .map_or(input.to_vec(), |(_, _, s)| s))
     }
 
+    /// Runs the layers in turn. A layer followed by [`Relu`] that can fuse it
+    /// ([`Module::forward_relu`]: batch norm, linear, convolution) runs as one
+    /// op; the ReLU layer then only records its dead units, under its own name.
     fn forward(&mut self, tape: &mut Tape<T>, mut x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        for (i, l) in self.layers.iter_mut().enumerate() {
+        let mut i = 0;
+        while i < self.layers.len() {
+            let next_relu = self.layers.get(i + 1).is_some_and(|l| l.is_relu());
+            let l = &mut self.layers[i];
             let name = format!("layers.{i}");
+            let mut fused = false;
             x = ctx
                 .scoped(&name, |ctx| {
                     let shape = tape.shape(x)?.to_vec();
                     l.output_shape(shape.get(1..).unwrap_or(&[]))?;
+                    if next_relu {
+                        if let Some(y) = l.forward_relu(tape, x, ctx) {
+                            fused = true;
+                            return y;
+                        }
+                    }
                     l.forward(tape, x, ctx)
                 })
                 .map_err(|e| e.in_layer(format!("{name} ({})", l.describe())))?;
+            if fused {
+                i += 1;
+                let y = x;
+                ctx.scoped(&format!("layers.{i}"), |ctx| {
+                    crate::layers::record_dead_units(tape, y, ctx)
+                })?;
+            }
+            i += 1;
         }
         Ok(x)
     }

@@ -50,3 +50,52 @@ fn fused_relu_matches_separate_layer() {
             .has_relu()
     );
 }
+
+/// `Sequential` runs batch norm followed by ReLU as one fused op: same values
+/// and gradients as the separate tape ops, in both modes, and the running
+/// statistics still update.
+#[test]
+fn sequential_fuses_batch_norm_and_relu() {
+    use strata_nn::BatchNorm;
+    let x = Tensor::from_vec(
+        (0..2 * 3 * 4)
+            .map(|i| (i as f64 * 0.71).sin() * 2.0)
+            .collect(),
+        &[2, 3, 2, 2],
+    )
+    .unwrap();
+    for mode in [Mode::Train, Mode::Eval] {
+        let mut bn = BatchNorm::<f64>::new(3).unwrap();
+        bn.beta.value = Tensor::from_vec(vec![0.3, -0.2, 0.1], &[3]).unwrap();
+        let mut net = Sequential::new();
+        net.push(bn).push(Relu);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let mut tape = Tape::new();
+        let xv = tape.input(x.clone());
+        let y = net
+            .forward(&mut tape, xv, &mut Ctx::new(mode, &mut rng))
+            .unwrap();
+        let got = tape.value(y).unwrap().to_vec();
+
+        let mut t2 = Tape::new();
+        let xv2 = t2.input(x.clone());
+        let g = t2.input(Tensor::ones(&[3]));
+        let b = t2.input(Tensor::from_vec(vec![0.3, -0.2, 0.1], &[3]).unwrap());
+        let z = match mode {
+            Mode::Train => t2.batch_norm_train(xv2, g, b, 1e-5).unwrap().0,
+            Mode::Eval => t2
+                .batch_norm_eval(xv2, g, b, &[0.0; 3], &[1.0; 3], 1e-5)
+                .unwrap(),
+        };
+        let want = t2.relu(z).unwrap();
+        let want = t2.value(want).unwrap().to_vec();
+        assert!(got.contains(&0.0));
+        for (p, q) in got.iter().zip(&want) {
+            assert!((p - q).abs() < 1e-12, "{mode:?}: {p} vs {q}");
+        }
+        if mode == Mode::Train {
+            let m = &net.buffers()[0].1;
+            assert!(m.to_vec().iter().any(|&v| v != 0.0), "running mean updated");
+        }
+    }
+}

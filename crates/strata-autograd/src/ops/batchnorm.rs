@@ -32,17 +32,20 @@ struct BatchNormBackward<T> {
     mean: Vec<T>,
     invstd: Vec<T>,
     train: bool,
+    /// ReLU fused after the normalisation: the output gates the gradient.
+    relu: bool,
 }
 
 impl<T: Real> Backward<T> for BatchNormBackward<T> {
     fn backward(
         &self,
         inputs: &[&Tensor<T>],
-        _output: &Tensor<T>,
+        output: &Tensor<T>,
         grad: &Tensor<T>,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
         let (n, c, s) = self.dims;
+        let out = self.relu.then(|| output.to_contiguous_slice());
         let (x, gamma) = (
             inputs[0].to_contiguous_slice(),
             inputs[1].to_contiguous_slice(),
@@ -54,6 +57,7 @@ impl<T: Real> Backward<T> for BatchNormBackward<T> {
             bn::batch_norm_train_backward(
                 &x,
                 &g,
+                out.as_deref(),
                 n,
                 c,
                 s,
@@ -68,6 +72,7 @@ impl<T: Real> Backward<T> for BatchNormBackward<T> {
             bn::batch_norm_eval_backward(
                 &x,
                 &g,
+                out.as_deref(),
                 n,
                 c,
                 s,
@@ -111,6 +116,19 @@ impl<T: Real> Tape<T> {
         beta: Var,
         eps: f64,
     ) -> Result<(Var, BatchStats<T>)> {
+        self.batch_norm_train_act(x, gamma, beta, eps, false)
+    }
+
+    /// [`Tape::batch_norm_train`] followed, when `relu`, by ReLU in the same
+    /// op: `max(0, γ·x̂ + β)`, one pass over the activations fewer each way.
+    pub fn batch_norm_train_act(
+        &mut self,
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        eps: f64,
+        relu: bool,
+    ) -> Result<(Var, BatchStats<T>)> {
         let (n, c, s) = self.bn_dims(x, gamma, beta)?;
         if n * s < 2 {
             return Err(shape_err(
@@ -124,7 +142,7 @@ impl<T: Real> Tape<T> {
         let mut y = vec![T::zero(); xv.numel()];
         let (mut mean, mut var, mut invstd) =
             (vec![T::zero(); c], vec![T::zero(); c], vec![T::zero(); c]);
-        bn::batch_norm_train(
+        bn::batch_norm_train_act(
             &xv.to_contiguous_slice(),
             n,
             c,
@@ -132,6 +150,7 @@ impl<T: Real> Tape<T> {
             &gv.to_contiguous_slice(),
             &bv.to_contiguous_slice(),
             T::of(eps),
+            relu,
             &mut y,
             &mut mean,
             &mut var,
@@ -149,6 +168,7 @@ impl<T: Real> Tape<T> {
                 mean,
                 invstd,
                 train: true,
+                relu,
             })
         })?;
         Ok((v, stats))
@@ -164,6 +184,21 @@ impl<T: Real> Tape<T> {
         mean: &[T],
         var: &[T],
         eps: f64,
+    ) -> Result<Var> {
+        self.batch_norm_eval_act(x, gamma, beta, mean, var, eps, false)
+    }
+
+    /// [`Tape::batch_norm_eval`] followed, when `relu`, by ReLU in the same op.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_eval_act(
+        &mut self,
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        mean: &[T],
+        var: &[T],
+        eps: f64,
+        relu: bool,
     ) -> Result<Var> {
         let (n, c, s) = self.bn_dims(x, gamma, beta)?;
         if mean.len() != c || var.len() != c {
@@ -183,7 +218,16 @@ impl<T: Real> Tape<T> {
         let scale: Vec<T> = gd.iter().zip(&invstd).map(|(&g, &k)| g * k).collect();
         let shift: Vec<T> = (0..c).map(|i| bd[i] - mean[i] * scale[i]).collect();
         let mut y = vec![T::zero(); xv.numel()];
-        bn::channel_affine(&xv.to_contiguous_slice(), n, c, s, &scale, &shift, &mut y);
+        bn::channel_affine_act(
+            &xv.to_contiguous_slice(),
+            n,
+            c,
+            s,
+            &scale,
+            &shift,
+            relu,
+            &mut y,
+        );
         let out = tensor(y, &shape);
         let mean = mean.to_vec();
         self.push_op(&[x, gamma, beta], out, || {
@@ -192,6 +236,7 @@ impl<T: Real> Tape<T> {
                 mean,
                 invstd,
                 train: false,
+                relu,
             })
         })
     }

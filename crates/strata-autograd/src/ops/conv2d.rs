@@ -80,18 +80,29 @@ pub fn conv_geometry(x: &[usize], w: &[usize], opts: &Conv2dOptions) -> Result<C
 
 struct Conv2dBackward {
     g: ConvGeometry,
+    /// ReLU fused after the convolution: the output gates the gradient.
+    relu: bool,
 }
 
 impl<T: Real> Backward<T> for Conv2dBackward {
     fn backward(
         &self,
         inputs: &[&Tensor<T>],
-        _output: &Tensor<T>,
+        output: &Tensor<T>,
         grad: &Tensor<T>,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
         let (x, w) = (inputs[0], inputs[1]);
-        let gd = grad.to_contiguous_slice();
+        let mut gd = grad.to_contiguous_slice();
+        if self.relu {
+            let mut gated = vec![T::zero(); gd.len()];
+            strata_kernels::elementwise::relu_backward(
+                &output.to_contiguous_slice(),
+                &gd,
+                &mut gated,
+            );
+            gd = gated.into();
+        }
         let dx = needs[0].then(|| {
             let mut dx = vec![T::zero(); x.numel()];
             conv::conv2d_backward_data(&self.g, &w.to_contiguous_slice(), &gd, &mut dx);
@@ -132,6 +143,20 @@ impl<T: Real> Tape<T> {
         bias: Option<Var>,
         opts: Conv2dOptions,
     ) -> Result<Var> {
+        self.conv2d_act(x, w, bias, opts, false)
+    }
+
+    /// [`Tape::conv2d`] followed, when `relu`, by ReLU in the same op (applied
+    /// while each group of outputs is in cache; the backward pass gates the
+    /// gradient by the output).
+    pub fn conv2d_act(
+        &mut self,
+        x: Var,
+        w: Var,
+        bias: Option<Var>,
+        opts: Conv2dOptions,
+        relu: bool,
+    ) -> Result<Var> {
         let (xv, wv) = (self.value(x)?, self.value(w)?);
         let g = conv_geometry(xv.shape(), wv.shape(), &opts)?;
         let bv = match bias {
@@ -149,15 +174,16 @@ impl<T: Real> Tape<T> {
             None => None,
         };
         let mut y = vec![T::zero(); g.batch * g.out_image()];
-        conv::conv2d_forward(
+        conv::conv2d_forward_act(
             &g,
             &xv.to_contiguous_slice(),
             &wv.to_contiguous_slice(),
             bv.as_deref(),
+            relu,
             &mut y,
         );
         let out = tensor(y, &[g.batch, g.c_out, g.out_h(), g.out_w()]);
         let inputs: Vec<Var> = [x, w].into_iter().chain(bias).collect();
-        self.push_op(&inputs, out, || Box::new(Conv2dBackward { g }))
+        self.push_op(&inputs, out, || Box::new(Conv2dBackward { g, relu }))
     }
 }

@@ -125,9 +125,9 @@ impl<T: Scalar> Epilogue<'_, T> {
                 .for_each(|(x, &b)| *x = *x + b),
         }
         if self.relu {
+            // A select (NaN passes), not a data-dependent branch.
             dst.iter_mut()
-                .filter(|x| **x < T::zero())
-                .for_each(|x| *x = T::zero());
+                .for_each(|x| *x = if *x < T::zero() { T::zero() } else { *x });
         }
     }
 }
