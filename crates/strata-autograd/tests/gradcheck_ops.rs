@@ -89,6 +89,37 @@ fn bias_dense_and_channels() {
     );
 }
 
+/// The residual sum with its ReLU fused: gradients against central
+/// differences, and the same values and gradients as `add` then `relu`.
+#[test]
+fn add_relu_fused() {
+    let (a, b) = (rand_tensor(&[3, 7], 60), rand_tensor(&[3, 7], 61));
+    assert_checks(&[("a", a.clone()), ("b", b.clone())], |t, v| {
+        let y = t.add_act(v[0], v[1], true)?;
+        weighted_sum(t, y, 62)
+    });
+    let run = |fused: bool| {
+        let mut t = Tape::<f64>::new();
+        let v = [t.leaf(a.clone()), t.leaf(b.clone())];
+        let y = if fused {
+            t.add_act(v[0], v[1], true).unwrap()
+        } else {
+            let s = t.add(v[0], v[1]).unwrap();
+            t.relu(s).unwrap()
+        };
+        let e = weighted_sum(&mut t, y, 63).unwrap();
+        let g = t.backward(e).unwrap();
+        let mut all = t.value(y).unwrap().to_vec();
+        for &i in &v {
+            all.extend(g.get(i).unwrap().to_vec());
+        }
+        all
+    };
+    let (f, s) = (run(true), run(false));
+    assert!(f.contains(&0.0));
+    assert_eq!(f, s);
+}
+
 #[test]
 fn relu_add_scale_reshape() {
     assert_checks(

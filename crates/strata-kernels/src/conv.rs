@@ -15,8 +15,15 @@
 //! Algorithms (chosen in [`choose`], the one place to A/B them):
 //! - [`ConvAlgo::Pointwise`]: 1×1 kernel, stride 1, no padding — the image
 //!   itself is the column matrix, no copy at all.
-//! - [`ConvAlgo::Im2colGemm`]: everything else, with a column buffer per
-//!   worker (one image at a time), never one for the whole minibatch.
+//! - [`ConvAlgo::ImplicitGemm`]: everything else. The column matrix is never
+//!   stored: the GEMM driver packs its panels straight from zero-padded
+//!   images ([`PackB`]). Backward-data of a stride-1 layer with
+//!   `c_in ≥ c_out` is the forward convolution of `∂E/∂O` (padded by
+//!   `k − 1 − p`) with the flipped kernel; otherwise it goes through a
+//!   column buffer and `col2im`.
+//! - [`ConvAlgo::Im2colGemm`]: the explicit path (a column buffer per
+//!   worker, never one for the whole minibatch), forced by setting
+//!   `STRATA_CONV_EXPLICIT` for A/B runs.
 //!
 //! Parallel over the minibatch inside [`crate::parallel::install`]. Weight
 //! gradients are summed per fixed chunk of images and the partial sums added in
@@ -315,11 +322,13 @@ struct Cols<'a, T> {
     offs: &'a [usize],
     /// Elements of one padded image.
     pimg: usize,
-    /// Output width and pixels per image.
+    /// Output width.
     ow: usize,
+    /// Output pixels per image.
     ohw: usize,
-    /// Padded-image steps between output rows and between output columns.
+    /// Padded-image step between output rows.
     row_step: usize,
+    /// Padded-image step between output columns (the horizontal stride).
     sw: usize,
 }
 
@@ -338,8 +347,8 @@ impl<T: GemmScalar> Cols<'_, T> {
         }
     }
 
-    /// Splits columns `c0..c0 + cols` into runs inside one output row:
-    /// `(base, length, offset)`, returning how many.
+    /// Splits columns `c0..c0 + cols` into runs inside one output row, as
+    /// `(base in xp, length, offset in the panel)`, into `out`.
     fn runs(&self, c0: usize, cols: usize, out: &mut Vec<(usize, usize, usize)>) {
         out.clear();
         let mut j = 0;

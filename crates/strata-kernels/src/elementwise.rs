@@ -42,6 +42,19 @@ pub fn add<T: Element>(a: &[T], b: &[T], out: &mut [T]) {
     });
 }
 
+/// `out[i] = max(0, a[i] + b[i])`: a residual sum and its ReLU in one pass.
+pub fn add_relu<T: Element>(a: &[T], b: &[T], out: &mut [T]) {
+    same_len("add_relu", a.len(), b.len());
+    same_len("add_relu", a.len(), out.len());
+    let zero = T::zero();
+    par_out(out, |at, out| {
+        for ((o, &x), &y) in out.iter_mut().zip(&a[at..]).zip(&b[at..]) {
+            let s = x + y;
+            *o = if s > zero { s } else { zero };
+        }
+    });
+}
+
 /// `acc[i] += x[i]`.
 pub fn add_assign<T: Element>(acc: &mut [T], x: &[T]) {
     same_len("add_assign", acc.len(), x.len());

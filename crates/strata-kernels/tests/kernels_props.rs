@@ -13,6 +13,8 @@ proptest! {
         let mut out = vec![0.0; 37];
         ew::add(&x, &y, &mut out);
         for i in 0..37 { prop_assert_eq!(out[i], x[i] + y[i]); }
+        ew::add_relu(&x, &y, &mut out);
+        for i in 0..37 { prop_assert_eq!(out[i], (x[i] + y[i]).max(0.0)); }
         ew::mul(&x, &y, &mut out);
         for i in 0..37 { prop_assert_eq!(out[i], x[i] * y[i]); }
         let mut z = y.clone();

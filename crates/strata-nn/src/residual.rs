@@ -42,7 +42,6 @@ pub struct Residual<T: Real> {
     pre: Sequential<T>,
     body: Sequential<T>,
     shortcut: Option<Sequential<T>>,
-    out: Relu,
 }
 
 fn conv<T: Real>(
@@ -78,7 +77,6 @@ impl<T: Real> Residual<T> {
             pre,
             body,
             shortcut,
-            out: Relu,
         }
     }
 
@@ -307,10 +305,15 @@ impl<T: Real> Module<T> for Residual<T> {
             Some(s) => ctx.scoped("shortcut", |ctx| s.forward(tape, h, ctx))?,
             None => x,
         };
-        let sum = tape.add(f, skip)?;
         match self.kind {
-            ResidualKind::Original => ctx.scoped("out", |ctx| self.out.forward(tape, sum, ctx)),
-            ResidualKind::PreActivation => Ok(sum),
+            // The sum and the output ReLU in one pass; the ReLU layer keeps
+            // its name ("out") for the dead-unit monitor.
+            ResidualKind::Original => {
+                let y = tape.add_act(f, skip, true)?;
+                ctx.scoped("out", |ctx| crate::layers::record_dead_units(tape, y, ctx))?;
+                Ok(y)
+            }
+            ResidualKind::PreActivation => Ok(tape.add(f, skip)?),
         }
     }
 

@@ -1,7 +1,8 @@
 //! Elementwise sum of two equally shaped values (residual connections,
 //! loss + penalty) and scaling by a constant.
 //!
-//! Backward: `∂E/∂a = ∂E/∂b = ∂E/∂y` for `y = a + b`; `∂E/∂x = c·∂E/∂y` for `y = c·x`.
+//! Backward: `∂E/∂a = ∂E/∂b = ∂E/∂y` for `y = a + b` (gated by `y > 0` when a
+//! ReLU is fused after the sum); `∂E/∂x = c·∂E/∂y` for `y = c·x`.
 
 use crate::error::{shape_err, Result};
 use crate::ops::tensor;
@@ -9,17 +10,31 @@ use crate::{Backward, Real, Tape, Var};
 use strata_kernels::elementwise;
 use strata_tensor::Tensor;
 
-struct AddBackward;
+/// `relu`: a ReLU fused after the sum, whose output gates the gradient.
+struct AddBackward {
+    relu: bool,
+}
 
 impl<T: Real> Backward<T> for AddBackward {
     fn backward(
         &self,
         _inputs: &[&Tensor<T>],
-        _output: &Tensor<T>,
+        output: &Tensor<T>,
         grad: &Tensor<T>,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(needs.iter().map(|&n| n.then(|| grad.clone())).collect())
+        let g = if self.relu {
+            let mut g = vec![T::zero(); grad.numel()];
+            elementwise::relu_backward(
+                &output.to_contiguous_slice(),
+                &grad.to_contiguous_slice(),
+                &mut g,
+            );
+            tensor(g, grad.shape())
+        } else {
+            grad.clone()
+        };
+        Ok(needs.iter().map(|&n| n.then(|| g.clone())).collect())
     }
 }
 
@@ -42,6 +57,12 @@ impl<T: Real> Backward<T> for ScaleBackward<T> {
 impl<T: Real> Tape<T> {
     /// `a + b` for equally shaped `a` and `b`.
     pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.add_act(a, b, false)
+    }
+
+    /// `a + b`, followed when `relu` by ReLU in the same pass (the original
+    /// residual layer's `F(x) + x` and its output ReLU).
+    pub fn add_act(&mut self, a: Var, b: Var, relu: bool) -> Result<Var> {
         let (av, bv) = (self.value(a)?, self.value(b)?);
         if av.shape() != bv.shape() {
             return Err(shape_err(
@@ -51,9 +72,14 @@ impl<T: Real> Tape<T> {
             ));
         }
         let mut y = vec![T::zero(); av.numel()];
-        elementwise::add(&av.to_contiguous_slice(), &bv.to_contiguous_slice(), &mut y);
+        let (ad, bd) = (av.to_contiguous_slice(), bv.to_contiguous_slice());
+        if relu {
+            elementwise::add_relu(&ad, &bd, &mut y);
+        } else {
+            elementwise::add(&ad, &bd, &mut y);
+        }
         let out = tensor(y, av.shape());
-        self.push_op(&[a, b], out, || Box::new(AddBackward))
+        self.push_op(&[a, b], out, || Box::new(AddBackward { relu }))
     }
 
     /// `c·x` for a constant `c`.
