@@ -83,6 +83,14 @@ impl ConvGeometry {
         )
     }
 
+    /// Height and width of the zero-padded input.
+    fn padded_hw(&self) -> (usize, usize) {
+        (
+            self.h + self.pad_top + self.pad_bottom,
+            self.w + self.pad_left + self.pad_right,
+        )
+    }
+
     /// Rows of the column matrix, `c_in·kh·kw` (the fan-in of a unit).
     pub fn patch(&self) -> usize {
         self.c_in * self.kh * self.kw
@@ -290,10 +298,7 @@ fn padded<'a, T: GemmScalar>(g: &ConvGeometry, xs: &'a [T], buf: &'a mut Vec<T>)
     if g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0 {
         return xs;
     }
-    let (ph, pw) = (
-        g.h + g.pad_top + g.pad_bottom,
-        g.w + g.pad_left + g.pad_right,
-    );
+    let (ph, pw) = g.padded_hw();
     let planes = xs.len() / (g.h * g.w).max(1);
     let len = planes * ph * pw;
     if buf.len() < len {
@@ -334,8 +339,7 @@ struct Cols<'a, T> {
 
 impl<T: GemmScalar> Cols<'_, T> {
     fn new<'a>(g: &ConvGeometry, xp: &'a [T], offs: &'a [usize]) -> Cols<'a, T> {
-        let pw = g.w + g.pad_left + g.pad_right;
-        let ph = g.h + g.pad_top + g.pad_bottom;
+        let (ph, pw) = g.padded_hw();
         Cols {
             xp,
             offs,
@@ -480,8 +484,8 @@ impl<T: GemmScalar> PackB<T> for ColsT<'_, T> {
 
 /// `offs` of [`Cols`]: where each patch row's tap sits in a padded image.
 fn tap_offsets(g: &ConvGeometry) -> Vec<usize> {
-    let pw = g.w + g.pad_left + g.pad_right;
-    let plane = (g.h + g.pad_top + g.pad_bottom) * pw;
+    let (ph, pw) = g.padded_hw();
+    let plane = ph * pw;
     let mut offs = Vec::with_capacity(g.patch());
     for c in 0..g.c_in {
         for ki in 0..g.kh {
@@ -656,10 +660,7 @@ pub fn conv2d_forward_act<T: GemmScalar>(
             crate::elementwise::add_channel_bias(ys, b, ohw);
         }
         if relu {
-            // A select, not a filter: the sign of a conv output is a coin
-            // flip, and a branch on it mispredicts half the time.
-            ys.iter_mut()
-                .for_each(|v| *v = if *v < T::zero() { T::zero() } else { *v });
+            crate::elementwise::relu_inplace(ys);
         }
     };
     let task = task_size(g.batch, nb);
