@@ -120,6 +120,20 @@ impl<T: Real> Module<T> for BatchNorm<T> {
         Some(self.forward_act(tape, x, ctx, true))
     }
 
+    /// `scale = γ/√(σ̂² + ε)`, `shift = β − m̂·scale` (the running statistics).
+    fn eval_affine(&self) -> Option<(Vec<T>, Vec<T>)> {
+        let eps = T::of(self.eps);
+        let (g, b) = (self.gamma.value.to_vec(), self.beta.value.to_vec());
+        let (m, v) = (self.running_mean.to_vec(), self.running_var.to_vec());
+        let scale: Vec<T> = g
+            .iter()
+            .zip(&v)
+            .map(|(&g, &v)| g / (v + eps).sqrt())
+            .collect();
+        let shift = (0..scale.len()).map(|i| b[i] - m[i] * scale[i]).collect();
+        Some((scale, shift))
+    }
+
     fn params(&self) -> Vec<Named<'_, T>> {
         vec![("gamma".into(), &self.gamma), ("beta".into(), &self.beta)]
     }

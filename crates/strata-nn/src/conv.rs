@@ -13,7 +13,8 @@ use crate::module::{Ctx, Module, Named, NamedMut};
 use rand::Rng;
 use strata_autograd::kernels::pad::{Border, Pad2d};
 use strata_autograd::ops::conv2d::Conv2dOptions;
-use strata_autograd::{Param, Real, Tape, Var};
+use strata_autograd::{AutogradError, Param, Real, Tape, Var};
+use strata_tensor::Tensor;
 
 /// How much to pad each slice before convolving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -131,8 +132,17 @@ pub struct Conv2d<T: Real> {
 }
 
 impl<T: Real> Conv2d<T> {
-    /// Convolves `x`, then applies ReLU when `relu` (fused in one op).
-    fn forward_act(&mut self, tape: &mut Tape<T>, x: Var, relu: bool) -> Result<Var> {
+    /// Convolves `x`, then applies ReLU when `relu` (fused in one op). With
+    /// `fold = (scale, shift)` the kernels and bias are those of
+    /// `scale ⊙ conv(x) + shift`: `K'[o] = scale[o]·K[o]`,
+    /// `b'[o] = scale[o]·b[o] + shift[o]`, put on the tape as constants.
+    fn forward_act(
+        &mut self,
+        tape: &mut Tape<T>,
+        x: Var,
+        relu: bool,
+        fold: Option<(&[T], &[T])>,
+    ) -> Result<Var> {
         let shape = tape.shape(x)?.to_vec();
         self.output_shape(shape.get(1..).unwrap_or(&[]))?;
         let pad = self.config.pads(shape[2], shape[3]);
@@ -140,8 +150,25 @@ impl<T: Real> Conv2d<T> {
             Border::Zero => (x, pad),
             b => (tape.pad2d(x, pad, b)?, Pad2d::default()),
         };
-        let w = tape.param(&self.weight);
-        let b = self.bias.as_ref().map(|b| tape.param(b));
+        let (w, b) = match fold {
+            None => (
+                tape.param(&self.weight),
+                self.bias.as_ref().map(|b| tape.param(b)),
+            ),
+            Some((scale, shift)) => {
+                let mut w = self.weight.value.clone();
+                let per_out = w.numel() / scale.len().max(1);
+                for (k, &s) in w.data_mut().chunks_exact_mut(per_out).zip(scale) {
+                    k.iter_mut().for_each(|v| *v = *v * s);
+                }
+                let bias = self.bias.as_ref().map(|b| b.value.to_vec());
+                let b: Vec<T> = (0..scale.len())
+                    .map(|o| bias.as_ref().map_or(T::zero(), |b| b[o]) * scale[o] + shift[o])
+                    .collect();
+                let b = Tensor::from_vec(b, &[scale.len()]).map_err(AutogradError::from)?;
+                (tape.input(w), Some(tape.input(b)))
+            }
+        };
         let opts = Conv2dOptions {
             stride: self.config.stride,
             pad,
@@ -233,7 +260,7 @@ impl<T: Real> Module<T> for Conv2d<T> {
     }
 
     fn forward(&mut self, tape: &mut Tape<T>, x: Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
-        self.forward_act(tape, x, false)
+        self.forward_act(tape, x, false, None)
     }
 
     fn forward_relu(
@@ -242,7 +269,19 @@ impl<T: Real> Module<T> for Conv2d<T> {
         x: Var,
         _ctx: &mut Ctx<'_>,
     ) -> Option<Result<Var>> {
-        Some(self.forward_act(tape, x, true))
+        Some(self.forward_act(tape, x, true, None))
+    }
+
+    fn forward_folded(
+        &mut self,
+        tape: &mut Tape<T>,
+        x: Var,
+        affine: (&[T], &[T]),
+        relu: bool,
+    ) -> Option<Result<Var>> {
+        let fits = affine.0.len() == self.config.out_channels
+            && affine.1.len() == self.config.out_channels;
+        (fits && !tape.is_recording()).then(|| self.forward_act(tape, x, relu, Some(affine)))
     }
 
     fn params(&self) -> Vec<Named<'_, T>> {

@@ -126,4 +126,28 @@ pub trait Module<T: Real>: Send {
     ) -> Option<Result<Var>> {
         None
     }
+
+    /// In evaluation, the per-slice affine map `y = scale ⊙ x + shift` this
+    /// layer computes (batch norm with its running statistics), for the
+    /// layer before it to fold in; `None` for other layers.
+    fn eval_affine(&self) -> Option<(Vec<T>, Vec<T>)> {
+        None
+    }
+
+    /// This layer followed by the per-output-slice affine map
+    /// `scale ⊙ · + shift` (and ReLU when `relu`) as one op, with the map
+    /// folded into the layer's weights — no pass over the activations for
+    /// it. Only on a tape that does not record (inference: the folded
+    /// weights are constants); `None` when the layer cannot fold.
+    /// [`crate::Sequential`] uses it for a convolution followed by batch norm
+    /// in evaluation.
+    fn forward_folded(
+        &mut self,
+        _tape: &mut Tape<T>,
+        _x: Var,
+        _affine: (&[T], &[T]),
+        _relu: bool,
+    ) -> Option<Result<Var>> {
+        None
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::error::{NnError, Result};
 use crate::layers::{Dropout, Linear, Relu};
-use crate::module::{Ctx, Module, Named, NamedMut};
+use crate::module::{Ctx, Mode, Module, Named, NamedMut};
 use rand::Rng;
 use strata_autograd::{Real, Tape, Var};
 use strata_tensor::Tensor;
@@ -104,34 +104,51 @@ impl<T: Real> Module<T> for Sequential<T> {
     /// Runs the layers in turn. A layer followed by [`Relu`] that can fuse it
     /// ([`Module::forward_relu`]: batch norm, linear, convolution) runs as one
     /// op; the ReLU layer then only records its dead units, under its own name.
+    /// In evaluation on an inference tape, a convolution followed by batch
+    /// norm (and ReLU) is one convolution with the batch norm folded into its
+    /// kernels ([`Module::forward_folded`]).
     fn forward(&mut self, tape: &mut Tape<T>, mut x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let mut i = 0;
         while i < self.layers.len() {
-            let next_relu = self.layers.get(i + 1).is_some_and(|l| l.is_relu());
+            let is_relu = |j: usize| self.layers.get(j).is_some_and(|l| l.is_relu());
+            let affine = match (ctx.mode, tape.is_recording()) {
+                (Mode::Eval, false) => self.layers.get(i + 1).and_then(|l| l.eval_affine()),
+                _ => None,
+            };
+            // Layers the op at `i` absorbs: ReLU (1), batch norm (1) and its ReLU (2).
+            let relu_after = if affine.is_some() {
+                is_relu(i + 2)
+            } else {
+                is_relu(i + 1)
+            };
             let l = &mut self.layers[i];
             let name = format!("layers.{i}");
-            let mut fused = false;
+            let mut absorbed = 0;
             x = ctx
                 .scoped(&name, |ctx| {
                     let shape = tape.shape(x)?.to_vec();
                     l.output_shape(shape.get(1..).unwrap_or(&[]))?;
-                    if next_relu {
+                    if let Some((scale, shift)) = &affine {
+                        if let Some(y) = l.forward_folded(tape, x, (scale, shift), relu_after) {
+                            absorbed = 1 + usize::from(relu_after);
+                            return y;
+                        }
+                    } else if relu_after {
                         if let Some(y) = l.forward_relu(tape, x, ctx) {
-                            fused = true;
+                            absorbed = 1;
                             return y;
                         }
                     }
                     l.forward(tape, x, ctx)
                 })
                 .map_err(|e| e.in_layer(format!("{name} ({})", l.describe())))?;
-            if fused {
-                i += 1;
-                let y = x;
-                ctx.scoped(&format!("layers.{i}"), |ctx| {
+            if absorbed > 0 && relu_after {
+                let (j, y) = (i + absorbed, x);
+                ctx.scoped(&format!("layers.{j}"), |ctx| {
                     crate::layers::record_dead_units(tape, y, ctx)
                 })?;
             }
-            i += 1;
+            i += 1 + absorbed;
         }
         Ok(x)
     }

@@ -99,3 +99,66 @@ fn sequential_fuses_batch_norm_and_relu() {
         }
     }
 }
+
+/// In evaluation on an inference tape, convolution → batch norm (→ ReLU)
+/// runs as one convolution with the batch norm folded into its kernels and
+/// bias: same values as the layers one by one (a recording tape does not fold).
+#[test]
+fn sequential_folds_batch_norm_into_convolution_for_inference() {
+    use strata_nn::{BatchNorm, Conv2dConfig, Padding};
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+    let conv = |i, o, bias, rng: &mut Xoshiro256PlusPlus| {
+        Conv2dConfig::new(i, o, 3)
+            .padding(Padding::Uniform(1))
+            .bias(bias)
+            .build::<f64>(rng)
+            .unwrap()
+    };
+    let bn = |c: usize, seed: f64| {
+        let mut b = BatchNorm::<f64>::new(c).unwrap();
+        let v = |k: f64| {
+            (0..c)
+                .map(|i| ((i as f64 + seed) * k).sin())
+                .collect::<Vec<_>>()
+        };
+        let t = |d: Vec<f64>| Tensor::from_vec(d, &[c]).unwrap();
+        b.gamma.value = t(v(1.3).iter().map(|g| 1.0 + 0.5 * g).collect());
+        b.beta.value = t(v(0.7));
+        b.running_mean = t(v(2.1));
+        b.running_var = t(v(0.9).iter().map(|s| 0.5 + s * s).collect());
+        b
+    };
+    let mut net = Sequential::new();
+    net.push(conv(3, 5, true, &mut rng))
+        .push(bn(5, 1.0))
+        .push(Relu)
+        .push(conv(5, 4, false, &mut rng))
+        .push(bn(4, 2.0));
+    let x = Tensor::from_vec(
+        (0..2 * 3 * 6 * 5)
+            .map(|i| (i as f64 * 0.37).cos())
+            .collect(),
+        &[2, 3, 6, 5],
+    )
+    .unwrap();
+    let mut run = |mut tape: Tape<f64>| {
+        let xv = tape.input(x.clone());
+        let y = net
+            .forward(&mut tape, xv, &mut Ctx::new(Mode::Eval, &mut rng))
+            .unwrap();
+        (tape.value(y).unwrap().to_vec(), tape.len())
+    };
+    let (folded, folded_len) = run(Tape::inference());
+    let (layered, layered_len) = run(Tape::new());
+    assert!(
+        folded_len < layered_len,
+        "folded: {folded_len} values, layered: {layered_len}"
+    );
+    assert!(
+        layered.iter().any(|&v| v < 0.0),
+        "last batch norm is not followed by ReLU"
+    );
+    for (p, q) in folded.iter().zip(&layered) {
+        assert!((p - q).abs() < 1e-12, "{p} vs {q}");
+    }
+}

@@ -25,13 +25,16 @@ fn data(len: usize, seed: u64) -> Vec<f32> {
 type ConvShape = (&'static str, usize, usize, usize, usize, usize);
 
 /// The measured shapes: the 64→64 case first, then the 3×3 layers
-/// of the reference networks (ResNet-20's three stages, the CNN's second conv).
-const SHAPES: [ConvShape; 5] = [
+/// of the reference networks (ResNet-20's three stages, the CNN's second conv)
+/// and the small late layers of examples/fashion-resnet.toml.
+const SHAPES: [ConvShape; 7] = [
     ("3×3 64→64 32×32 b64", 64, 64, 64, 32, 1),
     ("3×3 16→16 32×32 b128", 128, 16, 16, 32, 1),
     ("3×3 32→32 16×16 b128", 128, 32, 32, 16, 1),
     ("3×3 64→64 8×8 b128", 128, 64, 64, 8, 1),
     ("3×3 32→64 14×14 b128", 128, 32, 64, 14, 1),
+    ("3×3 64→64 7×7 b128", 128, 64, 64, 7, 1),
+    ("3×3 128→128 4×4 b128", 128, 128, 128, 4, 1),
 ];
 
 /// Measures the three passes for each shape, windows interleaved.

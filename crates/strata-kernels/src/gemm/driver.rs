@@ -146,9 +146,16 @@ pub fn run<T: Scalar>(
     let nc_max = kern.nc.min((B_ELEMS / k).max(nr) / nr * nr);
     let cp = CPtr(c.as_mut_ptr());
     let body = || {
+        // Depth blocks of even size (784 = 4 × 196, not 3 × 256 + 16): every
+        // block pays one load and store of the C tiles, so a short last
+        // block costs nearly as much as a full one.
+        let kc_even = k
+            .div_ceil(k.div_ceil(kern.kc).max(1))
+            .next_multiple_of(4)
+            .min(kern.kc);
         let kblocks: Vec<(usize, usize)> = (0..k)
-            .step_by(kern.kc)
-            .map(|p| (p, kern.kc.min(k - p)))
+            .step_by(kc_even.max(1))
+            .map(|p| (p, kc_even.min(k - p)))
             .collect();
         let bcap = k * n.min(nc_max).div_ceil(nr) * nr;
         with_scratch(&B_BUF, bcap, |bbuf: &mut [T]| {

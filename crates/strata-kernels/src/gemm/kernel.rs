@@ -14,6 +14,13 @@ use super::simd::{Avx2F32, Avx2F64, Avx512F32, Avx512F64, Simd};
 /// `(kc, a, b, c, ldc, alpha, beta)`: `C[MR×NR] ← α·A·B + β·C`, β = 0 overwriting.
 pub type MicroKernel<T> = unsafe fn(usize, *const T, *const T, *mut T, usize, T, T);
 
+/// `(taps, ntaps, depth, ldb, a, b, c, ldc)`: one register tile of a direct
+/// (stride-1) convolution, `C[rows×NR] ← Σ_t Σ_d A[t, d]·B[b + taps[t] + d·ldb]`.
+/// B is read where it lies (a zero-padded image, `ldb` apart per slice), not
+/// packed; A is packed `[tap][depth][MR]`. Stores with row stride `ldc`.
+pub type TapKernel<T> =
+    unsafe fn(*const usize, usize, usize, usize, *const T, *const T, *mut T, usize);
+
 /// A micro-kernel with the blocking that suits it.
 pub struct Kernel<T: 'static> {
     /// Rows of the register tile.
@@ -34,6 +41,9 @@ pub struct Kernel<T: 'static> {
     /// panels keep their stride `mr`), or empty: edge tiles then go through
     /// a scratch tile.
     pub edge: &'static [MicroKernel<T>],
+    /// Direct-convolution tiles for `r + 1` live rows (`r < mr`), or empty
+    /// where this ISA has none.
+    pub taps: &'static [TapKernel<T>],
 }
 
 /// The generic tile loop; instantiated inside `target_feature` wrappers so the
@@ -125,6 +135,105 @@ unsafe fn tile<S: Simd, const MR: usize, const ROWS: usize, const NV: usize>(
     }
 }
 
+/// The direct-convolution tile loop (see [`TapKernel`]): the depth loop of
+/// [`tile`], run once per kernel tap with B read in place, `ldb` apart.
+///
+/// # Safety
+/// `a` holds `ntaps·depth·MR` values; for every tap `t` and `d < depth`,
+/// `b + taps[t] + d·ldb` has `NV·W` readable values; `c` addresses a
+/// `ROWS × NV·W` tile with row stride `ldc`; `S`'s ISA is available.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+unsafe fn taps_tile<S: Simd, const MR: usize, const ROWS: usize, const NV: usize>(
+    taps: *const usize,
+    ntaps: usize,
+    depth: usize,
+    ldb: usize,
+    a: *const S::T,
+    b: *const S::T,
+    c: *mut S::T,
+    ldc: usize,
+) {
+    // SAFETY: the pointer arithmetic stays inside the regions the caller
+    // vouches for (see the function's contract); the ISA is enabled.
+    unsafe {
+        let mut acc = [[S::zero(); NV]; ROWS];
+        let mut ap = a;
+        macro_rules! step {
+            ($ap:expr, $bp:expr) => {
+                let mut bv = [S::zero(); NV];
+                for v in 0..NV {
+                    bv[v] = S::load($bp.add(v * S::W));
+                }
+                for i in 0..ROWS {
+                    let ai = S::splat(*$ap.add(i));
+                    for v in 0..NV {
+                        acc[i][v] = S::fma(ai, bv[v], acc[i][v]);
+                    }
+                }
+            };
+        }
+        for t in 0..ntaps {
+            let mut bp = b.add(*taps.add(t));
+            for _ in 0..depth / 4 {
+                step!(ap, bp);
+                step!(ap.add(MR), bp.add(ldb));
+                step!(ap.add(2 * MR), bp.add(2 * ldb));
+                step!(ap.add(3 * MR), bp.add(3 * ldb));
+                ap = ap.add(4 * MR);
+                bp = bp.add(4 * ldb);
+            }
+            for _ in 0..depth % 4 {
+                step!(ap, bp);
+                ap = ap.add(MR);
+                bp = bp.add(ldb);
+            }
+        }
+        for i in 0..ROWS {
+            for v in 0..NV {
+                S::store(c.add(i * ldc + v * S::W), acc[i][v]);
+            }
+        }
+    }
+}
+
+macro_rules! taps_wrapper {
+    ($name:ident, $feat:literal, $s:ty, $t:ty, $mr:expr, $rows:expr, $nv:expr) => {
+        /// # Safety
+        /// As for `taps_tile`, and the CPU supports the enabled features.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name(
+            taps: *const usize,
+            ntaps: usize,
+            depth: usize,
+            ldb: usize,
+            a: *const $t,
+            b: *const $t,
+            c: *mut $t,
+            ldc: usize,
+        ) {
+            // SAFETY: forwarded contract; the features are enabled on this function.
+            unsafe { taps_tile::<$s, $mr, $rows, $nv>(taps, ntaps, depth, ldb, a, b, c, ldc) }
+        }
+    };
+}
+
+taps_wrapper!(taps_f32_r1, "avx2,fma", Avx2F32, f32, 6, 1, 2);
+taps_wrapper!(taps_f32_r2, "avx2,fma", Avx2F32, f32, 6, 2, 2);
+taps_wrapper!(taps_f32_r3, "avx2,fma", Avx2F32, f32, 6, 3, 2);
+taps_wrapper!(taps_f32_r4, "avx2,fma", Avx2F32, f32, 6, 4, 2);
+taps_wrapper!(taps_f32_r5, "avx2,fma", Avx2F32, f32, 6, 5, 2);
+taps_wrapper!(taps_f32_r6, "avx2,fma", Avx2F32, f32, 6, 6, 2);
+taps_wrapper!(taps_f64_r1, "avx2,fma", Avx2F64, f64, 6, 1, 2);
+taps_wrapper!(taps_f64_r2, "avx2,fma", Avx2F64, f64, 6, 2, 2);
+taps_wrapper!(taps_f64_r3, "avx2,fma", Avx2F64, f64, 6, 3, 2);
+taps_wrapper!(taps_f64_r4, "avx2,fma", Avx2F64, f64, 6, 4, 2);
+taps_wrapper!(taps_f64_r5, "avx2,fma", Avx2F64, f64, 6, 5, 2);
+taps_wrapper!(taps_f64_r6, "avx2,fma", Avx2F64, f64, 6, 6, 2);
+
 macro_rules! wrapper {
     ($name:ident, $feat:literal, $s:ty, $t:ty, $mr:expr, $nv:expr) => {
         wrapper!($name, $feat, $s, $t, $mr, $mr, $nv);
@@ -185,6 +294,14 @@ pub const AVX2_F32: Kernel<f32> = Kernel {
         avx2_f32_r4,
         avx2_f32_r5,
     ],
+    taps: &[
+        taps_f32_r1,
+        taps_f32_r2,
+        taps_f32_r3,
+        taps_f32_r4,
+        taps_f32_r5,
+        taps_f32_r6,
+    ],
 };
 /// The AVX2 + FMA f64 kernel (6×8 tile).
 #[cfg(target_arch = "x86_64")]
@@ -203,6 +320,14 @@ pub const AVX2_F64: Kernel<f64> = Kernel {
         avx2_f64_r4,
         avx2_f64_r5,
     ],
+    taps: &[
+        taps_f64_r1,
+        taps_f64_r2,
+        taps_f64_r3,
+        taps_f64_r4,
+        taps_f64_r5,
+        taps_f64_r6,
+    ],
 };
 /// The AVX-512 f32 kernel (12×32 tile; B micro-panel 32 KB of Zen 5's 48 KB L1d).
 #[cfg(target_arch = "x86_64")]
@@ -215,6 +340,7 @@ pub const AVX512_F32: Kernel<f32> = Kernel {
     ukr: avx512_f32,
     pack_bt: Some(pack_bt_f32_avx),
     edge: &[],
+    taps: &[],
 };
 /// The AVX-512 f64 kernel (12×16 tile).
 #[cfg(target_arch = "x86_64")]
@@ -227,6 +353,7 @@ pub const AVX512_F64: Kernel<f64> = Kernel {
     ukr: avx512_f64,
     pack_bt: None,
     edge: &[],
+    taps: &[],
 };
 
 /// The AVX-512 kernels' tile loop and blocking, on emulated 512-bit registers

@@ -16,6 +16,7 @@ mod tests;
 
 use driver::Scalar;
 use kernel::Kernel;
+pub(crate) use kernel::TapKernel;
 use pack::MatrixB;
 pub use pack::{copy_run, PackB, PackTransposed};
 
@@ -80,6 +81,51 @@ pub fn choose<T: GemmScalar>(m: usize, n: usize, k: usize) -> GemmImpl {
         .into_iter()
         .find(|&i| i.is_available() && T::kernel(i).is_some())
         .unwrap_or(GemmImpl::MatrixMultiply)
+}
+
+/// The register tiles of a direct (stride-1) convolution of `T` on this CPU.
+#[derive(Clone, Copy)]
+pub(crate) struct DirectTiles<T: 'static> {
+    /// Rows of a tile (A panels are packed `mr` wide).
+    pub mr: usize,
+    /// Columns of a tile.
+    pub nr: usize,
+    /// The full-tile micro-kernel over a B panel laid out `[k][nr]`.
+    pub ukr: kernel::MicroKernel<T>,
+    /// `edge[r]`: the micro-kernel for `r + 1 < mr` live rows.
+    pub edge: &'static [kernel::MicroKernel<T>],
+    /// `taps[r]`: the direct tile for `r + 1 ≤ mr` live rows.
+    pub taps: &'static [TapKernel<T>],
+    /// The kernel's fast transposing packer, if any.
+    pub pack_bt: Option<PackTransposed<T>>,
+}
+
+impl<T> DirectTiles<T> {
+    /// The packed-B micro-kernel for `rows` live rows (1..=mr).
+    pub fn rows(&self, rows: usize) -> kernel::MicroKernel<T> {
+        if rows == self.mr {
+            self.ukr
+        } else {
+            self.edge[rows - 1]
+        }
+    }
+}
+
+/// The direct-convolution tiles for `T` on this CPU, if it has them.
+pub(crate) fn direct_tiles<T: GemmScalar>() -> Option<DirectTiles<T>> {
+    GemmImpl::ALL
+        .into_iter()
+        .filter(|i| i.is_available())
+        .filter_map(T::kernel)
+        .find(|k| !k.taps.is_empty() && k.edge.len() + 1 == k.mr)
+        .map(|k| DirectTiles {
+            mr: k.mr,
+            nr: k.nr,
+            ukr: k.ukr,
+            edge: k.edge,
+            taps: k.taps,
+            pack_bt: k.pack_bt,
+        })
 }
 
 /// A bias added to the output after the product.
