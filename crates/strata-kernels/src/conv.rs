@@ -15,12 +15,13 @@
 //! Algorithms (chosen in [`choose`], the one place to A/B them):
 //! - [`ConvAlgo::Pointwise`]: 1×1 kernel, stride 1, no padding — the image
 //!   itself is the column matrix, no copy at all.
-//! - [`ConvAlgo::Direct`]: stride 1 on a CPU with direct tiles (AVX2 + FMA).
-//!   Forward: the register tiles read the zero-padded image where it lies,
+//! - [`ConvAlgo::Direct`]: stride 1 on a CPU with direct tiles (AVX2 + FMA),
+//!   output rows whose width neither fills nor divides a GEMM panel. Forward: the register tiles read the zero-padded image where it lies,
 //!   one kernel tap after another (output rows in the padded width, the
 //!   extra columns dropped); only the kernel is packed. Backward-data is the
 //!   forward convolution of `∂E/∂O` with the flipped kernel. Backward-weights
-//!   (`c_in` a multiple of the tile width) multiplies ∂E/∂O, packed once per
+//!   (`c_in` a multiple of the tile width; also for ≥ 32×32 outputs under
+//!   the implicit GEMM) multiplies ∂E/∂O, packed once per
 //!   image, by the padded image stored slice-innermost, which is a packed
 //!   panel at every tap's offset.
 //! - [`ConvAlgo::ImplicitGemm`]: everything else. The column matrix is never
@@ -156,11 +157,11 @@ pub enum ConvAlgo {
     /// from zero-padded images (forward and backward-weights; backward-data
     /// still goes through a column buffer and `col2im`).
     ImplicitGemm,
-    /// Stride 1 on a CPU with direct tiles: the forward convolution's
-    /// register tiles read the zero-padded image in place (nothing packed
+    /// Stride 1 on a CPU with direct tiles, output rows that do not tile
+    /// the GEMM panels evenly: the forward convolution's register tiles read the zero-padded image in place (nothing packed
     /// but the kernel), one tap after another; backward-data is the forward
-    /// convolution of `∂E/∂O` with the flipped kernel; backward-weights as
-    /// for [`ConvAlgo::ImplicitGemm`].
+    /// convolution of `∂E/∂O` with the flipped kernel; backward-weights on
+    /// the padded image stored slice-innermost (`direct_backward_weights`).
     Direct,
 }
 
@@ -174,11 +175,42 @@ pub fn choose(g: &ConvGeometry) -> ConvAlgo {
         ConvAlgo::Pointwise
     } else if env_set("STRATA_CONV_EXPLICIT") {
         ConvAlgo::Im2colGemm
-    } else if stride1 && direct_tiles::<f32>().is_some() && !env_set("STRATA_CONV_NO_DIRECT") {
+    } else if stride1 && direct_allowed() && ragged_rows(g) {
         ConvAlgo::Direct
     } else {
         ConvAlgo::ImplicitGemm
     }
+}
+
+/// Direct tiles exist on this CPU and no environment switch rules them out.
+fn direct_allowed() -> bool {
+    direct_tiles::<f32>().is_some()
+        && !env_set("STRATA_CONV_NO_DIRECT")
+        && !env_set("STRATA_CONV_EXPLICIT")
+}
+
+/// Output rows that neither fill whole GEMM panels nor divide them (7, 14,
+/// 28 wide against 16-wide f32 panels): the implicit packer then copies
+/// pieces of rows and falls off its fast path, while the direct tiles only
+/// lose the padded columns. Where rows tile evenly (4, 8, 16, 32 wide) the
+/// implicit GEMM measured as fast or faster (`cargo xtask bench conv`,
+/// with and without `STRATA_CONV_NO_DIRECT`; benches/RESULTS.md).
+fn ragged_rows(g: &ConvGeometry) -> bool {
+    let (ow, nr) = (g.out_w(), direct_tiles::<f32>().map_or(1, |d| d.nr));
+    !ow.is_multiple_of(nr) && !nr.is_multiple_of(ow.max(1))
+}
+
+/// Whether backward-weights takes the direct route
+/// ([`direct_backward_weights`]): stride 1, `c_in` a multiple of the tile
+/// width, and either a [`ConvAlgo::Direct`] shape or an image of ≥ 32×32
+/// outputs (where it measured ahead of the implicit GEMM; on small images
+/// such as 4×4 or 8×8 it fell behind).
+fn direct_weights(g: &ConvGeometry, nr: usize) -> bool {
+    g.stride_h == 1
+        && g.stride_w == 1
+        && g.c_in.is_multiple_of(nr)
+        && direct_allowed()
+        && (choose(g) == ConvAlgo::Direct || g.out_h() * g.out_w() >= 1024)
 }
 
 /// Whether an environment variable is set (read once per name).
@@ -963,8 +995,8 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
         return;
     }
     let algo = choose(g);
-    if algo == ConvAlgo::Direct && !x.is_empty() {
-        if let Some(dt) = direct_tiles::<T>().filter(|d| g.c_in.is_multiple_of(d.nr)) {
+    if !x.is_empty() {
+        if let Some(dt) = direct_tiles::<T>().filter(|d| direct_weights(g, d.nr)) {
             return direct_backward_weights(g, x, dy, dw, dt);
         }
     }
