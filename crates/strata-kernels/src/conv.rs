@@ -982,8 +982,14 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
     check_lens(g, "conv2d_backward_weights", x.len(), dw.len(), dy.len());
     let (k, ohw) = (g.patch(), g.out_h() * g.out_w());
     dw.fill(T::zero());
-    if let Some(db) = db {
+    if let Some(db) = &db {
         assert_eq!(db.len(), g.c_out, "conv2d_backward_weights: bias length");
+    }
+    let stride1 = g.stride_h == 1 && g.stride_w == 1;
+    if !x.is_empty() && !dy.is_empty() && (1..=SMALL_PATCH).contains(&k) && stride1 {
+        return small_backward_weights(g, x, dy, dw, db);
+    }
+    if let Some(db) = db {
         db.fill(T::zero());
         for img in dy.chunks_exact(g.out_image().max(1)) {
             for (d, row) in db.iter_mut().zip(img.chunks_exact(ohw.max(1))) {
@@ -1075,6 +1081,208 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
     for p in parts {
         crate::elementwise::add_assign(dw, &p);
     }
+}
+
+/// Largest patch (`c_in·kh·kw`) that [`small_backward_weights`] takes: a
+/// first layer's 1×3×3 or 3×3×3. As a GEMM such a kernel gradient has only
+/// `patch` columns, a fraction of one register tile (11–23 GFLOPS measured
+/// for 1→32 and 3→16, `cargo xtask bench conv`).
+const SMALL_PATCH: usize = 32;
+
+/// Backward-weights for few patch rows, stride 1: every weight is one long
+/// dot product, `∂E/∂K[o, c, i, j] = Σ_q ∂E/∂O[o, q] · xp[c, q + i·pw + j]`
+/// over the output pixels `q` in padded-width rows (∂E/∂O zero past `ow`,
+/// so the padded columns add nothing). The bias gradient, when asked, is
+/// summed from the same copy of ∂E/∂O while it is in cache.
+fn small_backward_weights<T: GemmScalar>(
+    g: &ConvGeometry,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    db: Option<&mut [T]>,
+) {
+    let (ph, pw) = g.padded_hw();
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let plane = ph * pw;
+    let q = oh * pw;
+    let taps: Vec<usize> = (0..g.kh)
+        .flat_map(|i| (0..g.kw).map(move |j| i * pw + j))
+        .collect();
+    let want_bias = db.is_some();
+    let partial = |(xs, gs): (&[T], &[T])| {
+        // acc laid out as dw; the zero borders of xp, its tail (the last
+        // slice's last taps read up to kw − 1 values past it) and dyp's
+        // junk columns are never written.
+        let mut acc = vec![T::zero(); dw.len()];
+        let mut bias = vec![T::zero(); if want_bias { g.c_out } else { 0 }];
+        let mut xp = vec![T::zero(); g.c_in * plane + g.kw];
+        let mut dyp = vec![T::zero(); g.c_out * q];
+        for (xi, gi) in xs
+            .chunks_exact(g.in_image())
+            .zip(gs.chunks_exact(g.out_image()))
+        {
+            for (src, dst) in xi.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(plane)) {
+                for (yy, row) in src.chunks_exact(g.w).enumerate() {
+                    copy_run(&mut dst[(yy + g.pad_top) * pw + g.pad_left..][..g.w], row);
+                }
+            }
+            for (src, dst) in gi.chunks_exact(oh * ow).zip(dyp.chunks_exact_mut(q)) {
+                for (row, d) in src.chunks_exact(ow).zip(dst.chunks_exact_mut(pw)) {
+                    copy_run(&mut d[..ow], row);
+                }
+            }
+            for (b, d) in bias.iter_mut().zip(dyp.chunks_exact(q)) {
+                *b = *b + crate::reduce::sum(d);
+            }
+            dots(&dyp, &xp, q, plane, &taps, &mut acc);
+        }
+        (acc, bias)
+    };
+    let chunk = weight_chunk(g.batch, 1);
+    let parts: Vec<(Vec<T>, Vec<T>)> = crate::parallel::install(|| {
+        x.par_chunks(chunk * g.in_image())
+            .zip(dy.par_chunks(chunk * g.out_image()))
+            .map(partial)
+            .collect()
+    });
+    // Summed in chunk order (determinism).
+    let mut db = db;
+    if let Some(db) = db.as_deref_mut() {
+        db.fill(T::zero());
+    }
+    for (p, b) in parts {
+        crate::elementwise::add_assign(dw, &p);
+        if let Some(db) = db.as_deref_mut() {
+            crate::elementwise::add_assign(db, &b);
+        }
+    }
+}
+
+/// `acc[(o·c_in + c)·taps + t] += Σ_{r<q} dyp[o·q + r] · xp[c·plane + taps[t] + r]`
+/// for every output slice `o`, input slice `c` and tap `t`, with AVX2 + FMA
+/// where the CPU has them.
+fn dots<T: GemmScalar>(dyp: &[T], xp: &[T], q: usize, plane: usize, taps: &[usize], acc: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return unsafe { dots_avx2(dyp, xp, q, plane, taps, acc) };
+    }
+    dots_body::<T, false>(dyp, xp, q, plane, taps, acc)
+}
+
+/// [`dots_body`] compiled for AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dots_avx2<T: GemmScalar>(
+    dyp: &[T],
+    xp: &[T],
+    q: usize,
+    plane: usize,
+    taps: &[usize],
+    acc: &mut [T],
+) {
+    dots_body::<T, true>(dyp, xp, q, plane, taps, acc)
+}
+
+/// Lanes of one partial sum (one AVX2 vector of f32).
+const DOT_LANES: usize = 8;
+
+/// `a·b + c`, fused where the caller runs with FMA.
+#[inline(always)]
+fn madd<T: GemmScalar, const FMA: bool>(a: T, b: T, c: T) -> T {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+#[inline(always)]
+fn dots_body<T: GemmScalar, const FMA: bool>(
+    dyp: &[T],
+    xp: &[T],
+    q: usize,
+    plane: usize,
+    taps: &[usize],
+    acc: &mut [T],
+) {
+    // Register blocks of up to 4 output slices × 3 taps: each ∂E/∂O vector
+    // is loaded once for 3 taps and each image vector once for 4 slices.
+    let c_out = dyp.len() / q.max(1);
+    let c_in = acc.len() / (c_out * taps.len()).max(1);
+    for o0 in (0..c_out).step_by(4) {
+        let ob = 4.min(c_out - o0);
+        for c in 0..c_in {
+            for (t0, tb) in taps.chunks(3).enumerate().map(|(i, t)| (3 * i, t)) {
+                let d = |o: usize| &dyp[(o0 + o) * q..][..q];
+                let x = |j: usize| &xp[c * plane + tb[j]..][..q];
+                let mut put = |o: usize, j: usize, v: T| {
+                    let at = ((o0 + o) * c_in + c) * taps.len() + t0 + j;
+                    acc[at] = acc[at] + v;
+                };
+                macro_rules! go {
+                    ($o:literal, $j:literal) => {{
+                        let sums = dot_tile::<T, FMA, $o, $j>(
+                            std::array::from_fn(d),
+                            std::array::from_fn(x),
+                            q,
+                        );
+                        for (o, row) in sums.iter().enumerate() {
+                            for (j, &v) in row.iter().enumerate() {
+                                put(o, j, v);
+                            }
+                        }
+                    }};
+                }
+                match (ob, tb.len()) {
+                    (4, 3) => go!(4, 3),
+                    (4, 2) => go!(4, 2),
+                    (4, _) => go!(4, 1),
+                    (3, 3) => go!(3, 3),
+                    (3, 2) => go!(3, 2),
+                    (3, _) => go!(3, 1),
+                    (2, 3) => go!(2, 3),
+                    (2, 2) => go!(2, 2),
+                    (2, _) => go!(2, 1),
+                    (_, 3) => go!(1, 3),
+                    (_, 2) => go!(1, 2),
+                    _ => go!(1, 1),
+                }
+            }
+        }
+    }
+}
+
+/// `out[o][j] = Σ_r d[o][r] · x[j][r]` over `q` values: `O·J` partial sums
+/// of [`DOT_LANES`] lanes each, summed in a fixed order.
+#[inline(always)]
+fn dot_tile<T: GemmScalar, const FMA: bool, const O: usize, const J: usize>(
+    d: [&[T]; O],
+    x: [&[T]; J],
+    q: usize,
+) -> [[T; J]; O] {
+    const L: usize = DOT_LANES;
+    let n = q / L;
+    let dc: [&[[T; L]]; O] = std::array::from_fn(|o| &d[o].as_chunks::<L>().0[..n]);
+    let xc: [&[[T; L]]; J] = std::array::from_fn(|j| &x[j].as_chunks::<L>().0[..n]);
+    let mut lanes = [[[T::zero(); L]; J]; O];
+    for k in 0..n {
+        let xs: [[T; L]; J] = std::array::from_fn(|j| xc[j][k]);
+        for (o, lo) in lanes.iter_mut().enumerate() {
+            let dv = dc[o][k];
+            for (lj, xv) in lo.iter_mut().zip(&xs) {
+                for l in 0..L {
+                    lj[l] = madd::<T, FMA>(dv[l], xv[l], lj[l]);
+                }
+            }
+        }
+    }
+    std::array::from_fn(|o| {
+        std::array::from_fn(|j| {
+            let s = lanes[o][j].iter().fold(T::zero(), |s, &v| s + v);
+            (n * L..q).fold(s, |s, r| madd::<T, FMA>(d[o][r], x[j][r], s))
+        })
+    })
 }
 
 /// [`ConvAlgo::Direct`] backward-weights (stride 1, `c_in` a multiple of the
@@ -1322,11 +1530,8 @@ mod tests {
     /// for slice counts that are whole tile widths, short row tiles, uneven
     /// padding and several images per partial sum, in f64 and f32.
     #[test]
-    fn direct_backward_weights_matches_definition() {
+    fn direct_and_small_backward_weights_match_definition() {
         fn check<T: GemmScalar + Into<f64>>(tol: f64, conv: impl Fn(f32) -> T) {
-            let Some(dt) = direct_tiles::<T>() else {
-                return;
-            };
             let g = |batch, c_in, h, w, c_out, kh, kw, pads: (usize, usize, usize, usize)| {
                 ConvGeometry {
                     batch,
@@ -1344,18 +1549,46 @@ mod tests {
                     pad_right: pads.3,
                 }
             };
-            for g in [
+            let shapes = [
                 g(3, 16, 8, 8, 7, 3, 3, (1, 1, 1, 1)),
                 g(2, 32, 6, 5, 13, 3, 3, (0, 1, 2, 0)),
                 g(17, 16, 9, 9, 6, 5, 5, (2, 2, 2, 2)),
                 g(2, 16, 7, 30, 16, 1, 3, (0, 0, 1, 1)),
-            ] {
-                let c_in = g.c_in.div_ceil(dt.nr) * dt.nr;
-                let g = ConvGeometry { c_in, ..g };
+            ];
+            let small = [
+                g(3, 1, 8, 8, 7, 3, 3, (1, 1, 1, 1)),
+                g(2, 3, 6, 5, 13, 3, 3, (0, 1, 2, 0)),
+                g(17, 1, 9, 9, 6, 5, 5, (2, 2, 2, 2)),
+                g(2, 2, 7, 45, 16, 1, 3, (0, 0, 1, 1)),
+            ];
+            let direct = direct_tiles::<T>().into_iter().flat_map(|dt| {
+                shapes.map(|g| {
+                    let c_in = g.c_in.div_ceil(dt.nr) * dt.nr;
+                    (ConvGeometry { c_in, ..g }, Some(dt))
+                })
+            });
+            for (g, dt) in direct.chain(small.map(|g| (g, None))) {
                 let v = |n, seed| data(n, seed).into_iter().map(&conv).collect::<Vec<T>>();
                 let (x, dy) = (v(g.batch * g.in_image(), 1), v(g.batch * g.out_image(), 2));
                 let mut got = vec![T::zero(); g.weight_len()];
-                direct_backward_weights(&g, &x, &dy, &mut got, dt);
+                match dt {
+                    Some(dt) => direct_backward_weights(&g, &x, &dy, &mut got, dt),
+                    None => {
+                        // Through the public entry, which takes the small
+                        // path for these shapes, bias gradient included.
+                        assert!(g.patch() <= SMALL_PATCH);
+                        let mut db = vec![T::zero(); g.c_out];
+                        conv2d_backward_weights(&g, &x, &dy, &mut got, Some(&mut db));
+                        let ohw = g.out_h() * g.out_w();
+                        for (o, &have) in db.iter().enumerate() {
+                            let want: f64 = (0..g.batch)
+                                .flat_map(|b| &dy[(b * g.c_out + o) * ohw..][..ohw])
+                                .map(|&v| v.into())
+                                .sum();
+                            assert!((have.into() - want).abs() < tol, "{g:?} bias {o}");
+                        }
+                    }
+                }
                 let (oh, ow) = (g.out_h(), g.out_w());
                 for o in 0..g.c_out {
                     for c in 0..g.c_in {
