@@ -174,10 +174,47 @@ pub fn max_pool2d_backward<T: Element>(g: &PoolGeometry, dy: &[T], arg: &[u32], 
         "max_pool2d_backward: output length"
     );
     assert_eq!(arg.len(), dy.len(), "max_pool2d_backward: arg-max length");
-    dx.fill(T::zero());
     if dy.is_empty() {
+        dx.fill(T::zero());
         return;
     }
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let tiled = g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2;
+    if tiled && g.h == 2 * oh && g.w == 2 * ow {
+        // Even 2×2, stride 2: the windows tile the slice, so every input
+        // pixel is written once (its window's gradient or zero) in a single
+        // pass, with no separate zero fill.
+        let w = g.w;
+        let pair = |(d, (gs, args)): (&mut [T], (&[T], &[u32]))| {
+            for (u, (d, (gs, args))) in d
+                .chunks_exact_mut(2 * w)
+                .zip(gs.chunks_exact(ow).zip(args.chunks_exact(ow)))
+                .enumerate()
+            {
+                let (d0, d1) = d.split_at_mut(w);
+                for v in 0..ow {
+                    // Offset of the arg-max inside its window: 0, 1, w or w + 1.
+                    let k = (args[v] as usize).wrapping_sub(2 * (u * w + v));
+                    let gv = gs[v];
+                    let put = |at: usize| if k == at { gv } else { T::zero() };
+                    d0[2 * v] = put(0);
+                    d0[2 * v + 1] = put(1);
+                    d1[2 * v] = put(w);
+                    d1[2 * v + 1] = put(w + 1);
+                }
+            }
+        };
+        crate::parallel::install(|| {
+            dx.par_chunks_exact_mut(g.h * w)
+                .zip(
+                    dy.par_chunks_exact(oh * ow)
+                        .zip(arg.par_chunks_exact(oh * ow)),
+                )
+                .for_each(pair)
+        });
+        return;
+    }
+    dx.fill(T::zero());
     crate::parallel::install(|| {
         dx.par_chunks_exact_mut(g.h * g.w)
             .zip(dy.par_chunks_exact(ohw))
@@ -232,6 +269,37 @@ mod tests {
         assert_eq!(pooled_len(1, 2, 2, OddPolicy::Floor), None);
         assert_eq!(pooled_len(1, 2, 2, OddPolicy::Ceil), Some(1));
         assert_eq!(pooled_len(5, 1, 3, OddPolicy::Ceil), Some(2));
+    }
+
+    /// The single-pass backward of tiling 2×2 windows equals the definition
+    /// `dx[arg] += dy` on a zeroed `dx`, ties included.
+    #[test]
+    fn tiled_backward_routes_each_gradient_to_its_arg_max() {
+        for (planes, h, w) in [(3, 4, 6), (2, 8, 2), (5, 2, 2)] {
+            let g = PoolGeometry {
+                planes,
+                h,
+                w,
+                kh: 2,
+                kw: 2,
+                stride_h: 2,
+                stride_w: 2,
+                policy: OddPolicy::Floor,
+            };
+            // Few distinct values, so some windows tie.
+            let x: Vec<f64> = (0..planes * h * w).map(|i| ((i * 7) % 5) as f64).collect();
+            let n = planes * g.out_h() * g.out_w();
+            let (mut y, mut arg) = (vec![0.0; n], vec![0u32; n]);
+            max_pool2d(&g, &x, &mut y, &mut arg);
+            let dy: Vec<f64> = (0..n).map(|i| i as f64 + 1.0).collect();
+            let mut want = vec![0.0; x.len()];
+            for (i, (&d, &a)) in dy.iter().zip(&arg).enumerate() {
+                want[i / (g.out_h() * g.out_w()) * h * w + a as usize] += d;
+            }
+            let mut dx = vec![f64::NAN; x.len()];
+            max_pool2d_backward(&g, &dy, &arg, &mut dx);
+            assert_eq!(dx, want, "{planes}×{h}×{w}");
+        }
     }
 
     #[test]
