@@ -12,7 +12,7 @@ pub struct ParamId(u64);
 /// A trainable tensor. Layers own their `Param`s; each forward pass brings them
 /// onto the tape with [`crate::Tape::param`].
 #[derive(Clone)]
-pub struct Param<T> {
+pub struct Param<T: Element> {
     id: ParamId,
     /// Current value.
     pub value: Tensor<T>,

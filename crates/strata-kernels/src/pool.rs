@@ -159,6 +159,48 @@ pub fn max_pool2d<T: Element>(g: &PoolGeometry, x: &[T], y: &mut [T], arg: &mut 
     });
 }
 
+/// [`max_pool2d`] without the arg-max, for inference (nothing routes a
+/// gradient back): the same maxima, with the 2×2 stride-2 case as a
+/// branch-free loop over window pairs the compiler vectorises.
+pub fn max_pool2d_values<T: Element>(g: &PoolGeometry, x: &[T], y: &mut [T]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    assert_eq!(x.len(), g.planes * g.h * g.w, "max_pool2d: input length");
+    assert_eq!(y.len(), g.planes * oh * ow, "max_pool2d: output length");
+    let pair = g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2;
+    if y.is_empty() || !pair || g.h < 2 {
+        let mut arg = vec![0u32; y.len()];
+        return max_pool2d(g, x, y, &mut arg);
+    }
+    // Strict `>` as in `max_pool2d`: the first maximum wins (and NaN only
+    // where it comes first), so both give identical values.
+    let pick = |best: T, v: T| if v > best { v } else { best };
+    let plane = |(xs, ys): (&[T], &mut [T])| {
+        for (u, yr) in ys.chunks_exact_mut(ow).enumerate() {
+            let (r0, r1) = (2 * u * g.w, (2 * u + 1).min(g.h - 1) * g.w);
+            let (top, bottom) = (&xs[r0..r0 + g.w], &xs[r1..r1 + g.w]);
+            let full = (g.w / 2).min(ow);
+            let (body, edge) = yr.split_at_mut(full);
+            for ((yv, t), b) in body
+                .iter_mut()
+                .zip(top.chunks_exact(2))
+                .zip(bottom.chunks_exact(2))
+            {
+                *yv = pick(pick(pick(t[0], t[1]), b[0]), b[1]);
+            }
+            // A ceil window clipped at the right edge: its one column.
+            for (v, yv) in edge.iter_mut().enumerate() {
+                let c = 2 * (full + v);
+                *yv = pick(top[c], bottom[c]);
+            }
+        }
+    };
+    crate::parallel::install(|| {
+        x.par_chunks_exact(g.h * g.w)
+            .zip(y.par_chunks_exact_mut(oh * ow))
+            .for_each(plane)
+    });
+}
+
 /// Max-pooling backward: `dx[arg] += dy` (overlapping windows may share an
 /// arg-max); `dx` (`[planes, h, w]`) is overwritten.
 pub fn max_pool2d_backward<T: Element>(g: &PoolGeometry, dy: &[T], arg: &[u32], dx: &mut [T]) {
@@ -299,6 +341,42 @@ mod tests {
             let mut dx = vec![f64::NAN; x.len()];
             max_pool2d_backward(&g, &dy, &arg, &mut dx);
             assert_eq!(dx, want, "{planes}×{h}×{w}");
+        }
+    }
+
+    /// The inference pooling gives exactly the values of the arg-max one,
+    /// ties, clipped (ceil) windows, odd sizes and other windows included.
+    #[test]
+    fn values_only_pooling_matches_max_pool2d() {
+        let shapes = [
+            (3, 4, 6, 2, 2),
+            (2, 7, 5, 2, 2),
+            (1, 3, 3, 2, 2),
+            (2, 6, 6, 3, 2),
+            (1, 1, 4, 2, 2),
+        ];
+        for (planes, h, w, k, s) in shapes {
+            for policy in [OddPolicy::Floor, OddPolicy::Ceil] {
+                let g = PoolGeometry {
+                    planes,
+                    h,
+                    w,
+                    kh: k,
+                    kw: k,
+                    stride_h: s,
+                    stride_w: s,
+                    policy,
+                };
+                let n = planes * g.out_h() * g.out_w();
+                let x: Vec<f32> = (0..planes * h * w)
+                    .map(|i| ((i * 7) % 5) as f32 - 2.0)
+                    .collect();
+                let (mut want, mut arg) = (vec![0.0; n], vec![0u32; n]);
+                max_pool2d(&g, &x, &mut want, &mut arg);
+                let mut got = vec![f32::NAN; n];
+                max_pool2d_values(&g, &x, &mut got);
+                assert_eq!(got, want, "{planes}×{h}×{w} k{k} s{s} {policy:?}");
+            }
         }
     }
 

@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod buffers;
 mod element;
 mod error;
 mod fmt;

@@ -12,11 +12,34 @@ use std::sync::Arc;
 /// [`Tensor::data_mut`] first makes the storage unique and contiguous
 /// (copy-on-write), so views never observe each other's writes.
 #[derive(Clone)]
-pub struct Tensor<T> {
-    data: Arc<Vec<T>>,
+pub struct Tensor<T: Element> {
+    data: Arc<Buf<T>>,
     offset: usize,
     shape: Vec<usize>,
     strides: Vec<usize>,
+}
+
+/// A tensor's storage: the elements, handed to [`crate::buffers`] for reuse
+/// when the last view of them is dropped.
+struct Buf<T: Element>(Vec<T>);
+
+impl<T: Element> Drop for Buf<T> {
+    fn drop(&mut self) {
+        crate::buffers::give(std::mem::take(&mut self.0));
+    }
+}
+
+impl<T: Element> std::ops::Deref for Buf<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
+}
+
+impl<T: Element> std::ops::DerefMut for Buf<T> {
+    fn deref_mut(&mut self) -> &mut Vec<T> {
+        &mut self.0
+    }
 }
 
 /// Row-major (C order) strides of `shape`.
@@ -48,7 +71,7 @@ impl<T: Element> Tensor<T> {
             });
         }
         Ok(Self {
-            data: Arc::new(data),
+            data: Arc::new(Buf(data)),
             offset: 0,
             strides: contiguous_strides(shape),
             shape: shape.to_vec(),
@@ -161,7 +184,10 @@ impl<T: Element> Tensor<T> {
     /// its contiguous storage alone.
     pub fn into_vec(self) -> Vec<T> {
         if self.offset == 0 && self.is_contiguous() && self.data.len() == self.numel() {
-            Arc::try_unwrap(self.data).unwrap_or_else(|a| a.as_ref().clone())
+            match Arc::try_unwrap(self.data) {
+                Ok(mut b) => std::mem::take(&mut b.0),
+                Err(a) => a.0.clone(),
+            }
         } else {
             self.to_vec()
         }

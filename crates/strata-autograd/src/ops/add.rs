@@ -8,7 +8,7 @@ use crate::error::{shape_err, Result};
 use crate::ops::tensor;
 use crate::{Backward, Real, Tape, Var};
 use strata_kernels::elementwise;
-use strata_tensor::Tensor;
+use strata_tensor::{buffers, Tensor};
 
 /// `relu`: a ReLU fused after the sum, whose output gates the gradient.
 struct AddBackward {
@@ -24,7 +24,7 @@ impl<T: Real> Backward<T> for AddBackward {
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
         let g = if self.relu {
-            let mut g = vec![T::zero(); grad.numel()];
+            let mut g = buffers::take(grad.numel());
             elementwise::relu_backward(
                 &output.to_contiguous_slice(),
                 &grad.to_contiguous_slice(),
@@ -48,7 +48,7 @@ impl<T: Real> Backward<T> for ScaleBackward<T> {
         grad: &Tensor<T>,
         _needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        let mut g = vec![T::zero(); grad.numel()];
+        let mut g = buffers::take(grad.numel());
         elementwise::scale_into(self.0, &grad.to_contiguous_slice(), &mut g);
         Ok(vec![Some(tensor(g, grad.shape()))])
     }
@@ -71,7 +71,7 @@ impl<T: Real> Tape<T> {
                 &[av.shape(), bv.shape()],
             ));
         }
-        let mut y = vec![T::zero(); av.numel()];
+        let mut y = buffers::take(av.numel());
         let (ad, bd) = (av.to_contiguous_slice(), bv.to_contiguous_slice());
         if relu {
             elementwise::add_relu(&ad, &bd, &mut y);
@@ -85,7 +85,7 @@ impl<T: Real> Tape<T> {
     /// `c·x` for a constant `c`.
     pub fn scale(&mut self, x: Var, c: T) -> Result<Var> {
         let xv = self.value(x)?;
-        let mut y = vec![T::zero(); xv.numel()];
+        let mut y = buffers::take(xv.numel());
         elementwise::scale_into(c, &xv.to_contiguous_slice(), &mut y);
         let out = tensor(y, xv.shape());
         self.push_op(&[x], out, || Box::new(ScaleBackward(c)))

@@ -14,7 +14,7 @@ use crate::error::{shape_err, Result};
 use crate::ops::tensor;
 use crate::{Backward, Real, Tape, Var};
 use strata_kernels::batchnorm as bn;
-use strata_tensor::Tensor;
+use strata_tensor::{buffers, Tensor};
 
 /// Per-channel minibatch statistics of a training-mode batch norm.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +51,7 @@ impl<T: Real> Backward<T> for BatchNormBackward<T> {
             inputs[1].to_contiguous_slice(),
         );
         let g = grad.to_contiguous_slice();
-        let mut dx = vec![T::zero(); x.len()];
+        let mut dx = buffers::take(x.len());
         let (mut dg, mut db) = (vec![T::zero(); c], vec![T::zero(); c]);
         if self.train {
             bn::batch_norm_train_backward(
@@ -139,7 +139,7 @@ impl<T: Real> Tape<T> {
         }
         let (xv, gv, bv) = (self.value(x)?, self.value(gamma)?, self.value(beta)?);
         let shape = xv.shape().to_vec();
-        let mut y = vec![T::zero(); xv.numel()];
+        let mut y = buffers::take(xv.numel());
         let (mut mean, mut var, mut invstd) =
             (vec![T::zero(); c], vec![T::zero(); c], vec![T::zero(); c]);
         bn::batch_norm_train_act(
@@ -217,7 +217,7 @@ impl<T: Real> Tape<T> {
         let (gd, bd) = (gv.to_contiguous_slice(), bv.to_contiguous_slice());
         let scale: Vec<T> = gd.iter().zip(&invstd).map(|(&g, &k)| g * k).collect();
         let shift: Vec<T> = (0..c).map(|i| bd[i] - mean[i] * scale[i]).collect();
-        let mut y = vec![T::zero(); xv.numel()];
+        let mut y = buffers::take(xv.numel());
         bn::channel_affine_act(
             &xv.to_contiguous_slice(),
             n,

@@ -13,7 +13,7 @@ use crate::ops::tensor;
 use crate::{Backward, Real, Tape, Var};
 use strata_kernels::conv::{self, ConvGeometry};
 use strata_kernels::pad::Pad2d;
-use strata_tensor::Tensor;
+use strata_tensor::{buffers, Tensor};
 
 /// Stride and zero padding of [`Tape::conv2d`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +95,7 @@ impl<T: Real> Backward<T> for Conv2dBackward {
         let (x, w) = (inputs[0], inputs[1]);
         let mut gd = grad.to_contiguous_slice();
         if self.relu {
-            let mut gated = vec![T::zero(); gd.len()];
+            let mut gated = buffers::take(gd.len());
             strata_kernels::elementwise::relu_backward(
                 &output.to_contiguous_slice(),
                 &gd,
@@ -104,14 +104,14 @@ impl<T: Real> Backward<T> for Conv2dBackward {
             gd = gated.into();
         }
         let dx = needs[0].then(|| {
-            let mut dx = vec![T::zero(); x.numel()];
+            let mut dx = buffers::take(x.numel());
             conv::conv2d_backward_data(&self.g, &w.to_contiguous_slice(), &gd, &mut dx);
             tensor(dx, x.shape())
         });
         let need_b = needs.get(2).copied().unwrap_or(false);
         let (mut dw, mut db) = (None, None);
         if needs[1] || need_b {
-            let mut dwv = vec![T::zero(); w.numel()];
+            let mut dwv = buffers::take(w.numel());
             let mut dbv = vec![T::zero(); self.g.c_out];
             let xd = x.to_contiguous_slice();
             conv::conv2d_backward_weights(
@@ -173,7 +173,7 @@ impl<T: Real> Tape<T> {
             }
             None => None,
         };
-        let mut y = vec![T::zero(); g.batch * g.out_image()];
+        let mut y = buffers::take(g.batch * g.out_image());
         conv::conv2d_forward_act(
             &g,
             &xv.to_contiguous_slice(),

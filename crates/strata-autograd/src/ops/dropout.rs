@@ -11,7 +11,7 @@ use crate::ops::tensor;
 use crate::{Backward, Real, Tape, Var};
 use rand::Rng;
 use strata_kernels::elementwise;
-use strata_tensor::Tensor;
+use strata_tensor::{buffers, Tensor};
 
 struct DropoutBackward<T> {
     mask: Vec<T>,
@@ -25,7 +25,7 @@ impl<T: Real> Backward<T> for DropoutBackward<T> {
         grad: &Tensor<T>,
         _needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        let mut dx = vec![T::zero(); grad.numel()];
+        let mut dx = buffers::take(grad.numel());
         elementwise::apply_mask(&grad.to_contiguous_slice(), &self.mask, &mut dx);
         Ok(vec![Some(tensor(dx, grad.shape()))])
     }
@@ -48,9 +48,9 @@ impl<T: Real> Tape<T> {
         // bits[i] < p·2³², i.e. with probability p (to within 2⁻³²).
         let mut bits = vec![0u32; xv.numel()];
         rng.fill(&mut bits[..]);
-        let mut mask = vec![T::zero(); bits.len()];
+        let mut mask = buffers::take(bits.len());
         elementwise::dropout_mask(&bits, (p * 4_294_967_296.0) as u64, keep, &mut mask);
-        let mut y = vec![T::zero(); xv.numel()];
+        let mut y = buffers::take(xv.numel());
         elementwise::apply_mask(&xv.to_contiguous_slice(), &mask, &mut y);
         let out = tensor(y, xv.shape());
         self.push_op(&[x], out, || Box::new(DropoutBackward { mask }))

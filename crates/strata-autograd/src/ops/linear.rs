@@ -17,7 +17,7 @@ use crate::ops::tensor;
 use crate::{Backward, Real, Tape, Var};
 use strata_kernels::gemm::{gemm, gemm_bias_act, Bias, Epilogue, Trans};
 use strata_kernels::{elementwise, reduce};
-use strata_tensor::Tensor;
+use strata_tensor::{buffers, Tensor};
 
 struct LinearBackward {
     relu: bool,
@@ -35,7 +35,7 @@ impl<T: Real> Backward<T> for LinearBackward {
         let (m, k, n) = (x.shape()[0], x.shape()[1], w.shape()[0]);
         let g = grad.to_contiguous_slice();
         let dz: Cow<'_, [T]> = if self.relu {
-            let mut dz = vec![T::zero(); g.len()];
+            let mut dz = buffers::take(g.len());
             elementwise::relu_backward(&output.to_contiguous_slice(), &g, &mut dz);
             Cow::Owned(dz)
         } else {
@@ -45,7 +45,7 @@ impl<T: Real> Backward<T> for LinearBackward {
         let one = T::one();
         let dx = needs[0].then(|| {
             // dx (m×k) = dz (m×n) · W (n×k)
-            let mut dx = vec![T::zero(); m * k];
+            let mut dx = buffers::take(m * k);
             gemm(
                 Trans::No,
                 Trans::No,
@@ -65,7 +65,7 @@ impl<T: Real> Backward<T> for LinearBackward {
         });
         let dw = needs[1].then(|| {
             // dW (n×k) = dzᵀ (n×m) · x (m×k)
-            let mut dw = vec![T::zero(); n * k];
+            let mut dw = buffers::take(n * k);
             gemm(
                 Trans::Yes,
                 Trans::No,
@@ -127,7 +127,7 @@ impl<T: Real> Tape<T> {
             bias: bd.as_deref().map_or(Bias::None, Bias::PerCol),
             relu,
         };
-        let mut y = vec![T::zero(); m * n];
+        let mut y = buffers::take(m * n);
         gemm_bias_act(
             Trans::No,
             Trans::Yes,

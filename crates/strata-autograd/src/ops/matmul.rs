@@ -8,7 +8,7 @@ use crate::error::{shape_err, Result};
 use crate::ops::tensor;
 use crate::{Backward, Real, Tape, Var};
 use strata_kernels::gemm::{gemm, Trans};
-use strata_tensor::Tensor;
+use strata_tensor::{buffers, Tensor};
 
 fn flip(t: Trans) -> Trans {
     match t {
@@ -47,7 +47,7 @@ impl<T: Real> Backward<T> for MatMulBackward {
         );
         let (lda, ldb) = (a.shape()[1], b.shape()[1]);
         let da = needs[0].then(|| {
-            let mut da = vec![T::zero(); a.numel()];
+            let mut da = buffers::take(a.numel());
             match self.ta {
                 // dA (m×k) = dC (m×n) · op(B)ᵀ (n×k)
                 Trans::No => gemm(
@@ -85,7 +85,7 @@ impl<T: Real> Backward<T> for MatMulBackward {
             tensor(da, a.shape())
         });
         let db = needs[1].then(|| {
-            let mut db = vec![T::zero(); b.numel()];
+            let mut db = buffers::take(b.numel());
             match self.tb {
                 // dB (k×n) = op(A)ᵀ (k×m) · dC (m×n)
                 Trans::No => gemm(
@@ -146,7 +146,7 @@ impl<T: Real> Tape<T> {
                 &[av.shape(), bv.shape()],
             ));
         }
-        let mut c = vec![T::zero(); m * n];
+        let mut c = buffers::take(m * n);
         let (ad, bd) = (av.to_contiguous_slice(), bv.to_contiguous_slice());
         gemm(
             ta,

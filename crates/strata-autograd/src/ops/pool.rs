@@ -9,7 +9,7 @@ use crate::error::{shape_err, Result};
 use crate::ops::tensor;
 use crate::{Backward, Real, Tape, Var};
 use strata_kernels::pool::{self, pooled_len, OddPolicy, PoolGeometry};
-use strata_tensor::Tensor;
+use strata_tensor::{buffers, Tensor};
 
 struct MaxPoolBackward {
     g: PoolGeometry,
@@ -24,7 +24,7 @@ impl<T: Real> Backward<T> for MaxPoolBackward {
         grad: &Tensor<T>,
         _needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        let mut dx = vec![T::zero(); inputs[0].numel()];
+        let mut dx = buffers::take(inputs[0].numel());
         pool::max_pool2d_backward(&self.g, &grad.to_contiguous_slice(), &self.arg, &mut dx);
         Ok(vec![Some(tensor(dx, inputs[0].shape()))])
     }
@@ -43,7 +43,7 @@ impl<T: Real> Backward<T> for AvgPoolBackward {
         grad: &Tensor<T>,
         _needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        let mut dx = vec![T::zero(); inputs[0].numel()];
+        let mut dx = buffers::take(inputs[0].numel());
         pool::global_avg_pool_backward(&grad.to_contiguous_slice(), self.planes, self.hw, &mut dx);
         Ok(vec![Some(tensor(dx, inputs[0].shape()))])
     }
@@ -98,7 +98,13 @@ impl<T: Real> Tape<T> {
             stride_w: stride[1],
             policy,
         };
-        let mut y = vec![T::zero(); g.planes * oh * ow];
+        let mut y = buffers::take(g.planes * oh * ow);
+        if !self.is_recording() {
+            // Inference: no gradient to route, so no arg-max to keep.
+            pool::max_pool2d_values(&g, &xv.to_contiguous_slice(), &mut y);
+            let out = tensor(y, &[s[0], s[1], oh, ow]);
+            return self.push_op(&[x], out, || unreachable!("inference records no backward"));
+        }
         let mut arg = vec![0u32; y.len()];
         pool::max_pool2d(&g, &xv.to_contiguous_slice(), &mut y, &mut arg);
         let out = tensor(y, &[s[0], s[1], oh, ow]);

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::ops::tensor;
 use crate::{Backward, Real, Tape, Var};
 use strata_kernels::elementwise;
-use strata_tensor::Tensor;
+use strata_tensor::{buffers, Tensor};
 
 struct ReluBackward;
 
@@ -19,7 +19,7 @@ impl<T: Real> Backward<T> for ReluBackward {
         grad: &Tensor<T>,
         _needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        let mut dx = vec![T::zero(); grad.numel()];
+        let mut dx = buffers::take(grad.numel());
         elementwise::relu_backward(
             &output.to_contiguous_slice(),
             &grad.to_contiguous_slice(),
@@ -35,7 +35,7 @@ impl<T: Real> Tape<T> {
         let xv = self.value(x)?;
         // One pass from input to output (no copy first): a zeroed buffer
         // from the allocator is untouched pages, filled by the kernel's threads.
-        let mut y = vec![T::zero(); xv.numel()];
+        let mut y = buffers::take(xv.numel());
         elementwise::relu(&xv.to_contiguous_slice(), &mut y);
         let out = tensor(y, xv.shape());
         self.push_op(&[x], out, || Box::new(ReluBackward))
