@@ -462,3 +462,73 @@ fn conv2d_relu_fused_gradients_and_values() {
         assert!((p - q).abs() < 1e-12, "{p} vs {q}");
     }
 }
+
+/// The residual form `relu(conv(x) + b + r)`: gradients for x, w, b and r
+/// against finite differences, with and without bias, and the same values
+/// and gradients as conv2d → add → relu; a wrong-shaped residual is an error.
+#[test]
+fn conv2d_residual_fused_gradients_and_values() {
+    let (x, w, b, r) = (
+        rand_tensor(&[2, 3, 5, 6], 60),
+        rand_tensor(&[4, 3, 3, 3], 61),
+        rand_tensor(&[4], 62),
+        rand_tensor(&[2, 4, 5, 6], 63),
+    );
+    let opts = Conv2dOptions {
+        stride: [1, 1],
+        pad: Pad2d::uniform(1),
+    };
+    assert_checks(
+        &[
+            ("x", x.clone()),
+            ("w", w.clone()),
+            ("b", b.clone()),
+            ("r", r.clone()),
+        ],
+        |t, v| {
+            let y = t.conv2d_add_act(v[0], v[1], Some(v[2]), Some(v[3]), opts, true)?;
+            weighted_sum(t, y, 64)
+        },
+    );
+    assert_checks(
+        &[("x", x.clone()), ("w", w.clone()), ("r", r.clone())],
+        |t, v| {
+            let y = t.conv2d_add_act(v[0], v[1], None, Some(v[2]), opts, false)?;
+            weighted_sum(t, y, 65)
+        },
+    );
+    let run = |fused: bool| {
+        let mut t = Tape::<f64>::new();
+        let v = [
+            t.leaf(x.clone()),
+            t.leaf(w.clone()),
+            t.leaf(b.clone()),
+            t.leaf(r.clone()),
+        ];
+        let y = if fused {
+            t.conv2d_add_act(v[0], v[1], Some(v[2]), Some(v[3]), opts, true)
+                .unwrap()
+        } else {
+            let z = t.conv2d(v[0], v[1], Some(v[2]), opts).unwrap();
+            t.add_act(z, v[3], true).unwrap()
+        };
+        let e = weighted_sum(&mut t, y, 66).unwrap();
+        let g = t.backward(e).unwrap();
+        let mut all = t.value(y).unwrap().to_vec();
+        for &i in &v {
+            all.extend(g.get(i).unwrap().to_vec());
+        }
+        all
+    };
+    let (a, c) = (run(true), run(false));
+    assert_eq!(a.len(), c.len());
+    for (p, q) in a.iter().zip(&c) {
+        assert!((p - q).abs() < 1e-12, "{p} vs {q}");
+    }
+    let mut t = Tape::<f64>::new();
+    let v = [t.leaf(x), t.leaf(w), t.leaf(rand_tensor(&[2, 4, 5, 5], 67))];
+    let err = t
+        .conv2d_add_act(v[0], v[1], None, Some(v[2]), opts, true)
+        .unwrap_err();
+    assert!(err.to_string().contains("residual"), "{err}");
+}

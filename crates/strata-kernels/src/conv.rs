@@ -629,9 +629,28 @@ pub fn conv2d_forward_act<T: GemmScalar>(
     relu: bool,
     y: &mut [T],
 ) {
+    conv2d_forward_fused(g, x, w, bias, None, relu, y)
+}
+
+/// [`conv2d_forward_act`] with a `residual` (shaped like `y`) added before
+/// the ReLU: `y = F(conv(x) + b + r)`, the original residual layer's sum and
+/// output ReLU applied while each group of outputs is in cache, in the same
+/// order of additions as the separate ops (so the result is identical).
+pub fn conv2d_forward_fused<T: GemmScalar>(
+    g: &ConvGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    residual: Option<&[T]>,
+    relu: bool,
+    y: &mut [T],
+) {
     check_lens(g, "conv2d_forward", x.len(), w.len(), y.len());
     if let Some(b) = bias {
         assert_eq!(b.len(), g.c_out, "conv2d_forward: bias length");
+    }
+    if let Some(r) = residual {
+        assert_eq!(r.len(), y.len(), "conv2d_forward: residual length");
     }
     let (k, ohw) = (g.patch(), g.out_h() * g.out_w());
     if y.is_empty() {
@@ -640,12 +659,12 @@ pub fn conv2d_forward_act<T: GemmScalar>(
     let algo = choose(g);
     if algo == ConvAlgo::Direct {
         if let Some(dt) = direct_tiles::<T>().filter(|_| !x.is_empty()) {
-            return direct_forward(g, x, w, bias, relu, y, dt);
+            return direct_forward(g, x, w, bias, residual, relu, y, dt);
         }
     }
     let nb = group_size(g, algo);
     let offs = tap_offsets(g);
-    let group = |buf: &mut (Vec<T>, Vec<T>), (xs, ys): (&[T], &mut [T])| {
+    let group = |buf: &mut (Vec<T>, Vec<T>), (xs, ys): (&[T], &mut [T]), rs: Option<&[T]>| {
         let n = ys.len() / g.out_image();
         let cols = n * ohw;
         match algo {
@@ -724,6 +743,9 @@ pub fn conv2d_forward_act<T: GemmScalar>(
         if let Some(b) = bias {
             crate::elementwise::add_channel_bias(ys, b, ohw);
         }
+        if let Some(rs) = rs {
+            ys.iter_mut().zip(rs).for_each(|(y, &r)| *y = *y + r);
+        }
         if relu {
             crate::elementwise::relu_inplace(ys);
         }
@@ -732,12 +754,18 @@ pub fn conv2d_forward_act<T: GemmScalar>(
     crate::parallel::install(|| {
         x.par_chunks(task * g.in_image())
             .zip(y.par_chunks_mut(task * g.out_image()))
-            .for_each(|(src, dst)| {
+            .enumerate()
+            .for_each(|(t, (src, dst))| {
                 let mut buf = (Vec::new(), Vec::new());
+                let res = residual.map(|r| &r[t * task * g.out_image()..][..dst.len()]);
                 let groups = src
                     .chunks(nb * g.in_image())
-                    .zip(dst.chunks_mut(nb * g.out_image()));
-                groups.for_each(|pair| group(&mut buf, pair));
+                    .zip(dst.chunks_mut(nb * g.out_image()))
+                    .enumerate();
+                groups.for_each(|(i, pair)| {
+                    let rs = res.map(|r| &r[i * nb * g.out_image()..][..pair.1.len()]);
+                    group(&mut buf, pair, rs)
+                });
             })
     });
 }
@@ -747,11 +775,13 @@ pub fn conv2d_forward_act<T: GemmScalar>(
 /// of tap `(i, j)` and slice `c` reads `xp[c·ph·pw + q + i·pw + j]` — so the
 /// tiles compute the output in rows of the padded width (`x ≥ ow` is
 /// discarded) and only the kernel is packed, once per call.
+#[allow(clippy::too_many_arguments)]
 fn direct_forward<T: GemmScalar>(
     g: &ConvGeometry,
     x: &[T],
     w: &[T],
     bias: Option<&[T]>,
+    residual: Option<&[T]>,
     relu: bool,
     y: &mut [T],
     dt: DirectTiles<T>,
@@ -781,62 +811,74 @@ fn direct_forward<T: GemmScalar>(
             }
         }
     }
-    let image = |(xp, out): (&mut Vec<T>, &mut Vec<T>), xs: &[T], ys: &mut [T]| {
-        // Borders and the tail are never written: they stay zero across images.
-        for (src, dst) in xs.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(plane)) {
-            for (yy, row) in src.chunks_exact(g.w).enumerate() {
-                copy_run(&mut dst[(yy + g.pad_top) * pw + g.pad_left..][..g.w], row);
-            }
-        }
-        for q0 in (0..q).step_by(nr) {
-            for tile in 0..row_tiles {
-                let rows = mr.min(g.c_out - tile * mr);
-                // SAFETY: A's tile holds ntaps·c_in·mr values; every read
-                // `q0 + taps[t] + c·plane + (0..nr)` is below
-                // `qp − 1 + (kh − 1)·pw + kw − 1 + (c_in − 1)·plane < xlen`
-                // (stride 1: (oh + kh − 1)·pw = plane); the tile's rows
-                // `tile·mr..+rows` and columns `q0..q0 + nr ≤ qp` are inside
-                // `out` ([c_out, qp]); the tiles exist only where their ISA runs.
-                unsafe {
-                    (dt.taps[rows - 1])(
-                        taps.as_ptr(),
-                        ntaps,
-                        g.c_in,
-                        plane,
-                        a[tile * tile_len..].as_ptr(),
-                        xp[q0..].as_ptr(),
-                        out[tile * mr * qp + q0..].as_mut_ptr(),
-                        qp,
-                    )
+    let image =
+        |(xp, out): (&mut Vec<T>, &mut Vec<T>), xs: &[T], ys: &mut [T], rs: Option<&[T]>| {
+            // Borders and the tail are never written: they stay zero across images.
+            for (src, dst) in xs.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(plane)) {
+                for (yy, row) in src.chunks_exact(g.w).enumerate() {
+                    copy_run(&mut dst[(yy + g.pad_top) * pw + g.pad_left..][..g.w], row);
                 }
             }
-        }
-        // Drop the padded-width columns; bias and ReLU while the rows are in cache.
-        for (o, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
-            let b = bias.map_or(T::zero(), |b| b[o]);
-            for (yy, d) in dst.chunks_exact_mut(ow).enumerate() {
-                let src = &out[o * qp + yy * pw..][..ow];
-                if bias.is_some() {
-                    d.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
-                } else {
-                    copy_run(d, src);
-                }
-                if relu {
-                    crate::elementwise::relu_inplace(d);
+            for q0 in (0..q).step_by(nr) {
+                for tile in 0..row_tiles {
+                    let rows = mr.min(g.c_out - tile * mr);
+                    // SAFETY: A's tile holds ntaps·c_in·mr values; every read
+                    // `q0 + taps[t] + c·plane + (0..nr)` is below
+                    // `qp − 1 + (kh − 1)·pw + kw − 1 + (c_in − 1)·plane < xlen`
+                    // (stride 1: (oh + kh − 1)·pw = plane); the tile's rows
+                    // `tile·mr..+rows` and columns `q0..q0 + nr ≤ qp` are inside
+                    // `out` ([c_out, qp]); the tiles exist only where their ISA runs.
+                    unsafe {
+                        (dt.taps[rows - 1])(
+                            taps.as_ptr(),
+                            ntaps,
+                            g.c_in,
+                            plane,
+                            a[tile * tile_len..].as_ptr(),
+                            xp[q0..].as_ptr(),
+                            out[tile * mr * qp + q0..].as_mut_ptr(),
+                            qp,
+                        )
+                    }
                 }
             }
-        }
-    };
+            // Drop the padded-width columns; bias, residual and ReLU while the
+            // rows are in cache.
+            for (o, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
+                let b = bias.map_or(T::zero(), |b| b[o]);
+                for (yy, d) in dst.chunks_exact_mut(ow).enumerate() {
+                    let src = &out[o * qp + yy * pw..][..ow];
+                    if bias.is_some() {
+                        d.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
+                    } else {
+                        copy_run(d, src);
+                    }
+                    if let Some(rs) = rs {
+                        let r = &rs[(o * oh + yy) * ow..][..ow];
+                        d.iter_mut().zip(r).for_each(|(d, &r)| *d = *d + r);
+                    }
+                    if relu {
+                        crate::elementwise::relu_inplace(d);
+                    }
+                }
+            }
+        };
     let task = task_size(g.batch, 1);
     crate::parallel::install(|| {
         x.par_chunks(task * g.in_image())
             .zip(y.par_chunks_mut(task * g.out_image()))
-            .for_each(|(src, dst)| {
+            .enumerate()
+            .for_each(|(t, (src, dst))| {
                 let mut buf = (vec![T::zero(); xlen], vec![T::zero(); g.c_out * qp]);
                 let imgs = src
                     .chunks_exact(g.in_image())
-                    .zip(dst.chunks_exact_mut(g.out_image()));
-                imgs.for_each(|(xs, ys)| image((&mut buf.0, &mut buf.1), xs, ys));
+                    .zip(dst.chunks_exact_mut(g.out_image()))
+                    .enumerate();
+                imgs.for_each(|(i, (xs, ys))| {
+                    let img = (t * task + i) * g.out_image();
+                    let rs = residual.map(|r| &r[img..][..g.out_image()]);
+                    image((&mut buf.0, &mut buf.1), xs, ys, rs)
+                });
             })
     });
 }
@@ -1513,7 +1555,7 @@ mod tests {
                 );
                 let n = g.batch * g.out_image();
                 let (mut got, mut want) = (vec![T::zero(); n], vec![T::zero(); n]);
-                direct_forward(&g, &x, &w, Some(&b), true, &mut got, tiles);
+                direct_forward(&g, &x, &w, Some(&b), None, true, &mut got, tiles);
                 conv2d_naive(&g, &x, &w, Some(&b), &mut want);
                 for (&a, &e) in got.iter().zip(&want) {
                     let (a, e): (f64, f64) = (a.into(), e.into());
@@ -1523,6 +1565,33 @@ mod tests {
         }
         check::<f64>(1e-12, f64::from);
         check::<f32>(1e-4, |x| x);
+    }
+
+    /// The residual epilogue gives exactly the separate ops' result,
+    /// `relu((conv(x) + b) + r)`, on every path (direct, implicit GEMM,
+    /// strided, unpadded, wide kernels), with and without bias, on several
+    /// images per task and per group.
+    #[test]
+    fn residual_epilogue_equals_the_separate_sum() {
+        for g in geoms() {
+            let (x, w, b) = (
+                data(g.batch * g.in_image(), 1),
+                data(g.weight_len(), 2),
+                data(g.c_out, 3),
+            );
+            let n = g.batch * g.out_image();
+            let r = data(n, 4);
+            for bias in [Some(&b[..]), None] {
+                let mut want = vec![0.0f32; n];
+                conv2d_forward_act(&g, &x, &w, bias, false, &mut want);
+                want.iter_mut()
+                    .zip(&r)
+                    .for_each(|(y, &r)| *y = (*y + r).max(0.0));
+                let mut got = vec![f32::NAN; n];
+                conv2d_forward_fused(&g, &x, &w, bias, Some(&r), true, &mut got);
+                assert_eq!(got, want, "{g:?} bias {}", bias.is_some());
+            }
+        }
     }
 
     /// Direct backward-weights agrees with the definition

@@ -136,12 +136,14 @@ impl<T: Real> Conv2d<T> {
     /// `fold = (scale, shift)` the kernels and bias are those of
     /// `scale ⊙ conv(x) + shift`: `K'[o] = scale[o]·K[o]`,
     /// `b'[o] = scale[o]·b[o] + shift[o]`, put on the tape as constants.
+    /// A `residual` is added before the ReLU.
     fn forward_act(
         &mut self,
         tape: &mut Tape<T>,
         x: Var,
         relu: bool,
         fold: Option<(&[T], &[T])>,
+        residual: Option<Var>,
     ) -> Result<Var> {
         let shape = tape.shape(x)?.to_vec();
         self.output_shape(shape.get(1..).unwrap_or(&[]))?;
@@ -173,7 +175,7 @@ impl<T: Real> Conv2d<T> {
             stride: self.config.stride,
             pad,
         };
-        Ok(tape.conv2d_act(x, w, b, opts, relu)?)
+        Ok(tape.conv2d_add_act(x, w, b, residual, opts, relu)?)
     }
 
     /// A layer from its configuration.
@@ -260,7 +262,7 @@ impl<T: Real> Module<T> for Conv2d<T> {
     }
 
     fn forward(&mut self, tape: &mut Tape<T>, x: Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
-        self.forward_act(tape, x, false, None)
+        self.forward_act(tape, x, false, None, None)
     }
 
     fn forward_relu(
@@ -269,7 +271,7 @@ impl<T: Real> Module<T> for Conv2d<T> {
         x: Var,
         _ctx: &mut Ctx<'_>,
     ) -> Option<Result<Var>> {
-        Some(self.forward_act(tape, x, true, None))
+        Some(self.forward_act(tape, x, true, None, None))
     }
 
     fn forward_folded(
@@ -277,11 +279,13 @@ impl<T: Real> Module<T> for Conv2d<T> {
         tape: &mut Tape<T>,
         x: Var,
         affine: (&[T], &[T]),
+        residual: Option<Var>,
         relu: bool,
     ) -> Option<Result<Var>> {
         let fits = affine.0.len() == self.config.out_channels
             && affine.1.len() == self.config.out_channels;
-        (fits && !tape.is_recording()).then(|| self.forward_act(tape, x, relu, Some(affine)))
+        (fits && !tape.is_recording())
+            .then(|| self.forward_act(tape, x, relu, Some(affine), residual))
     }
 
     fn params(&self) -> Vec<Named<'_, T>> {

@@ -135,17 +135,19 @@ pub trait Module<T: Real>: Send {
     }
 
     /// This layer followed by the per-output-slice affine map
-    /// `scale ⊙ · + shift` (and ReLU when `relu`) as one op, with the map
-    /// folded into the layer's weights — no pass over the activations for
-    /// it. Only on a tape that does not record (inference: the folded
-    /// weights are constants); `None` when the layer cannot fold.
-    /// [`crate::Sequential`] uses it for a convolution followed by batch norm
-    /// in evaluation.
+    /// `scale ⊙ · + shift` (then `+ residual` when given, then ReLU when
+    /// `relu`) as one op, with the map folded into the layer's weights — no
+    /// pass over the activations for it. Only on a tape that does not record
+    /// (inference: the folded weights are constants); `None` when the layer
+    /// cannot fold. [`crate::Sequential`] uses it for a convolution followed
+    /// by batch norm in evaluation, and [`crate::Residual`] to add the
+    /// shortcut in the same op.
     fn forward_folded(
         &mut self,
         _tape: &mut Tape<T>,
         _x: Var,
         _affine: (&[T], &[T]),
+        _residual: Option<Var>,
         _relu: bool,
     ) -> Option<Result<Var>> {
         None

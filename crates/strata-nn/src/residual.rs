@@ -299,17 +299,26 @@ impl<T: Real> Module<T> for Residual<T> {
 
     fn forward(&mut self, tape: &mut Tape<T>, x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let h = ctx.scoped("pre", |ctx| self.pre.forward(tape, x, ctx))?;
-        let f = ctx.scoped("body", |ctx| self.body.forward(tape, h, ctx))?;
         let skip = match &mut self.shortcut {
             // The original layer projects x^l; the pre-activation one F(x^l).
             Some(s) => ctx.scoped("shortcut", |ctx| s.forward(tape, h, ctx))?,
             None => x,
         };
+        // In inference the original layer's sum and ReLU can ride on the
+        // body's last convolution (with its batch norm folded in).
+        let fuse = self.kind == ResidualKind::Original;
+        let (f, summed) = ctx.scoped("body", |ctx| {
+            self.body.run(tape, h, fuse.then_some(skip), ctx)
+        })?;
         match self.kind {
             // The sum and the output ReLU in one pass; the ReLU layer keeps
             // its name ("out") for the dead-unit monitor.
             ResidualKind::Original => {
-                let y = tape.add_act(f, skip, true)?;
+                let y = if summed {
+                    f
+                } else {
+                    tape.add_act(f, skip, true)?
+                };
                 ctx.scoped("out", |ctx| crate::layers::record_dead_units(tape, y, ctx))?;
                 Ok(y)
             }

@@ -21,6 +21,67 @@ impl<T: Real> Default for Sequential<T> {
 }
 
 impl<T: Real> Sequential<T> {
+    /// [`Module::forward`], and when `residual` is given and the layers end
+    /// in a convolution → batch norm that folds (evaluation, inference tape),
+    /// `relu(· + residual)` fused into that last op: `(y, true)`; otherwise
+    /// `(y, false)` with the residual unused.
+    pub(crate) fn run(
+        &mut self,
+        tape: &mut Tape<T>,
+        mut x: Var,
+        residual: Option<Var>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(Var, bool)> {
+        let (n, mut summed) = (self.layers.len(), false);
+        let mut i = 0;
+        while i < self.layers.len() {
+            let is_relu = |j: usize| self.layers.get(j).is_some_and(|l| l.is_relu());
+            let affine = match (ctx.mode, tape.is_recording()) {
+                (Mode::Eval, false) => self.layers.get(i + 1).and_then(|l| l.eval_affine()),
+                _ => None,
+            };
+            // Layers the op at `i` absorbs: ReLU (1), batch norm (1) and its ReLU (2).
+            let relu_after = if affine.is_some() {
+                is_relu(i + 2)
+            } else {
+                is_relu(i + 1)
+            };
+            // The last conv → batch norm, with nothing after: add the residual there.
+            let res = residual.filter(|_| affine.is_some() && i + 2 == n);
+            let l = &mut self.layers[i];
+            let name = format!("layers.{i}");
+            let mut absorbed = 0;
+            x = ctx
+                .scoped(&name, |ctx| {
+                    let shape = tape.shape(x)?.to_vec();
+                    l.output_shape(shape.get(1..).unwrap_or(&[]))?;
+                    if let Some((scale, shift)) = &affine {
+                        let relu = relu_after || res.is_some();
+                        if let Some(y) = l.forward_folded(tape, x, (scale, shift), res, relu) {
+                            absorbed = 1 + usize::from(relu_after);
+                            summed = res.is_some();
+                            return y;
+                        }
+                    } else if relu_after {
+                        if let Some(y) = l.forward_relu(tape, x, ctx) {
+                            absorbed = 1;
+                            return y;
+                        }
+                    }
+                    l.forward(tape, x, ctx)
+                })
+                .map_err(|e| e.in_layer(format!("{name} ({})", l.describe())))?;
+            if absorbed > 0 && relu_after {
+                let (j, y) = (i + absorbed, x);
+                ctx.scoped(&format!("layers.{j}"), |ctx| {
+                    crate::layers::record_dead_units(tape, y, ctx)
+                })?;
+            }
+            i += 1 + absorbed;
+        }
+        Ok((x, summed))
+    }
+
     /// An empty network.
     pub fn new() -> Self {
         Self { layers: Vec::new() }
@@ -107,50 +168,8 @@ impl<T: Real> Module<T> for Sequential<T> {
     /// In evaluation on an inference tape, a convolution followed by batch
     /// norm (and ReLU) is one convolution with the batch norm folded into its
     /// kernels ([`Module::forward_folded`]).
-    fn forward(&mut self, tape: &mut Tape<T>, mut x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        let mut i = 0;
-        while i < self.layers.len() {
-            let is_relu = |j: usize| self.layers.get(j).is_some_and(|l| l.is_relu());
-            let affine = match (ctx.mode, tape.is_recording()) {
-                (Mode::Eval, false) => self.layers.get(i + 1).and_then(|l| l.eval_affine()),
-                _ => None,
-            };
-            // Layers the op at `i` absorbs: ReLU (1), batch norm (1) and its ReLU (2).
-            let relu_after = if affine.is_some() {
-                is_relu(i + 2)
-            } else {
-                is_relu(i + 1)
-            };
-            let l = &mut self.layers[i];
-            let name = format!("layers.{i}");
-            let mut absorbed = 0;
-            x = ctx
-                .scoped(&name, |ctx| {
-                    let shape = tape.shape(x)?.to_vec();
-                    l.output_shape(shape.get(1..).unwrap_or(&[]))?;
-                    if let Some((scale, shift)) = &affine {
-                        if let Some(y) = l.forward_folded(tape, x, (scale, shift), relu_after) {
-                            absorbed = 1 + usize::from(relu_after);
-                            return y;
-                        }
-                    } else if relu_after {
-                        if let Some(y) = l.forward_relu(tape, x, ctx) {
-                            absorbed = 1;
-                            return y;
-                        }
-                    }
-                    l.forward(tape, x, ctx)
-                })
-                .map_err(|e| e.in_layer(format!("{name} ({})", l.describe())))?;
-            if absorbed > 0 && relu_after {
-                let (j, y) = (i + absorbed, x);
-                ctx.scoped(&format!("layers.{j}"), |ctx| {
-                    crate::layers::record_dead_units(tape, y, ctx)
-                })?;
-            }
-            i += 1 + absorbed;
-        }
-        Ok(x)
+    fn forward(&mut self, tape: &mut Tape<T>, x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        Ok(self.run(tape, x, None, ctx)?.0)
     }
 
     fn params(&self) -> Vec<Named<'_, T>> {

@@ -162,3 +162,43 @@ fn sequential_folds_batch_norm_into_convolution_for_inference() {
         assert!((p - q).abs() < 1e-12, "{p} vs {q}");
     }
 }
+
+/// In evaluation on an inference tape, the original residual layer's sum and
+/// output ReLU ride on the body's last convolution (batch norm folded in):
+/// the same values as the layers one by one, with the identity and the
+/// projection shortcut, and no separate sum on the tape.
+#[test]
+fn residual_sum_fuses_into_the_last_convolution_for_inference() {
+    use strata_nn::{Residual, ResidualKind};
+    for (cin, cout, stride) in [(4, 4, 1), (3, 6, 2)] {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        let mut block =
+            Residual::<f64>::basic(ResidualKind::Original, cin, cout, stride, true, &mut rng)
+                .unwrap();
+        let x = Tensor::from_vec(
+            (0..2 * cin * 6 * 6)
+                .map(|i| (i as f64 * 0.41).sin())
+                .collect(),
+            &[2, cin, 6, 6],
+        )
+        .unwrap();
+        let mut run = |mut tape: Tape<f64>| {
+            let xv = tape.input(x.clone());
+            let y = block
+                .forward(&mut tape, xv, &mut Ctx::new(Mode::Eval, &mut rng))
+                .unwrap();
+            (tape.value(y).unwrap().to_vec(), tape.len())
+        };
+        let (fused, fused_len) = run(Tape::inference());
+        let (layered, _) = run(Tape::new());
+        // x; per folded convolution its kernels, bias and the op (three
+        // convolutions with a projection, two without); no sum.
+        let convs = if stride == 1 { 2 } else { 3 };
+        assert_eq!(fused_len, 1 + 3 * convs, "{cin}→{cout}");
+        assert!(layered.contains(&0.0) && layered.iter().any(|&v| v > 0.0));
+        assert_eq!(fused.len(), layered.len());
+        for (p, q) in fused.iter().zip(&layered) {
+            assert!((p - q).abs() < 1e-12, "{cin}→{cout}: {p} vs {q}");
+        }
+    }
+}

@@ -82,6 +82,9 @@ struct Conv2dBackward {
     g: ConvGeometry,
     /// ReLU fused after the convolution: the output gates the gradient.
     relu: bool,
+    /// Inputs after `x` and `w`: a bias, then a residual (each optional).
+    bias: bool,
+    residual: bool,
 }
 
 impl<T: Real> Backward<T> for Conv2dBackward {
@@ -108,7 +111,7 @@ impl<T: Real> Backward<T> for Conv2dBackward {
             conv::conv2d_backward_data(&self.g, &w.to_contiguous_slice(), &gd, &mut dx);
             tensor(dx, x.shape())
         });
-        let need_b = needs.get(2).copied().unwrap_or(false);
+        let need_b = self.bias && needs[2];
         let (mut dw, mut db) = (None, None);
         if needs[1] || need_b {
             let mut dwv = buffers::take(w.numel());
@@ -125,8 +128,15 @@ impl<T: Real> Backward<T> for Conv2dBackward {
             db = need_b.then(|| tensor(dbv, &[self.g.c_out]));
         }
         let mut out = vec![dx, dw];
-        if inputs.len() == 3 {
+        if self.bias {
             out.push(db);
+        }
+        if self.residual && needs[out.len()] {
+            // ∂(conv + r)/∂r = 1: the residual gets the (gated) gradient.
+            let shape = inputs[out.len()].shape().to_vec();
+            out.push(Some(tensor(gd.into_owned(), &shape)));
+        } else if self.residual {
+            out.push(None);
         }
         Ok(out)
     }
@@ -157,6 +167,22 @@ impl<T: Real> Tape<T> {
         opts: Conv2dOptions,
         relu: bool,
     ) -> Result<Var> {
+        self.conv2d_add_act(x, w, bias, None, opts, relu)
+    }
+
+    /// [`Tape::conv2d_act`] with `residual` (shaped like the output) added
+    /// before the ReLU: `F(conv(x) + b + r)` — the original residual layer's
+    /// last convolution, sum and output ReLU as one op. The residual's
+    /// gradient is the (gated) output gradient.
+    pub fn conv2d_add_act(
+        &mut self,
+        x: Var,
+        w: Var,
+        bias: Option<Var>,
+        residual: Option<Var>,
+        opts: Conv2dOptions,
+        relu: bool,
+    ) -> Result<Var> {
         let (xv, wv) = (self.value(x)?, self.value(w)?);
         let g = conv_geometry(xv.shape(), wv.shape(), &opts)?;
         let bv = match bias {
@@ -173,17 +199,41 @@ impl<T: Real> Tape<T> {
             }
             None => None,
         };
+        let out_shape = [g.batch, g.c_out, g.out_h(), g.out_w()];
+        let rv = match residual {
+            Some(r) => {
+                let rv = self.value(r)?;
+                if rv.shape() != out_shape {
+                    return Err(shape_err(
+                        "conv2d",
+                        format!("the residual must have the output's shape {out_shape:?}"),
+                        &[xv.shape(), wv.shape(), rv.shape()],
+                    ));
+                }
+                Some(rv.to_contiguous_slice())
+            }
+            None => None,
+        };
         let mut y = buffers::take(g.batch * g.out_image());
-        conv::conv2d_forward_act(
+        conv::conv2d_forward_fused(
             &g,
             &xv.to_contiguous_slice(),
             &wv.to_contiguous_slice(),
             bv.as_deref(),
+            rv.as_deref(),
             relu,
             &mut y,
         );
-        let out = tensor(y, &[g.batch, g.c_out, g.out_h(), g.out_w()]);
-        let inputs: Vec<Var> = [x, w].into_iter().chain(bias).collect();
-        self.push_op(&inputs, out, || Box::new(Conv2dBackward { g, relu }))
+        let out = tensor(y, &out_shape);
+        let inputs: Vec<Var> = [x, w].into_iter().chain(bias).chain(residual).collect();
+        let (has_bias, has_res) = (bias.is_some(), residual.is_some());
+        self.push_op(&inputs, out, || {
+            Box::new(Conv2dBackward {
+                g,
+                relu,
+                bias: has_bias,
+                residual: has_res,
+            })
+        })
     }
 }
