@@ -4,18 +4,26 @@ use crate::error::{NnError, Result};
 use crate::init::Init;
 use crate::module::{Ctx, Module, Named, NamedMut};
 use rand::Rng;
+use strata_autograd::kernels::gemm::{PackedB, Trans};
 use strata_autograd::{Param, Real, Tape, Var};
 
 /// A fully connected layer of units: `o = x Wᵀ + b`, one row of `W` (`[out, in]`)
 /// per unit, so unit `u` computes `w_uᵀ x + b_u`. The nonlinearity is usually
 /// a separate [`Relu`] layer; [`Linear::with_relu`] fuses it into the layer's
 /// matrix product instead (same values, one pass fewer over the activations).
+///
+/// In inference (a tape that does not record) the layer keeps `Wᵀ` packed
+/// for the matrix product, keyed on the weights' [`strata_tensor::Tensor::version`],
+/// so evaluating many minibatches packs the weights once rather than per
+/// minibatch; a recording tape drops that copy.
 pub struct Linear<T: Real> {
     /// `[out, in]` weights (L2-penalised).
     pub weight: Param<T>,
     /// `[out]` biases (not penalised).
     pub bias: Param<T>,
     relu: bool,
+    /// `Wᵀ` packed, with the weights' version and strides it was packed from.
+    packed: Option<(u64, Vec<usize>, PackedB<T>)>,
 }
 
 impl<T: Real> Linear<T> {
@@ -41,7 +49,31 @@ impl<T: Real> Linear<T> {
             weight: Param::new(init.weights(&[outputs, inputs], inputs, rng), true),
             bias: Param::new(init.biases(outputs), false),
             relu: false,
+            packed: None,
         })
+    }
+
+    /// `F(x Wᵀ + b)` on the tape (`F` ReLU when `relu`); on an inference
+    /// tape with the packed `Wᵀ`, repacked only when the weights changed.
+    fn apply(&mut self, tape: &mut Tape<T>, x: Var, relu: bool) -> Result<Var> {
+        let (w, b) = (tape.param(&self.weight), tape.param(&self.bias));
+        if tape.is_recording() {
+            // Training: the weights are about to change.
+            self.packed = None;
+            return Ok(tape.linear(x, w, Some(b), relu)?);
+        }
+        let wv = &self.weight.value;
+        let fresh = self
+            .packed
+            .as_ref()
+            .is_some_and(|(v, st, _)| *v == wv.version() && st == wv.strides());
+        if !fresh {
+            let (n, k) = (self.outputs(), self.inputs());
+            let p = PackedB::new(Trans::Yes, k, n, &wv.to_contiguous_slice(), k);
+            self.packed = Some((wv.version(), wv.strides().to_vec(), p));
+        }
+        let p = &self.packed.as_ref().expect("packed above").2;
+        Ok(tape.linear_prepacked(x, w, p, Some(b), relu)?)
     }
 
     /// The same layer followed by ReLU, `F(u) = max(0, u)`, computed in the
@@ -86,8 +118,7 @@ impl<T: Real> Module<T> for Linear<T> {
     fn forward(&mut self, tape: &mut Tape<T>, x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let shape = tape.shape(x)?.to_vec();
         self.output_shape(&shape[1.min(shape.len())..])?;
-        let (w, b) = (tape.param(&self.weight), tape.param(&self.bias));
-        let y = tape.linear(x, w, Some(b), self.relu)?;
+        let y = self.apply(tape, x, self.relu)?;
         if self.relu {
             record_dead_units(tape, y, ctx)?;
         }
@@ -110,10 +141,7 @@ impl<T: Real> Module<T> for Linear<T> {
         };
         Some(
             self.output_shape(&shape[1.min(shape.len())..])
-                .and_then(|_| {
-                    let (w, b) = (tape.param(&self.weight), tape.param(&self.bias));
-                    Ok(tape.linear(x, w, Some(b), true)?)
-                }),
+                .and_then(|_| self.apply(tape, x, true)),
         )
     }
 

@@ -202,3 +202,38 @@ fn residual_sum_fuses_into_the_last_convolution_for_inference() {
         }
     }
 }
+
+/// On an inference tape `Linear` multiplies by its packed `Wᵀ`: the same
+/// values as on a recording tape, call after call, and new values as soon
+/// as the weights change in place or are replaced.
+#[test]
+fn inference_packs_the_weights_once_and_follows_their_changes() {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+    let mut layer = Linear::<f32>::new(40, 70, &mut rng).unwrap().with_relu();
+    let x = Tensor::from_vec(
+        (0..9 * 40).map(|i| (i as f32 * 0.31).sin()).collect(),
+        &[9, 40],
+    )
+    .unwrap();
+    let mut run = |layer: &mut Linear<f32>, mut tape: Tape<f32>| {
+        let xv = tape.input(x.clone());
+        let y = layer
+            .forward(&mut tape, xv, &mut Ctx::new(Mode::Eval, &mut rng))
+            .unwrap();
+        tape.value(y).unwrap().to_vec()
+    };
+    let want = run(&mut layer, Tape::new());
+    assert!(want.contains(&0.0) && want.iter().any(|&v| v > 0.0));
+    for _ in 0..2 {
+        assert_eq!(run(&mut layer, Tape::inference()), want);
+    }
+    // In place (an optimiser step): the packed copy is stale.
+    layer.weight.value.data_mut()[0] += 1.0;
+    let want = run(&mut layer, Tape::new());
+    assert_eq!(run(&mut layer, Tape::inference()), want);
+    // Replaced (a loaded checkpoint).
+    layer.weight.value = Tensor::from_vec(vec![0.01; 70 * 40], &[70, 40]).unwrap();
+    let got = run(&mut layer, Tape::inference());
+    assert_eq!(got, run(&mut layer, Tape::new()));
+    assert!(got.iter().all(|&v| v >= 0.0));
+}

@@ -20,8 +20,23 @@ pub struct Tensor<T: Element> {
 }
 
 /// A tensor's storage: the elements, handed to [`crate::buffers`] for reuse
-/// when the last view of them is dropped.
-struct Buf<T: Element>(Vec<T>);
+/// when the last view of them is dropped, and a stamp that changes whenever
+/// they may have changed ([`Tensor::version`]).
+struct Buf<T: Element>(Vec<T>, u64);
+
+/// Source of storage stamps: each new storage, and each write access, takes
+/// the next number.
+static STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_stamp() -> u64 {
+    STAMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl<T: Element> Buf<T> {
+    fn new(v: Vec<T>) -> Self {
+        Buf(v, next_stamp())
+    }
+}
 
 impl<T: Element> Drop for Buf<T> {
     fn drop(&mut self) {
@@ -71,7 +86,7 @@ impl<T: Element> Tensor<T> {
             });
         }
         Ok(Self {
-            data: Arc::new(Buf(data)),
+            data: Arc::new(Buf::new(data)),
             offset: 0,
             strides: contiguous_strides(shape),
             shape: shape.to_vec(),
@@ -193,6 +208,15 @@ impl<T: Element> Tensor<T> {
         }
     }
 
+    /// A number identifying this tensor's storage and its contents: equal
+    /// for two tensors only if they view the same storage and nothing was
+    /// written to it in between (each new storage and each
+    /// [`Tensor::data_mut`] takes a fresh number). Caches of values derived
+    /// from a tensor key on it together with the shape.
+    pub fn version(&self) -> u64 {
+        self.data.1
+    }
+
     /// Mutable row-major elements. Makes the storage unique and contiguous
     /// first (copy-on-write), so other views keep their values.
     pub fn data_mut(&mut self) -> &mut [T] {
@@ -203,9 +227,11 @@ impl<T: Element> Tensor<T> {
         if !unique_whole {
             *self = Self::from_vec(self.to_vec(), &self.shape.clone()).expect("same count");
         }
-        Arc::get_mut(&mut self.data)
-            .expect("unique after copy")
-            .as_mut_slice()
+        let buf = Arc::get_mut(&mut self.data).expect("unique after copy");
+        // The caller may write: whatever was derived from the old contents
+        // (e.g. a packed copy of a weight matrix) is stale from now on.
+        buf.1 = next_stamp();
+        buf.0.as_mut_slice()
     }
 
     /// The element at a multi-index.

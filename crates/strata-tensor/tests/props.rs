@@ -168,3 +168,25 @@ fn debug_is_nested() {
     let big = Tensor::<f32>::zeros(&[100, 100]);
     assert!(format!("{big:?}").contains('…'));
 }
+
+/// A view shares its storage's version; a write access or a new storage
+/// changes it (what caches derived from a tensor key on).
+#[test]
+fn version_tracks_storage_and_writes() {
+    let mut t = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    let view = t.transpose(0, 1).unwrap();
+    assert_eq!(view.version(), t.version());
+    let other = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    assert_ne!(other.version(), t.version());
+    let before = t.version();
+    drop(view);
+    t.data_mut()[0] = 5.0;
+    assert_ne!(t.version(), before);
+    let after = t.version();
+    let _ = t.data_mut();
+    assert_ne!(
+        t.version(),
+        after,
+        "every write access takes a fresh number"
+    );
+}

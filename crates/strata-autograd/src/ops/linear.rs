@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use crate::error::{shape_err, Result};
 use crate::ops::tensor;
 use crate::{Backward, Real, Tape, Var};
-use strata_kernels::gemm::{gemm, gemm_bias_act, Bias, Epilogue, Trans};
+use strata_kernels::gemm::{gemm, gemm_bias_act, gemm_prepacked, Bias, Epilogue, PackedB, Trans};
 use strata_kernels::{elementwise, reduce};
 use strata_tensor::{buffers, Tensor};
 
@@ -102,6 +102,32 @@ impl<T: Real> Tape<T> {
     /// values as `matmul`, `add_bias` and `relu` in turn (except that the
     /// fused ReLU lets NaN through).
     pub fn linear(&mut self, x: Var, w: Var, bias: Option<Var>, relu: bool) -> Result<Var> {
+        self.linear_with(x, w, None, bias, relu)
+    }
+
+    /// [`Tape::linear`] with `Wᵀ` already packed for the matrix product
+    /// ([`PackedB::new`]`(Trans::Yes, K, N, w, K)` of `w`'s values): no
+    /// packing pass over the weights per call. The caller keeps `packed` in
+    /// step with `w` (the gradients still come from `w`).
+    pub fn linear_prepacked(
+        &mut self,
+        x: Var,
+        w: Var,
+        packed: &PackedB<T>,
+        bias: Option<Var>,
+        relu: bool,
+    ) -> Result<Var> {
+        self.linear_with(x, w, Some(packed), bias, relu)
+    }
+
+    fn linear_with(
+        &mut self,
+        x: Var,
+        w: Var,
+        packed: Option<&PackedB<T>>,
+        bias: Option<Var>,
+        relu: bool,
+    ) -> Result<Var> {
         let (xv, wv) = (self.value(x)?, self.value(w)?);
         let bv = bias.map(|b| self.value(b)).transpose()?;
         let (xs, ws) = (xv.shape(), wv.shape());
@@ -128,22 +154,43 @@ impl<T: Real> Tape<T> {
             relu,
         };
         let mut y = buffers::take(m * n);
-        gemm_bias_act(
-            Trans::No,
-            Trans::Yes,
-            m,
-            n,
-            k,
-            T::one(),
-            &xv.to_contiguous_slice(),
-            k,
-            &wv.to_contiguous_slice(),
-            k,
-            T::zero(),
-            &mut y,
-            n,
-            epilogue,
-        );
+        match packed {
+            Some(p) if (p.k(), p.n()) != (k, n) => {
+                return Err(shape_err(
+                    "linear",
+                    format!("packed weights are {}×{}, W gives {k}×{n}", p.k(), p.n()),
+                    &[xs, ws],
+                ))
+            }
+            Some(p) => gemm_prepacked(
+                Trans::No,
+                m,
+                T::one(),
+                &xv.to_contiguous_slice(),
+                k,
+                p,
+                T::zero(),
+                &mut y,
+                n,
+                epilogue,
+            ),
+            None => gemm_bias_act(
+                Trans::No,
+                Trans::Yes,
+                m,
+                n,
+                k,
+                T::one(),
+                &xv.to_contiguous_slice(),
+                k,
+                &wv.to_contiguous_slice(),
+                k,
+                T::zero(),
+                &mut y,
+                n,
+                epilogue,
+            ),
+        }
         let out = tensor(y, &[m, n]);
         let inputs: Vec<Var> = [x, w].into_iter().chain(bias).collect();
         self.push_op(&inputs, out, || Box::new(LinearBackward { relu }))

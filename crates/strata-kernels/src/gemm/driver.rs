@@ -121,6 +121,100 @@ fn split<T>(
         .collect()
 }
 
+/// Widest column block of op(B) packed at once for depth `k` (a multiple of
+/// `nr`, so block `jc` of a whole packed op(B) starts at `k·jc`).
+fn nc_max<T>(kern: &Kernel<T>, k: usize) -> usize {
+    kern.nc
+        .min((B_ELEMS / k.max(1)).max(kern.nr) / kern.nr * kern.nr)
+}
+
+/// Depth blocks of even size (784 = 4 × 196, not 3 × 256 + 16): every block
+/// pays one load and store of the C tiles, so a short last block costs
+/// nearly as much as a full one.
+fn depth_blocks<T>(kern: &Kernel<T>, k: usize) -> Vec<(usize, usize)> {
+    let kc_even = k
+        .div_ceil(k.div_ceil(kern.kc).max(1))
+        .next_multiple_of(4)
+        .min(kern.kc);
+    (0..k)
+        .step_by(kc_even.max(1))
+        .map(|p| (p, kc_even.min(k - p)))
+        .collect()
+}
+
+/// Packs columns `jc..jc+nc` of op(B), all `k` deep, into `dst`
+/// (`k·⌈nc/nr⌉·nr` values): depth block `pc` at `dst[pc·np·nr..][..kc·np·nr]`.
+fn pack_block<T: Scalar>(
+    kern: &Kernel<T>,
+    b: &dyn PackB<T>,
+    k: usize,
+    (jc, nc): (usize, usize),
+    threads: usize,
+    dst: &mut [T],
+) {
+    let nr = kern.nr;
+    let np = nc.div_ceil(nr);
+    let per = if threads > 1 {
+        np.div_ceil(threads)
+    } else {
+        np
+    };
+    let mut jobs = Vec::new();
+    let mut rest = &mut dst[..k * np * nr];
+    for (pc, kc) in depth_blocks(kern, k) {
+        let (mut blk, tail) = rest.split_at_mut(kc * np * nr);
+        rest = tail;
+        for p0 in (0..np).step_by(per) {
+            let (d, t) = blk.split_at_mut(kc * nr * per.min(np - p0));
+            blk = t;
+            jobs.push((pc, kc, p0..np.min(p0 + per), d));
+        }
+    }
+    let pack = |(pc, kc, ps, d): (usize, usize, std::ops::Range<usize>, &mut [T])| {
+        b.pack((pc, kc), (jc, nc), nr, ps, d, kern.pack_bt)
+    };
+    if threads > 1 && k * nc >= PAR_PACK {
+        jobs.into_par_iter().for_each(pack);
+    } else {
+        jobs.into_iter().for_each(pack);
+    }
+}
+
+/// Length of the whole of a `k × n` op(B) packed for `kern` ([`prepack`]).
+pub fn prepacked_len<T>(kern: &Kernel<T>, k: usize, n: usize) -> usize {
+    k * n.div_ceil(kern.nr) * kern.nr
+}
+
+/// Packs the whole of the `k × n` op(B) from `b` for `kern`, exactly as
+/// [`run`] packs it block by block (block `jc` at `dst[k·jc..]`), so that
+/// `run` can take it as it is for any number of products.
+pub fn prepack<T: Scalar>(
+    kern: &Kernel<T>,
+    (k, n): (usize, usize),
+    b: &dyn PackB<T>,
+    dst: &mut [T],
+) {
+    assert_eq!(dst.len(), prepacked_len(kern, k, n), "prepack: length");
+    let nc_max = nc_max(kern, k);
+    let threads = parallel::num_threads();
+    parallel::install(|| {
+        for jc in (0..n).step_by(nc_max) {
+            let nc = nc_max.min(n - jc);
+            pack_block(kern, b, k, (jc, nc), threads, &mut dst[k * jc..]);
+        }
+    })
+}
+
+/// Where [`run`] gets op(B): packed on the fly from a source, or already
+/// packed whole by [`prepack`] for the same kernel and shape.
+#[derive(Clone, Copy)]
+pub enum BOperand<'a, T> {
+    /// Packed block by block during the product.
+    Source(&'a dyn PackB<T>),
+    /// Packed beforehand.
+    Packed(&'a [T]),
+}
+
 /// `C ← α·op(A)·op(B) + β·C` with `kern`, then `epi` on the result.
 /// Requires `m, n, k ≥ 1`, slices checked by the caller, and `kern`'s ISA.
 #[allow(clippy::too_many_arguments)]
@@ -130,7 +224,7 @@ pub fn run<T: Scalar>(
     (m, n, k): (usize, usize, usize),
     alpha: T,
     (a, lda): (&[T], usize),
-    b: &dyn PackB<T>,
+    b: BOperand<'_, T>,
     beta: T,
     (c, ldc): (&mut [T], usize),
     epi: &Epilogue<'_, T>,
@@ -143,51 +237,32 @@ pub fn run<T: Scalar>(
     };
     // All of op(B)'s depth is packed at once for an `nc`-wide block, so each
     // task runs its whole k loop without waiting for the other threads.
-    let nc_max = kern.nc.min((B_ELEMS / k).max(nr) / nr * nr);
+    let nc_max = nc_max(kern, k);
     let cp = CPtr(c.as_mut_ptr());
     let body = || {
-        // Depth blocks of even size (784 = 4 × 196, not 3 × 256 + 16): every
-        // block pays one load and store of the C tiles, so a short last
-        // block costs nearly as much as a full one.
-        let kc_even = k
-            .div_ceil(k.div_ceil(kern.kc).max(1))
-            .next_multiple_of(4)
-            .min(kern.kc);
-        let kblocks: Vec<(usize, usize)> = (0..k)
-            .step_by(kc_even.max(1))
-            .map(|p| (p, kc_even.min(k - p)))
-            .collect();
-        let bcap = k * n.min(nc_max).div_ceil(nr) * nr;
+        let kblocks = depth_blocks(kern, k);
+        let bcap = match b {
+            BOperand::Source(_) => k * n.min(nc_max).div_ceil(nr) * nr,
+            BOperand::Packed(p) => {
+                assert_eq!(
+                    p.len(),
+                    prepacked_len(kern, k, n),
+                    "gemm: prepacked B length"
+                );
+                0
+            }
+        };
         with_scratch(&B_BUF, bcap, |bbuf: &mut [T]| {
             for jc in (0..n).step_by(nc_max) {
                 let nc = nc_max.min(n - jc);
                 let np = nc.div_ceil(nr);
-                // Pack: depth block `pc` occupies `bbuf[pc·np·nr..][..kc·np·nr]`.
-                let per = if threads > 1 {
-                    np.div_ceil(threads)
-                } else {
-                    np
-                };
-                let mut jobs = Vec::new();
-                let mut rest = &mut bbuf[..k * np * nr];
-                for &(pc, kc) in &kblocks {
-                    let (mut blk, tail) = rest.split_at_mut(kc * np * nr);
-                    rest = tail;
-                    for p0 in (0..np).step_by(per) {
-                        let (d, t) = blk.split_at_mut(kc * nr * per.min(np - p0));
-                        blk = t;
-                        jobs.push((pc, kc, p0..np.min(p0 + per), d));
+                let bpack: &[T] = match b {
+                    BOperand::Source(src) => {
+                        pack_block(kern, src, k, (jc, nc), threads, bbuf);
+                        &bbuf[..k * np * nr]
                     }
-                }
-                let pack = |(pc, kc, ps, d): (usize, usize, std::ops::Range<usize>, &mut [T])| {
-                    b.pack((pc, kc), (jc, nc), nr, ps, d, kern.pack_bt)
+                    BOperand::Packed(p) => &p[k * jc..][..k * np * nr],
                 };
-                if threads > 1 && k * nc >= PAR_PACK {
-                    jobs.into_par_iter().for_each(pack);
-                } else {
-                    jobs.into_iter().for_each(pack);
-                }
-                let bpack = &bbuf[..k * np * nr];
                 let task = |&(rows, cols): &((usize, usize), (usize, usize))| {
                     let acap = rows.1.div_ceil(mr) * mr * kern.kc.min(k);
                     with_scratch(&A_BUF, acap, |apack: &mut [T]| {

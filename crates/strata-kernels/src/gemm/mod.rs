@@ -415,7 +415,7 @@ pub fn gemm_packed_b<T: GemmScalar>(
             (m, n, k),
             alpha,
             (a, lda),
-            b,
+            driver::BOperand::Source(b),
             beta,
             (c, ldc),
             &Epilogue::NONE,
@@ -443,6 +443,131 @@ pub fn gemm_packed_b<T: GemmScalar>(
                 ldc,
             )
         }
+    }
+}
+
+/// op(B) (`k × n`) packed once, for many products `op(A)·op(B)` with the
+/// same B — a layer's weights in inference, where packing them on every call
+/// is a pass over the whole weight matrix per minibatch.
+/// [`gemm_prepacked`] with it gives bit-identical results to [`gemm_bias_act`]
+/// (same kernel, same blocking, same packed values).
+#[derive(Clone, Debug)]
+pub struct PackedB<T> {
+    /// The packed panels for the own kernel, or op(B) row-major (`k × n`)
+    /// for `matrixmultiply`.
+    data: Vec<T>,
+    k: usize,
+    n: usize,
+    imp: GemmImpl,
+}
+
+impl<T: GemmScalar> PackedB<T> {
+    /// Packs op(B) of the stored row-major `b` (`k × n` after `tb`) for the
+    /// implementation [`gemm`] uses on this CPU.
+    ///
+    /// # Panics
+    /// If `b` is too short for its dimensions.
+    pub fn new(tb: Trans, k: usize, n: usize, b: &[T], ldb: usize) -> Self {
+        check("B", tb, k, n, ldb, b.len());
+        let imp = choose::<T>(1, n, k);
+        let src = MatrixB { tb, b, ldb };
+        let data = match T::kernel(imp) {
+            Some(kern) if k > 0 && n > 0 => {
+                let mut d = vec![T::zero(); driver::prepacked_len(kern, k, n)];
+                driver::prepack(kern, (k, n), &src, &mut d);
+                d
+            }
+            _ => {
+                // Panels one column wide are op(B)'s columns: op(B)ᵀ row-major.
+                let mut bt = vec![T::zero(); k * n];
+                if k > 0 {
+                    src.pack((0, k), (0, n), 1, 0..n, &mut bt, None);
+                }
+                bt
+            }
+        };
+        PackedB { data, k, n, imp }
+    }
+
+    /// Depth (rows of op(B)).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of op(B).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+}
+
+/// `C ← act(α·op(A)·B + β·C + bias)` with B packed beforehand
+/// ([`PackedB`]): [`gemm_bias_act`] without the packing of B.
+///
+/// # Panics
+/// If A, C or the bias is too short, or `b` was packed on another CPU type.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_prepacked<T: GemmScalar>(
+    ta: Trans,
+    m: usize,
+    alpha: T,
+    a: &[T],
+    lda: usize,
+    b: &PackedB<T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+    epilogue: Epilogue<'_, T>,
+) {
+    let (n, k) = (b.n, b.k);
+    match T::kernel(b.imp) {
+        Some(kern) if m > 0 && n > 0 && k > 0 && alpha != T::zero() => {
+            check("A", ta, m, k, lda, a.len());
+            check("C", Trans::No, m, n, ldc, c.len());
+            match epilogue.bias {
+                Bias::PerRow(v) => assert!(v.len() >= m, "gemm: bias shorter than m = {m}"),
+                Bias::PerCol(v) => assert!(v.len() >= n, "gemm: bias shorter than n = {n}"),
+                Bias::None => {}
+            }
+            assert!(
+                b.imp.is_available(),
+                "gemm: {} is not available",
+                b.imp.name()
+            );
+            driver::run(
+                kern,
+                ta,
+                (m, n, k),
+                alpha,
+                (a, lda),
+                driver::BOperand::Packed(&b.data),
+                beta,
+                (c, ldc),
+                &epilogue,
+            )
+        }
+        // Edge cases and no own kernel: the stored op(B)ᵀ (or nothing to pack).
+        Some(_) => run(
+            b.imp,
+            (ta, Trans::No),
+            (m, n, k),
+            alpha,
+            (a, lda),
+            (&vec![T::zero(); k * n], n.max(1)),
+            beta,
+            (c, ldc),
+            &epilogue,
+        ),
+        None => run(
+            GemmImpl::MatrixMultiply,
+            (ta, Trans::Yes),
+            (m, n, k),
+            alpha,
+            (a, lda),
+            (&b.data, k.max(1)),
+            beta,
+            (c, ldc),
+            &epilogue,
+        ),
     }
 }
 
@@ -498,7 +623,7 @@ fn run<T: GemmScalar>(
             (m, n, k),
             alpha,
             (a, lda),
-            &MatrixB { tb, b, ldb },
+            driver::BOperand::Source(&MatrixB { tb, b, ldb }),
             beta,
             (c, ldc),
             epi,

@@ -132,11 +132,11 @@ impl Case {
                     dims,
                     alpha,
                     (&a, lda),
-                    &super::pack::MatrixB {
+                    driver::BOperand::Source(&super::pack::MatrixB {
                         tb: ops.1,
                         b: &b,
                         ldb,
-                    },
+                    }),
                     beta,
                     (&mut c, ldc),
                     e,
@@ -413,4 +413,67 @@ fn copy_run_all_lengths() {
         super::copy_run(&mut dst, &src);
         assert_eq!(dst, src, "length {len}");
     }
+}
+
+/// B packed once gives bit-identical products to `gemm_bias_act` packing it
+/// per call: several column blocks (the test build packs small blocks),
+/// uneven depth blocks, edge tiles, both op(B) layouts, bias + ReLU, and
+/// reused for several different A; degenerate sizes too.
+#[test]
+fn prepacked_b_matches_packing_per_call() {
+    fn check<T: GemmScalar>() {
+        for (m, n, k, tb) in [
+            (13, 300, 100, Trans::Yes),
+            (128, 70, 784, Trans::Yes),
+            (7, 33, 5, Trans::No),
+            (1, 1, 1, Trans::No),
+            (5, 9, 0, Trans::Yes),
+        ] {
+            let ldb = if tb == Trans::Yes { k.max(1) } else { n };
+            let b: Vec<T> = fill(k * n, 7);
+            let bias: Vec<T> = fill(n, 8);
+            let packed = PackedB::new(tb, k, n, &b, ldb);
+            assert_eq!((packed.k(), packed.n()), (k, n));
+            for seed in [1, 2] {
+                let a: Vec<T> = fill(m * k, seed);
+                let epi = || Epilogue {
+                    bias: Bias::PerCol(&bias),
+                    relu: true,
+                };
+                let mut want = vec![T::zero(); m * n];
+                gemm_bias_act(
+                    Trans::No,
+                    tb,
+                    m,
+                    n,
+                    k,
+                    T::one(),
+                    &a,
+                    k.max(1),
+                    &b,
+                    ldb,
+                    T::zero(),
+                    &mut want,
+                    n,
+                    epi(),
+                );
+                let mut got = vec![T::nan(); m * n];
+                gemm_prepacked(
+                    Trans::No,
+                    m,
+                    T::one(),
+                    &a,
+                    k.max(1),
+                    &packed,
+                    T::zero(),
+                    &mut got,
+                    n,
+                    epi(),
+                );
+                assert_eq!(got, want, "{m}×{n}×{k} {tb:?}");
+            }
+        }
+    }
+    check::<f32>();
+    check::<f64>();
 }
