@@ -108,3 +108,38 @@ fn profiler_files_time_under_op_names() {
     let linear = report.iter().find(|(n, _)| n == "linear").unwrap().1;
     assert_eq!(linear.calls, 1);
 }
+
+#[test]
+fn linear_prepacked_matches_linear_and_rejects_mismatched_packs() {
+    use strata_kernels::gemm::PackedB;
+    let (x, w, b) = (
+        rand_tensor(&[7, 11], 8),
+        rand_tensor(&[9, 11], 9),
+        rand_tensor(&[9], 10),
+    );
+    let packed = PackedB::new(Trans::Yes, 11, 9, &w.to_vec(), 11);
+    let mut t = Tape::<f64>::new();
+    let (xv, wv, bv) = (t.leaf(x), t.leaf(w), t.leaf(b));
+    let plain = t.linear(xv, wv, Some(bv), true).unwrap();
+    let pre = t.linear_prepacked(xv, wv, &packed, Some(bv), true).unwrap();
+    assert_eq!(
+        t.value(plain).unwrap().to_vec(),
+        t.value(pre).unwrap().to_vec()
+    );
+    // The gradients (which come from W, not the pack) are the same too.
+    let (lp, lq) = (t.sum(plain).unwrap(), t.sum(pre).unwrap());
+    let (gp, gq) = (t.backward(lp).unwrap(), t.backward(lq).unwrap());
+    for v in [xv, wv, bv] {
+        assert_eq!(gp.get(v).unwrap().to_vec(), gq.get(v).unwrap().to_vec());
+    }
+    // A pack of other weights is an error that says which sizes disagree.
+    let other = PackedB::new(Trans::Yes, 11, 8, &vec![0.0f64; 88], 11);
+    let err = t
+        .linear_prepacked(xv, wv, &other, Some(bv), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("packed weights are 11×8, W gives 11×9"),
+        "{err}"
+    );
+}

@@ -1,7 +1,21 @@
 //! The training progress bar: epoch, step, loss, learning rate, samples/s, ETA.
+//! When stderr is not a terminal (a log file, `| tee`), where the bar would not
+//! show, a plain progress line is printed every 30 s instead (every
+//! `STRATA_PROGRESS_SECONDS` seconds if that is set).
 
 use indicatif::{ProgressBar, ProgressStyle};
-use std::time::Instant;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// Interval between plain progress lines when stderr is not a terminal:
+/// `STRATA_PROGRESS_SECONDS`, else 30 s.
+fn log_every() -> Duration {
+    std::env::var("STRATA_PROGRESS_SECONDS")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(Duration::from_secs(30), Duration::from_secs_f64)
+}
 use strata_train::nn::Module;
 use strata_train::optim::Optimizer;
 use strata_train::{EpochReport, Observer, StepInfo};
@@ -11,6 +25,11 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     epoch_start: Instant,
     samples: usize,
+    /// Whether stderr is a terminal (else plain lines replace the bar).
+    terminal: bool,
+    /// When the last plain line was printed, and the interval between them.
+    last_line: Option<Instant>,
+    every: Duration,
 }
 
 impl Progress {
@@ -19,6 +38,9 @@ impl Progress {
             bar: None,
             epoch_start: Instant::now(),
             samples: 0,
+            terminal: std::io::stderr().is_terminal(),
+            last_line: None,
+            every: log_every(),
         }
     }
 
@@ -57,6 +79,17 @@ impl Observer for Progress {
             "loss {:.4} lr {:.3e} {:.0} samples/s",
             info.loss, info.lr, rate
         ));
+        let start = *self.last_line.get_or_insert(self.epoch_start);
+        if !self.terminal && start.elapsed() >= self.every {
+            self.last_line = Some(Instant::now());
+            let done = info.step_in_epoch + 1;
+            let left = info.steps_in_epoch.saturating_sub(done);
+            let eta = self.epoch_start.elapsed().as_secs_f64() / done as f64 * left as f64;
+            eprintln!(
+                "epoch {} step {done}/{}  loss {:.4}  lr {:.3e}  {rate:.0} samples/s  epoch ETA {eta:.0}s",
+                info.epoch, info.steps_in_epoch, info.loss, info.lr
+            );
+        }
     }
 
     fn on_message(&mut self, message: &str) {

@@ -77,6 +77,41 @@ fn train_on_digits_writes_everything() {
     );
 }
 
+/// With stderr in a pipe (no terminal for the bar), progress comes as plain
+/// lines, as often as `STRATA_PROGRESS_SECONDS` says.
+#[test]
+fn progress_lines_when_stderr_is_not_a_terminal() {
+    let out = tmp("progress");
+    let spec = format!("{EXAMPLES}/digits-softmax.toml");
+    let o = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["train", &spec, "--out", out.to_str().unwrap()])
+        .args(["--threads", "1", "--epochs", "2"])
+        .env("STRATA_PROGRESS_SECONDS", "0")
+        .output()
+        .expect("the strata binary runs");
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains(" step ")).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("epoch 2 step 1/")
+            && l.contains("samples/s")
+            && l.contains("epoch ETA")),
+        "{err}"
+    );
+    // One line per step at interval 0: both epochs' steps are all reported.
+    let steps = lines
+        .iter()
+        .filter(|l| l.starts_with("epoch 1 step "))
+        .count();
+    assert!(steps > 1, "{err}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("epoch 1 step {steps}/{steps} "))),
+        "{err}"
+    );
+}
+
 fn weights(path: &Path) -> Vec<(String, Vec<u32>)> {
     let (t, _) = load_tensors(path).unwrap();
     t.into_iter()

@@ -29,7 +29,9 @@ pub fn multi_crop_offsets(big_h: usize, big_w: usize, h: usize, w: usize) -> [(u
 
 /// The centre and four corner `h × w` crops of every image of a `[B, C, H, W]`
 /// batch, each view a `[B, C, h, w]` tensor; with `mirrors`, also their left–right
-/// mirror images (10 views). Average the network's predictions over the views.
+/// mirror images (10 views). Windows that coincide are cut once (views as large
+/// as the images give one window, and with `mirrors` two views: the image and
+/// its mirror). Average the network's predictions over the views.
 pub fn multi_crop(
     images: &Tensor<f32>,
     h: usize,
@@ -62,7 +64,15 @@ pub fn multi_crop(
         }
         Ok(Tensor::from_vec(out, &[b, shape[0], h, w])?)
     };
-    let offsets = multi_crop_offsets(shape[1], shape[2], h, w);
+    // Distinct windows only: where the views are as tall or as wide as the
+    // images, corners coincide (32×32 views of 32×32 images are one window),
+    // and repeating a window would only weight it more, at the cost of a pass.
+    let mut offsets = Vec::with_capacity(5);
+    for o in multi_crop_offsets(shape[1], shape[2], h, w) {
+        if !offsets.contains(&o) {
+            offsets.push(o);
+        }
+    }
     let mut views = offsets
         .iter()
         .map(|&o| view(o, false))
@@ -78,6 +88,49 @@ pub fn multi_crop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Each view is the window at one of the five offsets (mirrored in the
+        /// second half), the windows are distinct, and every offset has one.
+        #[test]
+        fn views_are_the_distinct_windows(
+            big_h in 1usize..7, big_w in 1usize..7, dh in 0usize..7, dw in 0usize..7,
+            mirrors: bool,
+        ) {
+            let (h, w) = (big_h - dh % big_h, big_w - dw % big_w);
+            let x = Tensor::from_vec(
+                (0..2 * big_h * big_w).map(|v| v as f32).collect(),
+                &[2, 1, big_h, big_w],
+            )
+            .unwrap();
+            let views = multi_crop(&x, h, w, mirrors).unwrap();
+            let offsets = multi_crop_offsets(big_h, big_w, h, w);
+            let mut distinct: Vec<(usize, usize)> = Vec::new();
+            for o in offsets {
+                if !distinct.contains(&o) {
+                    distinct.push(o);
+                }
+            }
+            prop_assert_eq!(views.len(), distinct.len() * if mirrors { 2 } else { 1 });
+            let xs = x.to_vec();
+            for (i, v) in views.iter().enumerate() {
+                let (top, left) = distinct[i % distinct.len()];
+                let flip = i >= distinct.len();
+                prop_assert_eq!(v.shape(), &[2, 1, h, w]);
+                let got = v.to_vec();
+                for b in 0..2 {
+                    for r in 0..h {
+                        for c in 0..w {
+                            let sc = if flip { w - 1 - c } else { c };
+                            let want = xs[b * big_h * big_w + (top + r) * big_w + left + sc];
+                            prop_assert_eq!(got[b * h * w + r * w + c], want);
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn views_sit_at_the_centre_and_corners() {
@@ -93,6 +146,14 @@ mod tests {
         assert_eq!(v[0].to_vec(), vec![6., 7., 8., 11., 12., 13.]);
         assert!(multi_crop(&x, 5, 3, false).is_err());
         assert!(multi_crop(&x, 0, 3, false).is_err());
-        assert_eq!(multi_crop(&x, 4, 5, false).unwrap()[4].to_vec(), x.to_vec());
+        // Full-size views are one window; with mirrors, the image and its mirror.
+        let full = multi_crop(&x, 4, 5, true).unwrap();
+        assert_eq!(full.len(), 2);
+        assert_eq!(full[0].to_vec(), x.to_vec());
+        assert_eq!(full[1].to_vec()[..5], [4., 3., 2., 1., 0.]);
+        // Full-height views: centre, left and right (the bottom corners repeat the top).
+        let rows = multi_crop(&x, 4, 3, false).unwrap();
+        let firsts: Vec<f32> = rows.iter().map(|t| t.to_vec()[0]).collect();
+        assert_eq!(firsts, [1., 0., 2.]);
     }
 }

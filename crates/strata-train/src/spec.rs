@@ -262,7 +262,9 @@ pub struct EvalSpec {
     #[serde(default = "default_eval_batch")]
     pub batch: usize,
     /// Average the predictions over 10 views (centre, 4 corners and their
-    /// mirrors) of each held-out image, cropped to the network's input size.
+    /// mirrors) of each held-out image, cropped to the network's input size;
+    /// windows that coincide count once (views as large as the image: the
+    /// image and its mirror).
     #[serde(default)]
     pub multi_crop: bool,
     /// Whether multi-crop also uses the mirror images (10 views instead of 5);
