@@ -191,8 +191,12 @@ impl<T: Real> Conv2d<T> {
                 c.in_channels, c.out_channels, c.kernel, c.stride
             )));
         }
-        let fan_in = c.in_channels * c.kernel[0] * c.kernel[1];
         let shape = [c.out_channels, c.in_channels, c.kernel[0], c.kernel[1]];
+        crate::init::check_allocatable::<T>(
+            &format!("convolution {}→{}: kernels", c.in_channels, c.out_channels),
+            &shape,
+        )?;
+        let fan_in = c.in_channels * c.kernel[0] * c.kernel[1];
         Ok(Self {
             weight: Param::new(c.init.weights(&shape, fan_in, rng), true),
             bias: c
@@ -243,6 +247,15 @@ impl<T: Real> Module<T> for Conv2d<T> {
             });
         }
         let pad = self.config.pads(input[1], input[2]);
+        let sum = |n: usize, a: usize, b: usize| n.checked_add(a).and_then(|v| v.checked_add(b));
+        if sum(input[1], pad.top, pad.bottom).is_none()
+            || sum(input[2], pad.left, pad.right).is_none()
+        {
+            return Err(NnError::Config(format!(
+                "padding (top {}, bottom {}, left {}, right {}) of a {}×{} slice overflows the image size",
+                pad.top, pad.bottom, pad.left, pad.right, input[1], input[2]
+            )));
+        }
         let (ph, pw) = pad.padded(input[1], input[2]);
         if ph < kh || pw < kw || input[1] == 0 || input[2] == 0 {
             return Err(NnError::InputShape {

@@ -54,3 +54,25 @@ impl Init {
         Tensor::full(&[n], T::of(self.bias))
     }
 }
+
+/// Checks that a tensor of `shape` can be held: its element count and byte
+/// size fit `usize`, and the allocator grants that much memory (probed with a
+/// fallible reservation, so an impossible layer is an error, not an abort).
+pub fn check_allocatable<T>(what: &str, shape: &[usize]) -> crate::Result<()> {
+    let elems = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let bytes = elems.and_then(|n| n.checked_mul(size_of::<T>()));
+    let too_big = |size: String| {
+        crate::NnError::Config(format!(
+            "{what} of shape {shape:?} need {size}, more memory than can be allocated"
+        ))
+    };
+    match (elems, bytes) {
+        (Some(n), Some(b)) => {
+            let mut probe: Vec<T> = Vec::new();
+            probe
+                .try_reserve_exact(n)
+                .map_err(|_| too_big(format!("{:.3e} bytes", b as f64)))
+        }
+        _ => Err(too_big("more than 2^64 bytes".into())),
+    }
+}

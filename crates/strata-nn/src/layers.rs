@@ -45,6 +45,10 @@ impl<T: Real> Linear<T> {
                 "linear layer needs at least one input and one unit, got {inputs}→{outputs}"
             )));
         }
+        crate::init::check_allocatable::<T>(
+            &format!("linear {inputs}→{outputs}: weights"),
+            &[outputs, inputs],
+        )?;
         Ok(Self {
             weight: Param::new(init.weights(&[outputs, inputs], inputs, rng), true),
             bias: Param::new(init.biases(outputs), false),

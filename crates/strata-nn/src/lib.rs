@@ -49,7 +49,7 @@ mod state;
 pub use batchnorm::BatchNorm;
 pub use conv::{Conv2d, Conv2dConfig, Padding};
 pub use error::{NnError, Result};
-pub use init::Init;
+pub use init::{check_allocatable, Init};
 pub use layers::{Dropout, Flatten, Linear, Relu};
 pub use module::{Ctx, Mode, Module, Named, NamedMut};
 pub use monitor::DeadUnits;

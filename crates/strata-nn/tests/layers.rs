@@ -175,3 +175,31 @@ fn whole_network_gradients_match_finite_differences() {
         assert!(r.max_rel_error < 1e-6, "{}: {:e}", r.name, r.max_rel_error);
     }
 }
+
+/// Layers too large for any machine are configuration errors, not aborts.
+#[test]
+fn impossible_layer_sizes_are_errors() {
+    use strata_nn::{Conv2dConfig, Linear, Module, NnError};
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
+    let e = Linear::<f32>::new(1 << 40, 1 << 30, &mut rng)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, NnError::Config(ref m) if m.contains("more memory")),
+        "{e}"
+    );
+    let e = Linear::<f32>::new(usize::MAX, 3, &mut rng).err().unwrap();
+    assert!(e.to_string().contains("2^64"), "{e}");
+    let e = Conv2dConfig::new(1 << 20, 1 << 20, 1 << 10)
+        .build::<f32>(&mut rng)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("more memory"), "{e}");
+    // A padding whose padded size overflows is refused by the shape check.
+    let conv = Conv2dConfig::new(1, 2, 3)
+        .padding(strata_nn::Padding::Uniform(usize::MAX / 2))
+        .build::<f32>(&mut rng)
+        .unwrap();
+    let e = conv.output_shape(&[1, 8, 8]).unwrap_err();
+    assert!(e.to_string().contains("overflows"), "{e}");
+}

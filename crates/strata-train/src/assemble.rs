@@ -132,6 +132,13 @@ pub fn build_model<T: Real>(
         shape = module
             .output_shape(&shape)
             .map_err(|e| err(format!("input shape {shape:?} does not fit: {e}")))?;
+        // Outputs of a whole minibatch must fit too (a huge padding or unit
+        // count is an error here, not an aborted allocation mid-training).
+        let batch_shape: Vec<usize> = std::iter::once(spec.train.batch.max(1))
+            .chain(shape.iter().copied())
+            .collect();
+        strata_nn::check_allocatable::<T>("the minibatch's outputs", &batch_shape)
+            .map_err(|e| err(e.to_string()))?;
         net.push_boxed(module);
     }
     if shape != [classes] {

@@ -103,9 +103,24 @@ pub fn load_data(spec: &Spec, data_dir: Option<&Path>) -> Result<Splits, RunErro
 /// after the training augmentation.
 pub fn network_input(spec: &Spec, image: [usize; 3]) -> Result<[usize; 3], RunError> {
     match spec.augmentation() {
-        Some(a) => Ok(a.output_shape(image)?),
+        // A crop that does not fit the data is the spec's fault: say where.
+        Some(a) => a
+            .output_shape(image)
+            .map_err(|e| spec_error(spec, "data.augment", e.to_string())),
         None => Ok(image),
     }
+}
+
+/// A [`SpecError`] at `field` of `spec`'s file, found only once the data
+/// was known (so without a line number).
+fn spec_error(spec: &Spec, field: &str, message: String) -> RunError {
+    SpecError {
+        file: spec.file.clone(),
+        line: None,
+        field: field.into(),
+        message,
+    }
+    .into()
 }
 
 /// The network's per-sample input shape for raw images of shape `raw`:
@@ -114,7 +129,8 @@ pub fn input_shape_for(spec: &Spec, raw: [usize; 3]) -> Result<[usize; 3], RunEr
     let image = spec
         .preprocess
         .iter()
-        .try_fold(raw, |s, p| p.output_shape(s))?;
+        .try_fold(raw, |s, p| p.output_shape(s))
+        .map_err(|e| spec_error(spec, "data.preprocess", e.to_string()))?;
     network_input(spec, image)
 }
 
@@ -123,13 +139,18 @@ pub fn eval_options(spec: &Spec, image: [usize; 3], test: bool) -> Result<EvalOp
     let input = network_input(spec, image)?;
     let multi = test && spec.eval.multi_crop;
     let transform = match spec.augmentation() {
-        Some(a) if !multi => Some(a.eval_transform(image)?),
+        Some(a) if !multi => Some(
+            a.eval_transform(image)
+                .map_err(|e| spec_error(spec, "data.augment", e.to_string()))?,
+        ),
         _ => None,
     };
     if multi && (input[1] > image[1] || input[2] > image[2]) {
-        return Err(RunError::Other(format!(
-            "eval.multi_crop: the network input {input:?} is larger than the images {image:?}"
-        )));
+        return Err(spec_error(
+            spec,
+            "eval.multi_crop",
+            format!("the network input {input:?} is larger than the images {image:?}"),
+        ));
     }
     Ok(EvalOptions {
         batch: spec.eval.batch,
@@ -675,7 +696,8 @@ pub fn eval_dir(
     let image = spec
         .preprocess
         .iter()
-        .try_fold(raw, |s, p| p.output_shape(s))?;
+        .try_fold(raw, |s, p| p.output_shape(s))
+        .map_err(|e| spec_error(&spec, "data.preprocess", e.to_string()))?;
     let input = network_input(&spec, image)?;
     let mut model: Sequential<f32> = build_model(&spec, &input, test.num_classes())?;
     if let Some(p) = load_model(&model_dir.join("model.safetensors"), &mut model, &spec)? {

@@ -187,3 +187,55 @@ fn init_epsilon_is_checked_and_used() {
         "{small}"
     );
 }
+
+/// Sizes no machine can hold, and crops larger than the images, are spec
+/// errors at the layer or field (not an aborted allocation or a panic).
+#[test]
+fn impossible_sizes_name_the_layer_or_field() {
+    let model =
+        |layers: &str| format!("[data]\ndataset = \"digits\"\n[model]\nlayers = [{layers}]\n");
+    let build = |text: &str| {
+        let s = Spec::parse(text, "i.toml").unwrap();
+        strata_train::build_model::<f32>(&s, &[1, 8, 8], 10).map(|_| ())
+    };
+    // 6.4·10¹² weights.
+    let e = build(&model(
+        "\"flatten\", { linear = 100000000000 }, { linear = 10 }",
+    ))
+    .unwrap_err();
+    assert_eq!(
+        (e.line, e.field.as_str()),
+        (Some(4), "model.layers[1] (linear)"),
+        "{e}"
+    );
+    assert!(
+        e.message.contains("more memory than can be allocated"),
+        "{e}"
+    );
+    // A padding that makes each minibatch's output 2·10¹³ bytes.
+    let e = build(&model(
+        "{ conv = { out = 4, kernel = 3, pad = 100000 } }, \"flatten\", { linear = 10 }",
+    ))
+    .unwrap_err();
+    assert_eq!(e.field, "model.layers[0] (conv)", "{e}");
+    assert!(e.message.contains("minibatch's outputs"), "{e}");
+    // A padding whose padded size overflows usize.
+    let e = build(&model(
+        "{ conv = { out = 4, kernel = 3, pad = 9223372036854775807 } }, \"flatten\", { linear = 10 }",
+    ))
+    .unwrap_err();
+    assert!(e.message.contains("overflows"), "{e}");
+    // Kernels whose element count overflows.
+    let e = build(&model(
+        "{ conv = { out = 4, kernel = 9223372036854775807 } }, \"flatten\", { linear = 10 }",
+    ))
+    .unwrap_err();
+    assert!(e.message.contains("2^64"), "{e}");
+    // A training crop larger than the (8×8) digits: the file and data.augment.
+    let text = "[data]\ndataset = \"digits\"\naugment = { crop = { size = 100, pad = 0 } }\n[model]\nlayers = [\"flatten\", { linear = 10 }]\n";
+    let s = Spec::parse(text, "j.toml").unwrap();
+    let e = strata_train::run::network_input(&s, [1, 8, 8]).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("j.toml: data.augment: "), "{msg}");
+    assert!(msg.contains("100x100"), "{msg}");
+}
