@@ -44,7 +44,7 @@ enum Command {
         /// Override train.epochs.
         #[arg(long)]
         epochs: Option<usize>,
-        /// Kernel threads (0: all cores).
+        /// Kernel threads (0: all cores; at most 1024).
         #[arg(long)]
         threads: Option<usize>,
         /// Continue from the output folder's last checkpoint.
@@ -88,7 +88,7 @@ enum Command {
         /// Override train.epochs for every run.
         #[arg(long)]
         epochs: Option<usize>,
-        /// Kernel threads (0: all cores).
+        /// Kernel threads (0: all cores; at most 1024).
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -141,7 +141,11 @@ struct Failure(String, u8);
 
 impl From<RunError> for Failure {
     fn from(e: RunError) -> Self {
-        let code = if matches!(e, RunError::Spec(_)) { 2 } else { 1 };
+        let code = if matches!(e, RunError::Spec(_) | RunError::Usage(_)) {
+            2
+        } else {
+            1
+        };
         Failure(e.to_string(), code)
     }
 }

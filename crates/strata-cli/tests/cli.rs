@@ -185,6 +185,7 @@ fn malformed_specs_fail_with_file_line_and_field() {
         ("shape.toml", "[data]\ndataset = \"digits\"\n[model]\nlayers = [{ linear = 10 }]\n", "flatten", ":4"),
         ("classes.toml", "[data]\ndataset = \"digits\"\n[model]\nlayers = [\"flatten\", { linear = 7 }]\n", "one output per class (10)", ":4"),
         ("syntax.toml", "[data\ndataset = 1\n", "syntax.toml:1", ""),
+        ("threads.toml", "[data]\ndataset = \"digits\"\n[model]\nlayers = [\"flatten\", { linear = 10 }]\n[train]\nthreads = 100000\n", "train.threads", ":6"),
     ];
     for (name, body, expect, line) in cases {
         let p = dir.join(name);
@@ -343,6 +344,37 @@ fn preprocessing_and_augmentation_are_saved_and_reused() {
     // The network was sized for the 7×7 crops.
     let i = strata(&["inspect", &spec]);
     assert!(text(&i).contains("linear 49→10"), "{}", text(&i));
+}
+
+#[test]
+fn out_of_range_options_are_usage_errors() {
+    let dir = tmp("badopts");
+    let p = dir.join("ok.toml");
+    std::fs::write(
+        &p,
+        "[data]\ndataset = \"digits\"\n[model]\nlayers = [\"flatten\", { linear = 10 }]\n",
+    )
+    .unwrap();
+    for (flag, value, expect) in [
+        (
+            "--threads",
+            "100000",
+            "--threads: 100000 threads asked for; at most 1024",
+        ),
+        ("--epochs", "0", "--epochs must be at least 1"),
+    ] {
+        let o = strata(&[
+            "train",
+            p.to_str().unwrap(),
+            flag,
+            value,
+            "--out",
+            dir.join("o").to_str().unwrap(),
+        ]);
+        let msg = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {msg}");
+        assert!(msg.contains(expect), "{flag}: {msg}");
+    }
 }
 
 #[test]

@@ -33,6 +33,9 @@ pub enum RunError {
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A command-line option is out of range.
+    #[error("{0}")]
+    Usage(String),
     /// Something else, with context.
     #[error("{0}")]
     Other(String),
@@ -553,12 +556,16 @@ pub fn train(
     let mut spec = spec.clone();
     if let Some(e) = opts.epochs {
         if e == 0 {
-            return Err(RunError::Other("--epochs must be at least 1".into()));
+            return Err(RunError::Usage("--epochs must be at least 1".into()));
         }
         spec.train.epochs = e;
     }
-    let threads = opts.threads.unwrap_or(spec.train.threads);
-    strata_kernels::parallel::set_num_threads(threads);
+    match opts.threads {
+        Some(n) => strata_kernels::parallel::try_set_num_threads(n)
+            .map_err(|e| RunError::Usage(format!("--threads: {e}")))?,
+        None => strata_kernels::parallel::try_set_num_threads(spec.train.threads)
+            .map_err(|e| spec_error(&spec, "train.threads", e.to_string()))?,
+    }
     let data = load_data(&spec, opts.data_dir.as_deref())?;
     let image = data.train.image_shape();
     let input = network_input(&spec, image)?;

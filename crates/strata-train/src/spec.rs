@@ -221,7 +221,7 @@ pub struct TrainSpec {
     /// Seed of initialisation, shuffling and dropout.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Kernel threads (0: all cores).
+    /// Kernel threads (0: all cores; at most [`strata_kernels::parallel::MAX_THREADS`]).
     #[serde(default)]
     pub threads: usize,
     /// Write a checkpoint every this many epochs.
@@ -586,6 +586,17 @@ impl Spec {
         }
         if t.batch == 0 {
             return Err(("train", "batch", "must be at least 1".into()));
+        }
+        if t.threads > strata_kernels::parallel::MAX_THREADS {
+            return Err((
+                "train",
+                "threads",
+                format!(
+                    "must be at most {} (0: all cores), got {}",
+                    strata_kernels::parallel::MAX_THREADS,
+                    t.threads
+                ),
+            ));
         }
         if t.checkpoint_every == 0 {
             return Err((

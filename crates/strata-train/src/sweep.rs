@@ -73,7 +73,7 @@ pub fn sweep(
     opts: &RunOptions,
     progress: &mut dyn Observer,
 ) -> Result<SweepResult, RunError> {
-    let points = grid(sets).map_err(RunError::Other)?;
+    let points = grid(sets).map_err(RunError::Usage)?;
     let mut rows = Vec::new();
     for (i, overrides) in points.iter().enumerate() {
         let spec = Spec::load_with(spec_path, overrides)?;
