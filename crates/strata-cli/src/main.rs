@@ -141,10 +141,11 @@ struct Failure(String, u8);
 
 impl From<RunError> for Failure {
     fn from(e: RunError) -> Self {
-        let code = if matches!(e, RunError::Spec(_) | RunError::Usage(_)) {
-            2
-        } else {
-            1
+        let code = match e {
+            RunError::Spec(_) | RunError::Usage(_) => 2,
+            // 128 + SIGINT, as a shell reports a process stopped by Ctrl-C.
+            RunError::Interrupted(_) => 130,
+            _ => 1,
         };
         Failure(e.to_string(), code)
     }
@@ -192,6 +193,7 @@ fn run_command(command: Command) -> Result<(), Failure> {
                 skip_test: false,
             };
             let mut bar = progress::Progress::new();
+            progress::stop_on_ctrl_c();
             let summary = run::train(&s, &opts, &mut bar)?;
             bar.finish();
             if let Some(v) = summary.validation_accuracy {
@@ -245,6 +247,7 @@ fn run_command(command: Command) -> Result<(), Failure> {
                 skip_test: true,
             };
             let mut bar = progress::Progress::new();
+            progress::stop_on_ctrl_c();
             let r = strata_train::sweep::sweep(&spec, &sets, &opts, &mut bar)?;
             bar.finish();
             println!(

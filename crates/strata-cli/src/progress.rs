@@ -5,6 +5,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Interval between plain progress lines when stderr is not a terminal:
@@ -19,6 +20,22 @@ fn log_every() -> Duration {
 use strata_train::nn::Module;
 use strata_train::optim::Optimizer;
 use strata_train::{EpochReport, Observer, StepInfo};
+
+/// Set by the first Ctrl-C: training stops after the current step.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Makes Ctrl-C (SIGINT, and SIGTERM) stop training cleanly after the current
+/// step, so no log or checkpoint is cut half-way; a second Ctrl-C quits at once.
+pub fn stop_on_ctrl_c() {
+    // Failing to install the handler only loses the clean stop.
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: quitting now");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: stopping after this step (Ctrl-C again to quit now)");
+    });
+}
 
 /// Shows a bar per epoch and prints one line per finished epoch.
 pub struct Progress {
@@ -70,6 +87,10 @@ impl Progress {
 }
 
 impl Observer for Progress {
+    fn stop_requested(&self) -> bool {
+        INTERRUPTED.load(Ordering::SeqCst)
+    }
+
     fn on_step(&mut self, info: &StepInfo) {
         self.samples += info.batch;
         let rate = self.samples as f64 / self.epoch_start.elapsed().as_secs_f64().max(1e-9);

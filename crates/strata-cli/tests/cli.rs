@@ -175,6 +175,71 @@ fn resumed_run_matches_uninterrupted_bit_for_bit() {
 }
 
 #[test]
+fn ctrl_c_stops_after_a_step_and_the_run_resumes() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let spec = format!("{EXAMPLES}/digits-mlp.toml");
+    let out = tmp("sigint");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["train", &spec, "--out", out.to_str().unwrap()])
+        .args(["--epochs", "100000", "--threads", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !out.join("checkpoint").join("state.safetensors").exists() {
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("still running 60 s after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    let msg = text(&o);
+    assert_eq!(o.status.code(), Some(130), "{msg}");
+    assert!(msg.contains("interrupted in epoch"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+    // The message names the checkpointed epoch and how to go on from it.
+    let epoch: usize = msg
+        .split("the checkpoint after epoch ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|e| e.trim_end_matches(';').parse().ok())
+        .unwrap_or_else(|| panic!("{msg}"));
+    assert!(msg.contains("--resume"), "{msg}");
+    let logged = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(logged.lines().count() > epoch, "{logged}");
+    let o = strata(&[
+        "train",
+        &spec,
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        &(epoch + 1).to_string(),
+        "--threads",
+        "1",
+        "--resume",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("resuming after epoch {epoch}")),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn malformed_specs_fail_with_file_line_and_field() {
     let dir = tmp("bad");
     let cases = [

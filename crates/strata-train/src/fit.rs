@@ -43,6 +43,16 @@ pub enum TrainError {
     /// An impossible setting.
     #[error("{0}")]
     Config(String),
+    /// The observer asked to stop ([`Observer::stop_requested`], e.g. Ctrl-C).
+    #[error("interrupted in epoch {epoch} after step {done}/{steps}")]
+    Interrupted {
+        /// Epoch (1-based) that was cut short.
+        epoch: usize,
+        /// Steps of it that ran.
+        done: usize,
+        /// Steps it has.
+        steps: usize,
+    },
 }
 
 /// Settings of [`fit`].
@@ -123,6 +133,12 @@ pub trait Observer {
     fn on_step(&mut self, _info: &StepInfo) {}
     /// A message for the user (a warning, a note about files written).
     fn on_message(&mut self, _message: &str) {}
+    /// Polled after every step: `true` stops training there, with
+    /// [`TrainError::Interrupted`] (finished epochs keep their reports,
+    /// logs and checkpoints).
+    fn stop_requested(&self) -> bool {
+        false
+    }
     /// Called after every epoch; an `Err` stops training with that message.
     fn on_epoch(
         &mut self,
@@ -269,6 +285,13 @@ pub fn fit_from(
                 lr,
                 batch: batch.labels.len(),
             });
+            if observer.stop_requested() {
+                return Err(TrainError::Interrupted {
+                    epoch: epoch + 1,
+                    done: step_in_epoch + 1,
+                    steps: steps_in_epoch,
+                });
+            }
         }
         let seconds = start.elapsed().as_secs_f64();
         let validation_accuracy = match validation {

@@ -33,6 +33,9 @@ pub enum RunError {
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// Training was interrupted (Ctrl-C); the message says what was kept.
+    #[error("{0}")]
+    Interrupted(String),
     /// A command-line option is out of range.
     #[error("{0}")]
     Usage(String),
@@ -283,6 +286,8 @@ struct RunObserver<'a> {
     pipeline: Option<&'a FittedPipeline>,
     metrics: Metrics,
     pending_steps: Vec<StepInfo>,
+    /// The epoch whose checkpoint is in `out/checkpoint`, if any.
+    checkpointed: Option<usize>,
     inner: &'a mut dyn Observer,
 }
 
@@ -339,6 +344,10 @@ impl Observer for RunObserver<'_> {
 
     fn on_message(&mut self, message: &str) {
         self.inner.on_message(message);
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.inner.stop_requested()
     }
 
     fn on_epoch(
@@ -399,6 +408,7 @@ impl Observer for RunObserver<'_> {
         {
             save_checkpoint(&self.out, model, opt, self.spec, r.epoch)
                 .map_err(|e| e.to_string())?;
+            self.checkpointed = Some(r.epoch);
         }
         self.inner.on_epoch(r, model, opt)
     }
@@ -614,6 +624,7 @@ pub fn train(
         pipeline: data.pipeline.as_ref(),
         metrics,
         pending_steps: Vec::new(),
+        checkpointed: (first_epoch > 0).then_some(first_epoch),
         inner: progress,
     };
     let result = fit_from(
@@ -625,6 +636,18 @@ pub fn train(
         first_epoch,
         &mut observer,
     );
+    if let Err(e @ TrainError::Interrupted { .. }) = result {
+        let kept = match observer.checkpointed {
+            Some(epoch) => format!(
+                "the checkpoint after epoch {epoch} is in {}; `strata train {} --out {} --resume` continues from there",
+                opts.out.join("checkpoint").display(),
+                spec.file.display(),
+                opts.out.display()
+            ),
+            None => "no checkpoint was written yet".into(),
+        };
+        return Err(RunError::Interrupted(format!("{e}; {kept}")));
+    }
     if let Err(e) = result {
         let kept = opts.out.join("checkpoint");
         let note = if kept.exists() {
@@ -668,6 +691,9 @@ impl<O: Observer + ?Sized> Observer for &mut O {
     }
     fn on_message(&mut self, message: &str) {
         (**self).on_message(message)
+    }
+    fn stop_requested(&self) -> bool {
+        (**self).stop_requested()
     }
     fn on_epoch(
         &mut self,

@@ -96,7 +96,16 @@ pub fn sweep(
             resume: false,
             ..opts.clone()
         };
-        let s: Summary = train(&spec, &run, progress)?;
+        let s: Summary = train(&spec, &run, progress).map_err(|e| match e {
+            RunError::Interrupted(m) => RunError::Interrupted(format!(
+                "sweep run {}/{} ({}): {m} (with the same --set flags); the finished runs are in {}",
+                i + 1,
+                points.len(),
+                overrides.join(" "),
+                opts.out.display()
+            )),
+            e => e,
+        })?;
         rows.push(SweepRow {
             settings: overrides.clone(),
             dir: dir.display().to_string(),

@@ -147,3 +147,53 @@ fn a_network_that_does_not_fit_the_data_is_refused_up_front() {
         "{msg}"
     );
 }
+
+/// Stops after `after` steps, counting the steps it sees.
+struct StopAfter {
+    after: u64,
+    steps: u64,
+}
+
+impl strata_train::Observer for StopAfter {
+    fn on_step(&mut self, info: &strata_train::StepInfo) {
+        self.steps = info.step;
+    }
+    fn stop_requested(&self) -> bool {
+        self.steps >= self.after
+    }
+}
+
+#[test]
+fn a_stop_request_ends_training_after_the_current_step() {
+    let data = digits_split();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    let mut net = Sequential::<f32>::new();
+    net.push(Flatten)
+        .push(Linear::new(64, 10, &mut rng).unwrap());
+    let mut opt = Optimizer::new(Method::Sgd, 0.0, Schedule::Constant { lr: 0.01 }).unwrap();
+    let opts = FitOptions {
+        epochs: 5,
+        batch: 100,
+        seed: 1,
+        ..FitOptions::default()
+    };
+    let steps_per_epoch = data.train.len().div_ceil(100);
+    let mut stop = StopAfter {
+        after: steps_per_epoch as u64 + 3,
+        steps: 0,
+    };
+    let e = fit(&mut net, &mut opt, &data.train, None, &opts, &mut stop)
+        .map(|h| h.len())
+        .unwrap_err();
+    match e {
+        TrainError::Interrupted { epoch, done, steps } => {
+            assert_eq!((epoch, done, steps), (2, 3, steps_per_epoch));
+        }
+        e => panic!("expected an interruption, got {e}"),
+    }
+    assert_eq!(
+        opt.steps(),
+        steps_per_epoch as u64 + 3,
+        "no step after the request"
+    );
+}
