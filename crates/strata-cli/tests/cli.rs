@@ -75,6 +75,22 @@ fn train_on_digits_writes_everything() {
         "{}",
         text(&e)
     );
+    // Another data set's 28×28 images do not fit a network trained on 8×8 digits.
+    let e = strata(&["eval", out.to_str().unwrap(), "--data", "fashion-mnist"]);
+    assert_eq!(e.status.code(), Some(1), "{}", text(&e));
+    assert!(
+        text(&e).contains("was trained on `digits`; `fashion-mnist` does not fit it"),
+        "{}",
+        text(&e)
+    );
+    // A folder without a trained model is named as such.
+    let e = strata(&["eval", out.join("checkpoint").to_str().unwrap()]);
+    assert_eq!(e.status.code(), Some(2), "{}", text(&e));
+    assert!(
+        text(&e).contains("is not a trained model folder: it has no spec.toml"),
+        "{}",
+        text(&e)
+    );
 }
 
 /// With stderr in a pipe (no terminal for the bar), progress comes as plain

@@ -714,10 +714,40 @@ pub fn eval_dir(
     data_dir: Option<&Path>,
     multi_crop: Option<bool>,
 ) -> Result<(Evaluation, Vec<String>), RunError> {
+    for file in ["spec.toml", "model.safetensors"] {
+        if !model_dir.join(file).is_file() {
+            return Err(RunError::Usage(format!(
+                "{} is not a trained model folder: it has no {file} (`strata train` writes \
+                 spec.toml and model.safetensors into its --out folder after each epoch)",
+                model_dir.display()
+            )));
+        }
+    }
     let mut spec = Spec::load(model_dir.join("spec.toml"))?;
+    let trained_on = spec.data.dataset.clone();
     if let Some(d) = dataset {
         spec.data.dataset = d.to_string();
     }
+    let result = eval_spec(model_dir, spec, data_dir, multi_crop);
+    match dataset {
+        // Another data set's images or classes may not fit the network.
+        Some(d) if d != trained_on => result.map_err(|e| match e {
+            RunError::Data(_) => e,
+            e => RunError::Other(format!(
+                "the model in {} was trained on `{trained_on}`; `{d}` does not fit it: {e}",
+                model_dir.display()
+            )),
+        }),
+        _ => result,
+    }
+}
+
+fn eval_spec(
+    model_dir: &Path,
+    mut spec: Spec,
+    data_dir: Option<&Path>,
+    multi_crop: Option<bool>,
+) -> Result<(Evaluation, Vec<String>), RunError> {
     spec.data.validation = 0;
     spec.data.subset = None;
     if let Some(m) = multi_crop {
