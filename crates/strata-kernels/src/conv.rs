@@ -163,12 +163,46 @@ pub enum ConvAlgo {
     /// convolution of `∂E/∂O` with the flipped kernel; backward-weights on
     /// the padded image stored slice-innermost (`direct_backward_weights`).
     Direct,
+    /// 3×3, stride 1, enough slices on both sides, on a CPU with direct
+    /// tiles: Winograd's F(2×2, 3×3) (16 products of transformed slices
+    /// instead of 36 multiply-adds per 2×2 output block; [`crate::winograd`]).
+    /// Backward-data is the forward convolution of `∂E/∂O` with the flipped
+    /// kernel (so also by F(2×2, 3×3)); backward-weights takes the route the
+    /// shape would take without Winograd.
+    Winograd,
 }
 
 /// The algorithm for a shape — the single decision point. Setting
-/// `STRATA_CONV_EXPLICIT` forces [`ConvAlgo::Im2colGemm`], and
-/// `STRATA_CONV_NO_DIRECT` rules out [`ConvAlgo::Direct`] (for A/B benchmarks).
+/// `STRATA_CONV_EXPLICIT` forces [`ConvAlgo::Im2colGemm`],
+/// `STRATA_CONV_NO_DIRECT` rules out [`ConvAlgo::Direct`] and
+/// [`ConvAlgo::Winograd`], and `STRATA_CONV_NO_WINOGRAD` the latter only
+/// (for A/B benchmarks).
 pub fn choose(g: &ConvGeometry) -> ConvAlgo {
+    if winograd_pays(g) {
+        ConvAlgo::Winograd
+    } else {
+        choose_gemm(g)
+    }
+}
+
+/// Winograd F(2×2, 3×3) where it measured ahead of the direct and implicit
+/// GEMM paths (`cargo xtask bench conv`, with and without
+/// `STRATA_CONV_NO_WINOGRAD`; benches/RESULTS.md): wide layers (≥ 64 slices
+/// each way) with even output sizes. Its transforms cost passes over input
+/// and output per slice that thinner layers do not win back, and odd sizes
+/// compute a cropped extra row and column of blocks.
+fn winograd_pays(g: &ConvGeometry) -> bool {
+    crate::winograd::computes(g)
+        && direct_allowed()
+        && !env_set("STRATA_CONV_NO_WINOGRAD")
+        && g.c_in >= 64
+        && g.c_out >= 64
+        && g.out_h().is_multiple_of(2)
+        && g.out_w().is_multiple_of(2)
+}
+
+/// [`choose`] without Winograd: the GEMM-based algorithm for a shape.
+fn choose_gemm(g: &ConvGeometry) -> ConvAlgo {
     let no_pad = g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0;
     let stride1 = g.stride_h == 1 && g.stride_w == 1;
     if g.kh == 1 && g.kw == 1 && stride1 && no_pad {
@@ -210,17 +244,21 @@ fn direct_weights(g: &ConvGeometry, nr: usize) -> bool {
         && g.stride_w == 1
         && g.c_in.is_multiple_of(nr)
         && direct_allowed()
-        && (choose(g) == ConvAlgo::Direct || g.out_h() * g.out_w() >= 1024)
+        && (choose_gemm(g) == ConvAlgo::Direct || g.out_h() * g.out_w() >= 1024)
 }
 
 /// Whether an environment variable is set (read once per name).
 fn env_set(name: &'static str) -> bool {
     static SET: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     SET.get_or_init(|| {
-        ["STRATA_CONV_EXPLICIT", "STRATA_CONV_NO_DIRECT"]
-            .into_iter()
-            .filter(|v| std::env::var_os(v).is_some())
-            .collect()
+        [
+            "STRATA_CONV_EXPLICIT",
+            "STRATA_CONV_NO_DIRECT",
+            "STRATA_CONV_NO_WINOGRAD",
+        ]
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_some())
+        .collect()
     })
     .contains(&name)
 }
@@ -571,7 +609,7 @@ fn group_size(g: &ConvGeometry, algo: ConvAlgo) -> usize {
     let ohw = (g.out_h() * g.out_w()).max(1);
     match algo {
         ConvAlgo::Pointwise => 1,
-        ConvAlgo::Im2colGemm | ConvAlgo::ImplicitGemm | ConvAlgo::Direct => {
+        ConvAlgo::Im2colGemm | ConvAlgo::ImplicitGemm | ConvAlgo::Direct | ConvAlgo::Winograd => {
             let by_cols = 1024usize.div_ceil(ohw);
             let by_mem = (1 << 20) / (g.patch() * ohw).max(1);
             by_cols.min(by_mem).clamp(1, g.batch.max(1))
@@ -602,7 +640,7 @@ fn scatter<T: Copy>(src: &[T], dst: &mut [T], rows: usize, ohw: usize) {
 
 /// Images per parallel task: a multiple of the group size, about four tasks
 /// per thread so one buffer serves many groups. Results do not depend on it.
-fn task_size(batch: usize, nb: usize) -> usize {
+pub(crate) fn task_size(batch: usize, nb: usize) -> usize {
     let groups = batch.div_ceil(nb).max(1);
     groups.div_ceil(4 * crate::parallel::num_threads()).max(1) * nb
 }
@@ -657,11 +695,17 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
         return;
     }
     let algo = choose(g);
-    if algo == ConvAlgo::Direct {
-        if let Some(dt) = direct_tiles::<T>().filter(|_| !x.is_empty()) {
-            return direct_forward(g, x, w, bias, residual, relu, y, dt);
+    if let Some(dt) = direct_tiles::<T>().filter(|_| !x.is_empty()) {
+        match algo {
+            ConvAlgo::Direct => return direct_forward(g, x, w, bias, residual, relu, y, dt),
+            ConvAlgo::Winograd => {
+                return crate::winograd::forward(g, x, w, bias, residual, relu, y, dt)
+            }
+            _ => {}
         }
     }
+    // Without tiles for `T` (or input), the GEMM route of the shape.
+    let algo = choose_gemm(g);
     let nb = group_size(g, algo);
     let offs = tap_offsets(g);
     let group = |buf: &mut (Vec<T>, Vec<T>), (xs, ys): (&[T], &mut [T]), rs: Option<&[T]>| {
@@ -683,7 +727,7 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
                 ys,
                 ohw,
             ),
-            ConvAlgo::ImplicitGemm | ConvAlgo::Direct => {
+            ConvAlgo::ImplicitGemm | ConvAlgo::Direct | ConvAlgo::Winograd => {
                 let (xpad, tmp) = buf;
                 let xp = padded(g, xs, xpad);
                 if n > 1 {
@@ -920,8 +964,15 @@ pub fn conv2d_backward_data<T: GemmScalar>(g: &ConvGeometry, w: &[T], dy: &[T], 
     let algo = choose(g);
     // The transposed convolution's GEMM has c_in rows: worth it unless that
     // is fewer than c_out (then packing costs more per multiply-add).
-    // Direct tiles read ∂E/∂O in place, so the flipped form suits any shape.
-    if (algo == ConvAlgo::ImplicitGemm && g.c_in >= g.c_out) || algo == ConvAlgo::Direct {
+    // Direct tiles read ∂E/∂O in place, so the flipped form suits any shape,
+    // and Winograd's transposed convolution is again 3×3 at stride 1.
+    let flipped_form = match algo {
+        ConvAlgo::ImplicitGemm => g.c_in >= g.c_out,
+        ConvAlgo::Direct | ConvAlgo::Winograd => true,
+        ConvAlgo::Pointwise | ConvAlgo::Im2colGemm => false,
+    };
+    let algo = choose_gemm(g);
+    if flipped_form {
         if let Some(t) = transposed_geometry(g) {
             // ∂E/∂I[c, y, x] = Σ_{o,i,j} ∂E/∂O[o, y + p − i, x + p − j] · K[o, c, i, j]:
             // a stride-1 convolution of ∂E/∂O, padded by kh − 1 − p, with the
@@ -961,7 +1012,10 @@ pub fn conv2d_backward_data<T: GemmScalar>(g: &ConvGeometry, w: &[T], dy: &[T], 
                 ds,
                 ohw,
             ),
-            ConvAlgo::Im2colGemm | ConvAlgo::ImplicitGemm | ConvAlgo::Direct => {
+            ConvAlgo::Im2colGemm
+            | ConvAlgo::ImplicitGemm
+            | ConvAlgo::Direct
+            | ConvAlgo::Winograd => {
                 let (col, tmp) = buf;
                 col.resize(k * cols, T::zero());
                 let src: &[T] = if n == 1 {
@@ -1042,7 +1096,7 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
     if dy.is_empty() || k == 0 {
         return;
     }
-    let algo = choose(g);
+    let algo = choose_gemm(g);
     if !x.is_empty() {
         if let Some(dt) = direct_tiles::<T>().filter(|d| direct_weights(g, d.nr)) {
             return direct_backward_weights(g, x, dy, dw, dt);
@@ -1070,7 +1124,7 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
             };
             let src: &[T] = match algo {
                 ConvAlgo::Pointwise => xg,
-                ConvAlgo::ImplicitGemm | ConvAlgo::Direct => {
+                ConvAlgo::ImplicitGemm | ConvAlgo::Direct | ConvAlgo::Winograd => {
                     let xp = padded(g, xg, &mut col);
                     let b = ColsT(Cols::new(g, xp, &offs));
                     gemm_packed_b(

@@ -31,5 +31,6 @@ pub mod parallel;
 pub mod pool;
 pub mod reduce;
 pub mod softmax;
+mod winograd;
 
 pub use strata_tensor::Element;

@@ -87,6 +87,100 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// 3×3 stride-1 layers with ≥ 16 slices each way run by Winograd's
+    /// F(2×2, 3×3) where the CPU has direct tiles: odd and even sizes (blocks
+    /// cropped at the bottom and right), one-pixel images, every padding,
+    /// bias, residual and ReLU, several images per group and per task; and
+    /// backward-data (the flipped kernel, by the same route) is its adjoint.
+    #[test]
+    fn winograd_matches_naive(
+        batch in 1usize..5, c_in in 64usize..80, c_out in 64usize..80,
+        h in 1usize..12, w in 1usize..12, even in any::<bool>(),
+        pad_top in 0usize..3, pad_bottom in 0usize..3, pad_left in 0usize..3, pad_right in 0usize..3,
+        relu in any::<bool>(), seed in 0u64..1000,
+    ) {
+        let mut g = ConvGeometry { batch, c_in, h, w, c_out, kh: 3, kw: 3, stride_h: 1, stride_w: 1,
+            pad_top, pad_bottom, pad_left, pad_right };
+        prop_assume!(g.out_h() > 0 && g.out_w() > 0);
+        if even {
+            // Even output sizes, where `choose` takes Winograd (odd ones
+            // take another path here; the crate's own unit test runs
+            // Winograd on them too).
+            g.pad_bottom += g.out_h() % 2;
+            g.pad_right += g.out_w() % 2;
+        }
+        let (x, k, b) = (data(batch * g.in_image(), seed), data(g.weight_len(), seed + 1), data(c_out, seed + 2));
+        let n_out = batch * g.out_image();
+        let r = data(n_out, seed + 4);
+        let (mut y, mut want) = (vec![f64::NAN; n_out], vec![0.0; n_out]);
+        conv::conv2d_forward_fused(&g, &x, &k, Some(&b), Some(&r), relu, &mut y);
+        conv::conv2d_naive(&g, &x, &k, Some(&b), &mut want);
+        for ((a, e), r) in y.iter().zip(&want).zip(&r) {
+            let e = if relu { (e + r).max(0.0) } else { e + r };
+            prop_assert!((a - e).abs() < 1e-11, "{a} vs {e}");
+        }
+        let dy = data(n_out, seed + 3);
+        let mut y0 = vec![0.0; n_out];
+        conv::conv2d_naive(&g, &x, &k, None, &mut y0);
+        let lhs = dot(&dy, &y0);
+        let mut dx = vec![0.0; x.len()];
+        conv::conv2d_backward_data(&g, &k, &dy, &mut dx);
+        prop_assert!((lhs - dot(&dx, &x)).abs() < 1e-9 * (1.0 + lhs.abs()));
+    }
+}
+
+/// Where this CPU has direct tiles (AVX2 + FMA), the property above really
+/// runs Winograd: wide 3×3 stride-1 layers choose it, thin or strided ones not.
+#[test]
+fn winograd_is_chosen_for_wide_3x3_layers() {
+    let g = ConvGeometry {
+        batch: 2,
+        c_in: 64,
+        h: 8,
+        w: 8,
+        c_out: 96,
+        kh: 3,
+        kw: 3,
+        stride_h: 1,
+        stride_w: 1,
+        pad_top: 1,
+        pad_bottom: 1,
+        pad_left: 1,
+        pad_right: 1,
+    };
+    let avx2 = cfg!(target_arch = "x86_64")
+        && std::env::var_os("STRATA_CONV_NO_WINOGRAD").is_none()
+        && std::env::var_os("STRATA_CONV_NO_DIRECT").is_none()
+        && std::env::var_os("STRATA_CONV_EXPLICIT").is_none()
+        && strata_kernels::gemm::GemmImpl::Avx2.is_available();
+    if avx2 {
+        assert_eq!(conv::choose(&g), conv::ConvAlgo::Winograd);
+    }
+    assert_ne!(
+        conv::choose(&ConvGeometry { c_in: 3, ..g }),
+        conv::ConvAlgo::Winograd
+    );
+    assert_ne!(
+        conv::choose(&ConvGeometry { h: 7, w: 7, ..g }),
+        conv::ConvAlgo::Winograd
+    );
+    assert_ne!(
+        conv::choose(&ConvGeometry {
+            stride_h: 2,
+            stride_w: 2,
+            ..g
+        }),
+        conv::ConvAlgo::Winograd
+    );
+    assert_ne!(
+        conv::choose(&ConvGeometry { kh: 5, kw: 5, ..g }),
+        conv::ConvAlgo::Winograd
+    );
+}
+
 /// Timing of the three passes on a ResNet-like layer (3×3, 64→64, 32×32,
 /// batch 64): `cargo test -p strata-kernels --release --test conv_props -- --ignored --nocapture`.
 #[test]
