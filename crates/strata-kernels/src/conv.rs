@@ -30,6 +30,10 @@
 //!   `c_in ≥ c_out` is the forward convolution of `∂E/∂O` (padded by
 //!   `k − 1 − p`) with the flipped kernel; otherwise it goes through a
 //!   column buffer and `col2im`.
+//! - [`ConvAlgo::Winograd`]: 3×3 stride-1 layers with ≥ 64 slices each way
+//!   and even output sizes: Winograd's F(2×2, 3×3) ([`crate::winograd`]),
+//!   forward and (through the flipped kernel) backward-data;
+//!   `STRATA_CONV_NO_WINOGRAD` turns it off for A/B runs.
 //! - [`ConvAlgo::Im2colGemm`]: the explicit path (a column buffer per
 //!   worker, never one for the whole minibatch), forced by setting
 //!   `STRATA_CONV_EXPLICIT` for A/B runs.

@@ -31,6 +31,6 @@ pub mod parallel;
 pub mod pool;
 pub mod reduce;
 pub mod softmax;
-mod winograd;
+pub mod winograd;
 
 pub use strata_tensor::Element;

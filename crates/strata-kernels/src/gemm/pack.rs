@@ -152,7 +152,7 @@ pub fn pack_b<T: Copy + Default>(
 }
 
 /// Packs one full B micro-panel of op(B) = Bᵀ: `dst[p·nr + j] = src[j·ld + p]`
-/// for `j < nr`, `p < kc` (the driver's [`pack_b`] `Trans::Yes` case).
+/// for `j < nr`, `p < kc` (the driver's `pack_b` `Trans::Yes` case).
 pub type PackTransposed<T> = unsafe fn(src: *const T, ld: usize, kc: usize, nr: usize, dst: *mut T);
 
 /// [`PackTransposed`] for f32 with AVX, `nr` a multiple of 8: 8×8 blocks
@@ -221,12 +221,12 @@ pub unsafe fn pack_bt_f32_avx(src: *const f32, ld: usize, kc: usize, nr: usize, 
 }
 
 /// A source of op(B) that the driver packs from: a stored matrix
-/// ([`MatrixB`]) or an operand that is never stored, such as the im2col
+/// (`MatrixB`) or an operand that is never stored, such as the im2col
 /// matrix of a convolution (`crate::conv`), whose panels are copied straight
 /// from the images.
 pub trait PackB<T>: Sync {
     /// Packs depth `p0..p0+kc`, columns `j0..j0+nc` of op(B) with the layout
-    /// of [`pack_b`]: `dst[panel·kc·nr + p·nr + j] = op(B)[p0 + p, j0 + panel·nr + j]`,
+    /// of `pack_b`: `dst[panel·kc·nr + p·nr + j] = op(B)[p0 + p, j0 + panel·nr + j]`,
     /// for the panels in `panels` (`dst` starts at the first of them),
     /// zero-padding columns past `j0 + nc`. `fast` is the kernel's
     /// transposing packer, for sources that hold op(B) as rows of Bᵀ.
