@@ -6,8 +6,8 @@
 //!
 //! 16 multiplies per block and slice pair instead of the direct 36. The sum
 //! over input slices of the 16 elementwise products is 16 matrix products
-//! `M_ξ[o, t] = Σ_c U_ξ[o, c] · V_ξ[c, t]` over the output blocks `t` of a group
-//! of images; they run on the GEMM's register tiles with `V` written by the
+//! `M_ξ[o, t] = Σ_c U_ξ[o, c] · V_ξ[c, t]` over the output blocks `t` of a chunk
+//! of rows of blocks; they run on the GEMM's register tiles with `V` written by the
 //! input transform straight into packed panels (no packing pass, no driver).
 //! Rounding differs from the direct sum (the transforms add and halve), by a
 //! few units in the last place for these small transforms.
