@@ -477,13 +477,10 @@ fn output_body<T: GemmScalar>(
                     d.iter_mut().for_each(|d| *d = *d + bv);
                 }
                 if let Some(r) = residual {
-                    d.iter_mut()
-                        .zip(&r[at..][..ow])
-                        .for_each(|(d, &r)| *d = *d + r);
+                    crate::elementwise::add_assign(d, &r[at..][..ow]);
                 }
                 if relu {
-                    d.iter_mut()
-                        .for_each(|d| *d = if *d > T::zero() { *d } else { T::zero() });
+                    crate::elementwise::relu_inplace(d);
                 }
             }
         }
