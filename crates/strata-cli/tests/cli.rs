@@ -468,6 +468,22 @@ fn bad_preprocessing_and_augmentation_are_spec_errors() {
         ),
         ("r.toml", "augment = { rotate = 90.0 }", "data.augment"),
         ("k.toml", "augment = { shear = 1 }", "unknown augmentation"),
+        ("e.toml", "augment = { erase = 1.5 }", "erasing probability"),
+        (
+            "ea.toml",
+            "augment = { erase = { max_area = 2.0 } }",
+            "erased area",
+        ),
+        (
+            "ek.toml",
+            "augment = { erase = { size = 3 } }",
+            "erase has no parameter",
+        ),
+        (
+            "es.toml",
+            "augment = { erase = \"yes\" }",
+            "erase takes a table",
+        ),
     ] {
         let p = dir.join(name);
         std::fs::write(&p, format!("[data]\ndataset = \"digits\"\n{data}\n[model]\nlayers = [\"flatten\", {{ linear = 10 }}]\n")).unwrap();

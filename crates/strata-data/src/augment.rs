@@ -1,6 +1,7 @@
 //! Data augmentation (section 12.4.3): random crops (with zero padding),
 //! rescale-then-crop, small rotations that never let an "unknown" pixel into the
-//! crop, and horizontal flips, composed in order and drawn afresh every epoch.
+//! crop, horizontal flips and random erasing, composed in order and drawn
+//! afresh every epoch.
 //!
 //! **Determinism.** The draws for image `j` of minibatch `b` in epoch `e` come
 //! from a generator seeded with `mix(seed, e, b, j)` alone, so they do not depend
@@ -57,6 +58,27 @@ pub enum AugmentStep {
     },
     /// Mirror left to right with probability 1/2.
     Flip,
+    /// Random erasing (Zhong et al., 2017): with probability `probability`, a
+    /// rectangle is set to `value` in every slice. Its area is a fraction of the
+    /// image drawn uniformly from `[min_area, max_area]`, its aspect ratio
+    /// (height / width) log-uniformly from `[min_aspect, 1 / min_aspect]`, and
+    /// it is placed uniformly inside the image; a draw that does not fit is
+    /// redrawn, up to 10 times, then the image is left as it is. The network
+    /// must then recognise objects from their visible parts, which regularises
+    /// like dropout on the input. `value` 0 is the training mean once the data
+    /// are whitened.
+    Erase {
+        /// Chance that an image gets a rectangle at all.
+        probability: f32,
+        /// Smallest area, as a fraction of the image.
+        min_area: f32,
+        /// Largest area, as a fraction of the image.
+        max_area: f32,
+        /// Smallest height / width ratio (at most 1; the largest is its inverse).
+        min_aspect: f32,
+        /// What the erased pixels become.
+        value: f32,
+    },
     /// The centred `height × width` window (zero-padded if larger): deterministic,
     /// used by [`Augmentation::eval_transform`].
     CenterCrop {
@@ -96,6 +118,22 @@ impl AugmentStep {
             AugmentStep::CenterCrop { height, width } => {
                 (4, [height as u64, width as u64, 0, 0, 0])
             }
+            AugmentStep::Erase {
+                probability,
+                min_area,
+                max_area,
+                min_aspect,
+                value,
+            } => (
+                5,
+                [
+                    b(probability),
+                    b(min_area),
+                    b(max_area),
+                    b(min_aspect),
+                    b(value),
+                ],
+            ),
         }
     }
 
@@ -151,6 +189,33 @@ impl AugmentStep {
                 }
                 Ok([c, height, width])
             }
+            AugmentStep::Erase {
+                probability,
+                min_area,
+                max_area,
+                min_aspect,
+                value,
+            } => {
+                if !(0.0..=1.0).contains(&probability) {
+                    return bad(format!(
+                        "erasing probability must be in [0, 1], found {probability}"
+                    ));
+                }
+                if !(min_area > 0.0 && min_area <= max_area && max_area <= 1.0) {
+                    return bad(format!(
+                        "erased area must satisfy 0 < min <= max <= 1, found [{min_area}, {max_area}]"
+                    ));
+                }
+                if !(min_aspect > 0.0 && min_aspect <= 1.0) {
+                    return bad(format!(
+                        "erased aspect ratio must be in (0, 1], found {min_aspect}"
+                    ));
+                }
+                if !value.is_finite() {
+                    return bad(format!("erasing value must be finite, found {value}"));
+                }
+                Ok(input)
+            }
         }
     }
 
@@ -194,6 +259,38 @@ impl AugmentStep {
                 img
             }
             AugmentStep::CenterCrop { height, width } => center_crop(&img, shape, height, width),
+            AugmentStep::Erase {
+                probability,
+                min_area,
+                max_area,
+                min_aspect,
+                value,
+            } => {
+                let mut img = img;
+                if uniform01(rng) < probability {
+                    let area = (h * w) as f32;
+                    let log_aspect = min_aspect.ln();
+                    for _ in 0..10 {
+                        let a = area * (min_area + (max_area - min_area) * uniform01(rng));
+                        // ln r uniform in [ln r₁, −ln r₁]: tall and wide boxes equally likely.
+                        let r = (log_aspect * (1.0 - 2.0 * uniform01(rng))).exp();
+                        let eh = (a * r).sqrt().round() as usize;
+                        let ew = (a / r).sqrt().round() as usize;
+                        if eh == 0 || ew == 0 || eh > h || ew > w {
+                            continue;
+                        }
+                        let top = uniform_int(rng, h - eh);
+                        let left = uniform_int(rng, w - ew);
+                        for plane in img.chunks_exact_mut(h * w) {
+                            for row in plane[top * w..(top + eh) * w].chunks_exact_mut(w) {
+                                row[left..left + ew].fill(value);
+                            }
+                        }
+                        break;
+                    }
+                }
+                img
+            }
         };
         Ok((img, out))
     }
@@ -276,6 +373,19 @@ impl Augmentation {
     /// Appends a random horizontal flip.
     pub fn flip(self) -> Self {
         self.then(AugmentStep::Flip)
+    }
+
+    /// Appends random erasing with probability `probability` and Zhong et
+    /// al.'s other settings: 2–40 % of the image, aspect ratio in [0.3, 1/0.3],
+    /// filled with 0 (the mean of whitened data). See [`AugmentStep::Erase`].
+    pub fn erase(self, probability: f32) -> Self {
+        self.then(AugmentStep::Erase {
+            probability,
+            min_area: 0.02,
+            max_area: 0.4,
+            min_aspect: 0.3,
+            value: 0.0,
+        })
     }
 
     /// The steps, in order.

@@ -56,6 +56,23 @@ fn bad_augmentations_are_errors() {
     assert!(err(Augmentation::new(0).rescale_crop(1.2, 1.0, 8, 8)).contains("rescale range"));
     assert!(err(Augmentation::new(0).rotate(90.0)).contains("rotation"));
     assert!(err(Augmentation::new(0).rotate(f32::NAN)).contains("rotation"));
+    assert!(err(Augmentation::new(0).erase(1.5)).contains("erasing probability"));
+    assert!(err(Augmentation::new(0).erase(f32::NAN)).contains("erasing probability"));
+    let erase = |min_area, max_area, min_aspect, value| {
+        Augmentation::new(0).then(AugmentStep::Erase {
+            probability: 0.5,
+            min_area,
+            max_area,
+            min_aspect,
+            value,
+        })
+    };
+    assert!(err(erase(0.0, 0.4, 0.3, 0.0)).contains("erased area"));
+    assert!(err(erase(0.5, 0.4, 0.3, 0.0)).contains("erased area"));
+    assert!(err(erase(0.1, 1.5, 0.3, 0.0)).contains("erased area"));
+    assert!(err(erase(0.1, 0.4, 0.0, 0.0)).contains("aspect"));
+    assert!(err(erase(0.1, 0.4, 2.0, 0.0)).contains("aspect"));
+    assert!(err(erase(0.1, 0.4, 0.3, f32::INFINITY)).contains("value"));
     assert!(Augmentation::new(0).flip().output_shape([0, 8, 8]).is_err());
     assert!(Augmentation::new(0)
         .flip()
@@ -159,6 +176,80 @@ fn pad_and_crop_places_the_image() {
     assert_eq!(seen.len(), 9, "all 9 offsets occur: {seen:?}");
 }
 
+/// The rectangle where `y` differs from `x`, checked to be one rectangle
+/// (the same in every slice) holding `value`: `(top, left, height, width)`.
+fn erased_box(
+    x: &[f32],
+    y: &[f32],
+    [c, h, w]: [usize; 3],
+    value: f32,
+) -> Option<(usize, usize, usize, usize)> {
+    let changed: Vec<(usize, usize)> = (0..h * w)
+        .filter(|&i| (0..c).any(|k| x[k * h * w + i] != y[k * h * w + i]))
+        .map(|i| (i / w, i % w))
+        .collect();
+    let (&first, &last) = (changed.first()?, changed.last()?);
+    let left = changed.iter().map(|p| p.1).min().unwrap();
+    let right = changed.iter().map(|p| p.1).max().unwrap();
+    let (top, bottom) = (first.0, last.0);
+    for i in top..=bottom {
+        for j in left..=right {
+            for k in 0..c {
+                assert_eq!(
+                    y[k * h * w + i * w + j],
+                    value,
+                    "({k}, {i}, {j}) inside the box"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        changed.len(),
+        (bottom - top + 1) * (right - left + 1),
+        "one rectangle"
+    );
+    Some((top, left, bottom - top + 1, right - left + 1))
+}
+
+#[test]
+fn erasing_blanks_one_rectangle_of_the_drawn_size() {
+    let shape = [3, 20, 30];
+    let x: Vec<f32> = (0..3 * 20 * 30).map(|v| 1.0 + v as f32).collect();
+    let always = Augmentation::new(5).then(AugmentStep::Erase {
+        probability: 1.0,
+        min_area: 0.1,
+        max_area: 0.3,
+        min_aspect: 0.5,
+        value: -2.0,
+    });
+    let (mut tall, mut wide) = (0, 0);
+    for j in 0..200 {
+        let (y, s) = always.apply_image(&x, shape, 0, 0, j).unwrap();
+        assert_eq!(s, shape);
+        let (_, _, eh, ew) = erased_box(&x, &y, shape, -2.0).expect("probability 1 always erases");
+        // Rounded sides: the area lies within the drawn range up to a pixel's rounding.
+        let a = (eh * ew) as f32 / 600.0;
+        assert!(a > 0.1 * 0.7 && a < 0.3 * 1.3, "area fraction {a}");
+        let r = eh as f32 / ew as f32;
+        assert!(r > 0.5 * 0.7 && r < 2.0 * 1.3, "aspect {r}");
+        tall += usize::from(eh > ew);
+        wide += usize::from(ew > eh);
+    }
+    assert!(
+        tall > 40 && wide > 40,
+        "tall {tall}, wide {wide}: aspect is log-symmetric"
+    );
+
+    // Probability 0 never erases; 0.5 erases about half the images.
+    let never = Augmentation::new(5).erase(0.0);
+    assert!((0..50).all(|j| never.apply_image(&x, shape, 1, 2, j).unwrap().0 == x));
+    let half = Augmentation::new(5).erase(0.5);
+    let erased = (0..400)
+        .filter(|&j| half.apply_image(&x, shape, 1, 2, j).unwrap().0 != x)
+        .count();
+    assert!((140..=260).contains(&erased), "{erased} of 400 erased");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -170,6 +261,27 @@ proptest! {
         flip_horizontal(&mut y, [c, h, w]);
         flip_horizontal(&mut y, [c, h, w]);
         prop_assert_eq!(y, x);
+    }
+
+    #[test]
+    fn erasing_keeps_the_shape_and_blanks_at_most_one_rectangle(
+        c in 1usize..4, h in 1usize..12, w in 1usize..12, p in 0.0f32..=1.0,
+        lo in 0.01f32..1.0, span in 0.0f32..1.0, aspect in 0.05f32..=1.0,
+        seed: u64, e: u64,
+    ) {
+        let hi = lo + (1.0 - lo) * span;
+        let shape = [c, h, w];
+        let x: Vec<f32> = (0..c * h * w).map(|v| 1.0 + v as f32).collect();
+        let a = Augmentation::new(seed).crop(h, w, 0).then(AugmentStep::Erase {
+            probability: p, min_area: lo, max_area: hi, min_aspect: aspect, value: 0.0,
+        });
+        let (y, s) = a.apply_image(&x, shape, e, 0, 0).unwrap();
+        prop_assert_eq!(s, shape);
+        if let Some((top, left, eh, ew)) = erased_box(&x, &y, shape, 0.0) {
+            prop_assert!(top + eh <= h && left + ew <= w);
+        }
+        // The same draws give the same image.
+        prop_assert_eq!(a.apply_image(&x, shape, e, 0, 0).unwrap().0, y);
     }
 
     #[test]

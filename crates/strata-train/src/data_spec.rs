@@ -3,13 +3,15 @@
 //! ```toml
 //! [data]
 //! preprocess = ["pixel-whiten", { zca = { eps = 0.01 } }]   # fitted on training data
-//! augment = { crop = { size = 32, pad = 4 }, flip = true, rotate = 10.0 }
+//! augment = { crop = { size = 32, pad = 4 }, flip = true, rotate = 10.0, erase = 0.5 }
 //! ```
 //! Preprocessing steps: `pixel-whiten`, `image-normalize`, `lcn` (`sigma`,
 //! `divide`, `floor`), `pca`, `zca`, `patch-zca` (`kernel`, `eps`), `resize`
 //! (`size` or `height` + `width`). Augmentation keys, applied in this order:
 //! `rescale = { min, max, size }`, `rotate = <max degrees>`,
-//! `crop = { size, pad }`, `flip = true`.
+//! `crop = { size, pad }`, `flip = true`, then random erasing: `erase = <probability>`
+//! or `erase = { probability, min_area, max_area, min_aspect, value }` (defaults
+//! 0.5, 0.02, 0.4, 0.3, 0).
 
 use strata_data::{AugmentStep, Filter, Preprocess};
 use toml::Value;
@@ -106,7 +108,7 @@ pub fn parse_augment(v: &Value) -> Result<Vec<AugmentStep>, String> {
     let t = v
         .as_table()
         .ok_or("augment is a table such as { crop = { size = 32, pad = 4 }, flip = true }")?;
-    const KEYS: [&str; 4] = ["rescale", "rotate", "crop", "flip"];
+    const KEYS: [&str; 5] = ["rescale", "rotate", "crop", "flip", "erase"];
     if let Some(k) = t.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(format!(
             "unknown augmentation {k:?}; expected one of {KEYS:?}"
@@ -162,6 +164,31 @@ pub fn parse_augment(v: &Value) -> Result<Vec<AugmentStep>, String> {
         None | Some(Value::Boolean(false)) => {}
         Some(Value::Boolean(true)) => steps.push(AugmentStep::Flip),
         Some(other) => return Err(format!("flip is true or false, got {other}")),
+    }
+    if let Some(e) = t.get("erase") {
+        const ERASE: [&str; 5] = ["probability", "min_area", "max_area", "min_aspect", "value"];
+        let p = match e {
+            Value::Float(_) | Value::Integer(_) => None,
+            other => params(other, "erase", &ERASE)?,
+        };
+        let get = |k: &str, default: f64| match p {
+            Some(p) => float(p.get(k), default, &format!("erase {k}")),
+            None if k == "probability" => float(Some(e), default, "erase"),
+            None => Ok(default),
+        };
+        let step = AugmentStep::Erase {
+            probability: get("probability", 0.5)? as f32,
+            min_area: get("min_area", 0.02)? as f32,
+            max_area: get("max_area", 0.4)? as f32,
+            min_aspect: get("min_aspect", 0.3)? as f32,
+            value: get("value", 0.0)? as f32,
+        };
+        // The same checks the data crate makes, early and with the spec's words.
+        step.output_shape([1, 1, 1]).map_err(|e| match e {
+            strata_data::DataError::Invalid(m) => m.replace("augmentation: ", "erase: "),
+            other => other.to_string(),
+        })?;
+        steps.push(step);
     }
     Ok(steps)
 }

@@ -239,3 +239,38 @@ fn impossible_sizes_name_the_layer_or_field() {
     assert!(msg.starts_with("j.toml: data.augment: "), "{msg}");
     assert!(msg.contains("100x100"), "{msg}");
 }
+
+#[test]
+fn erasing_is_a_number_or_a_table() {
+    use strata_data::AugmentStep;
+    let steps = |aug: &str| {
+        let text = format!("[data]\ndataset = \"digits\"\naugment = {aug}\n[model]\nlayers = [\"flatten\", {{ linear = 10 }}]\n");
+        Spec::parse(&text, "e.toml").map(|s| s.augment)
+    };
+    assert_eq!(
+        steps("{ flip = true, erase = 0.25 }").unwrap(),
+        vec![
+            AugmentStep::Flip,
+            AugmentStep::Erase {
+                probability: 0.25,
+                min_area: 0.02,
+                max_area: 0.4,
+                min_aspect: 0.3,
+                value: 0.0
+            }
+        ]
+    );
+    assert_eq!(
+        steps("{ erase = { probability = 1, max_area = 0.2, value = -1.5 } }").unwrap(),
+        vec![AugmentStep::Erase {
+            probability: 1.0,
+            min_area: 0.02,
+            max_area: 0.2,
+            min_aspect: 0.3,
+            value: -1.5
+        }]
+    );
+    let e = steps("{ erase = { min_aspect = 3.0 } }").unwrap_err();
+    assert_eq!(e.field, "data.augment", "{e}");
+    assert!(e.message.contains("erased aspect ratio"), "{e}");
+}
