@@ -198,7 +198,7 @@ pub enum ScheduleSpec {
         /// Epochs between decays.
         every: usize,
     },
-    /// Cosine annealing over the whole run.
+    /// Cosine annealing from `lr` to `min_lr` over the run's steps after the warm-up.
     Cosine {
         /// Initial rate.
         lr: f64,
@@ -691,10 +691,15 @@ impl Spec {
                 gamma: *gamma,
                 every: *every,
             },
+            // The cosine starts after the warm-up, so it spans the steps left:
+            // the last step's rate is then `min_lr`, not what the curve has
+            // reached `warmup_steps` before its end.
             Some(ScheduleSpec::Cosine { lr, min_lr }) => Schedule::Cosine {
                 lr: *lr,
                 min_lr: *min_lr,
-                total_steps: steps_per_epoch * self.train.epochs as u64,
+                total_steps: (steps_per_epoch * self.train.epochs as u64)
+                    .saturating_sub(o.warmup_steps)
+                    .max(1),
             },
         };
         if o.warmup_steps > 0 {

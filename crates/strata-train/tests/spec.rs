@@ -92,6 +92,28 @@ fn every_optimiser_and_schedule() {
             total_steps: 100
         }
     );
+    // After a warm-up the cosine spans the remaining steps and ends at min_lr.
+    let c = Spec::parse(
+        &format!("{BASE}[optimizer]\nwarmup_steps = 40\nschedule = {{ kind = \"cosine\", lr = 0.1, min_lr = 0.001 }}\n[train]\nepochs = 10\n"),
+        "c.toml",
+    )
+    .unwrap();
+    let s = c.schedule_for(10);
+    assert!(
+        (s.lr(39, 3) - 0.1).abs() < 1e-12,
+        "end of warm-up: {}",
+        s.lr(39, 3)
+    );
+    assert!(
+        (s.lr(99, 9) - 0.001).abs() < 1e-4,
+        "last step: {}",
+        s.lr(99, 9)
+    );
+    assert!(
+        s.lr(69, 6) > 0.04 && s.lr(69, 6) < 0.06,
+        "half way: {}",
+        s.lr(69, 6)
+    );
     let w = Spec::parse(
         &format!("{BASE}[optimizer]\nlr = 0.2\nwarmup_steps = 5\n"),
         "w.toml",
