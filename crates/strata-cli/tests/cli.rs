@@ -482,7 +482,7 @@ fn bad_preprocessing_and_augmentation_are_spec_errors() {
         (
             "es.toml",
             "augment = { erase = \"yes\" }",
-            "erase takes a table",
+            "erase is true, a probability",
         ),
     ] {
         let p = dir.join(name);

@@ -9,9 +9,9 @@
 //! `divide`, `floor`), `pca`, `zca`, `patch-zca` (`kernel`, `eps`), `resize`
 //! (`size` or `height` + `width`). Augmentation keys, applied in this order:
 //! `rescale = { min, max, size }`, `rotate = <max degrees>`,
-//! `crop = { size, pad }`, `flip = true`, then random erasing: `erase = <probability>`
-//! or `erase = { probability, min_area, max_area, min_aspect, value }` (defaults
-//! 0.5, 0.02, 0.4, 0.3, 0).
+//! `crop = { size, pad }`, `flip = true`, then random erasing: `erase = true`,
+//! `erase = <probability>` or `erase = { probability, min_area, max_area,
+//! min_aspect, value }` (defaults 0.5, 0.02, 0.4, 0.3, 0).
 
 use strata_data::{AugmentStep, Filter, Preprocess};
 use toml::Value;
@@ -165,14 +165,18 @@ pub fn parse_augment(v: &Value) -> Result<Vec<AugmentStep>, String> {
         Some(Value::Boolean(true)) => steps.push(AugmentStep::Flip),
         Some(other) => return Err(format!("flip is true or false, got {other}")),
     }
-    if let Some(e) = t.get("erase") {
+    if let Some(e) = t.get("erase").filter(|e| e.as_bool() != Some(false)) {
         const ERASE: [&str; 5] = ["probability", "min_area", "max_area", "min_aspect", "value"];
         let p = match e {
-            Value::Float(_) | Value::Integer(_) => None,
-            other => params(other, "erase", &ERASE)?,
+            Value::Float(_) | Value::Integer(_) | Value::Boolean(true) => None,
+            Value::Table(_) => params(e, "erase", &ERASE)?,
+            other => return Err(format!(
+                "erase is true, a probability such as 0.5, or a table such as {{ probability = 0.5, max_area = 0.3 }}; got {other}"
+            )),
         };
         let get = |k: &str, default: f64| match p {
             Some(p) => float(p.get(k), default, &format!("erase {k}")),
+            None if k == "probability" && e.is_bool() => Ok(default),
             None if k == "probability" => float(Some(e), default, "erase"),
             None => Ok(default),
         };

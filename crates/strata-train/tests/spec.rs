@@ -292,6 +292,11 @@ fn erasing_is_a_number_or_a_table() {
             value: -1.5
         }]
     );
+    assert_eq!(
+        steps("{ erase = true }").unwrap(),
+        steps("{ erase = 0.5 }").unwrap()
+    );
+    assert!(steps("{ erase = false }").unwrap().is_empty());
     let e = steps("{ erase = { min_aspect = 3.0 } }").unwrap_err();
     assert_eq!(e.field, "data.augment", "{e}");
     assert!(e.message.contains("erased aspect ratio"), "{e}");
