@@ -90,6 +90,19 @@ pub enum AugmentStep {
 }
 
 impl AugmentStep {
+    /// Random erasing with probability `probability` and Zhong et al.'s other
+    /// settings: 2–40 % of the image, aspect ratio in [0.3, 1/0.3], filled
+    /// with 0 (the mean of whitened data).
+    pub fn erasing(probability: f32) -> Self {
+        AugmentStep::Erase {
+            probability,
+            min_area: 0.02,
+            max_area: 0.4,
+            min_aspect: 0.3,
+            value: 0.0,
+        }
+    }
+
     /// A comparable image of the step (floats by their bits, so equality is lawful).
     fn key(&self) -> (u8, [u64; 5]) {
         let b = |v: f32| v.to_bits() as u64;
@@ -375,17 +388,10 @@ impl Augmentation {
         self.then(AugmentStep::Flip)
     }
 
-    /// Appends random erasing with probability `probability` and Zhong et
-    /// al.'s other settings: 2–40 % of the image, aspect ratio in [0.3, 1/0.3],
-    /// filled with 0 (the mean of whitened data). See [`AugmentStep::Erase`].
+    /// Appends random erasing with Zhong et al.'s settings
+    /// ([`AugmentStep::erasing`]).
     pub fn erase(self, probability: f32) -> Self {
-        self.then(AugmentStep::Erase {
-            probability,
-            min_area: 0.02,
-            max_area: 0.4,
-            min_aspect: 0.3,
-            value: 0.0,
-        })
+        self.then(AugmentStep::erasing(probability))
     }
 
     /// The steps, in order.

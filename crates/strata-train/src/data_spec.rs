@@ -167,26 +167,38 @@ pub fn parse_augment(v: &Value) -> Result<Vec<AugmentStep>, String> {
     }
     if let Some(e) = t.get("erase").filter(|e| e.as_bool() != Some(false)) {
         const ERASE: [&str; 5] = ["probability", "min_area", "max_area", "min_aspect", "value"];
-        let p = match e {
-            Value::Float(_) | Value::Integer(_) | Value::Boolean(true) => None,
-            Value::Table(_) => params(e, "erase", &ERASE)?,
+        let (p, probability) = match e {
+            Value::Boolean(true) => (None, None),
+            Value::Float(_) | Value::Integer(_) => (None, Some(e)),
+            Value::Table(_) => {
+                let p = params(e, "erase", &ERASE)?;
+                (p, p.and_then(|p| p.get("probability")))
+            }
             other => return Err(format!(
                 "erase is true, a probability such as 0.5, or a table such as {{ probability = 0.5, max_area = 0.3 }}; got {other}"
             )),
         };
-        let get = |k: &str, default: f64| match p {
-            Some(p) => float(p.get(k), default, &format!("erase {k}")),
-            None if k == "probability" && e.is_bool() => Ok(default),
-            None if k == "probability" => float(Some(e), default, "erase"),
-            None => Ok(default),
-        };
-        let step = AugmentStep::Erase {
-            probability: get("probability", 0.5)? as f32,
-            min_area: get("min_area", 0.02)? as f32,
-            max_area: get("max_area", 0.4)? as f32,
-            min_aspect: get("min_aspect", 0.3)? as f32,
-            value: get("value", 0.0)? as f32,
-        };
+        // Unset fields keep the data crate's defaults (Zhong et al.'s).
+        let mut step = AugmentStep::erasing(0.5);
+        if let AugmentStep::Erase {
+            probability: prob,
+            min_area,
+            max_area,
+            min_aspect,
+            value,
+        } = &mut step
+        {
+            *prob = float(probability, *prob as f64, "erase probability")? as f32;
+            for (k, field) in [
+                ("min_area", min_area),
+                ("max_area", max_area),
+                ("min_aspect", min_aspect),
+                ("value", value),
+            ] {
+                let given = p.and_then(|p| p.get(k));
+                *field = float(given, *field as f64, &format!("erase {k}"))? as f32;
+            }
+        }
         // The same checks the data crate makes, early and with the spec's words.
         step.output_shape([1, 1, 1]).map_err(|e| match e {
             strata_data::DataError::Invalid(m) => m.replace("augmentation: ", "erase: "),
