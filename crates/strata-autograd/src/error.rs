@@ -35,6 +35,12 @@ pub enum AutogradError {
         /// The probability given.
         p: f64,
     },
+    /// A label-smoothing `ε` outside `[0, 1)`.
+    #[error("softmax_cross_entropy: label smoothing ε = {smoothing} is outside [0, 1)")]
+    BadSmoothing {
+        /// The `ε` given.
+        smoothing: f64,
+    },
     /// `backward` was asked of a tape recorded in inference mode, or of a non-scalar.
     #[error("backward: {0}")]
     Backward(String),

@@ -144,6 +144,11 @@ fn softmax_cross_entropy_and_softmax() {
     assert_checks(&[("logits", rand_tensor(&[3, 5], 10))], |t, v| {
         t.softmax_cross_entropy(v[0], &labels)
     });
+    for eps in [0.1, 0.5] {
+        assert_checks(&[("logits", rand_tensor(&[3, 5], 13))], |t, v| {
+            t.softmax_cross_entropy_smoothed(v[0], &labels, eps)
+        });
+    }
     assert_checks(&[("logits", rand_tensor(&[3, 5], 11))], |t, v| {
         let s = t.softmax(v[0])?;
         weighted_sum(t, s, 12)
@@ -311,6 +316,12 @@ fn bad_inputs_are_errors() {
         "{e}"
     );
     assert!(t.softmax_cross_entropy(a, &[0]).is_err());
+    for eps in [-0.1, 1.0, f64::NAN] {
+        assert!(matches!(
+            t.softmax_cross_entropy_smoothed(a, &[0, 1], eps),
+            Err(AutogradError::BadSmoothing { .. })
+        ));
+    }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
     for p in [-0.1, 1.0, f64::NAN] {
         assert!(matches!(

@@ -60,6 +60,24 @@ pub fn softmax_cross_entropy<T: Element>(
     cols: usize,
     grad: &mut [T],
 ) -> T {
+    softmax_cross_entropy_smoothed(logits, labels, cols, T::zero(), grad)
+}
+
+/// [`softmax_cross_entropy`] against label-smoothed targets (Szegedy et al.,
+/// 2016): row `i`'s target is `q = (1 − ε)·onehot(y_i) + ε/C` instead of the
+/// one-hot vector, so the loss is `(1/M) Σ_i −Σ_k q_k log s_k(o_i)` and its
+/// gradient `(s(o_i) − q)/M`. The targets never reach 0 or 1, so the logits
+/// are not pushed to grow without bound. `ε = 0` is the plain loss.
+///
+/// # Panics
+/// If a label is not smaller than `cols` (callers validate labels first).
+pub fn softmax_cross_entropy_smoothed<T: Element>(
+    logits: &[T],
+    labels: &[usize],
+    cols: usize,
+    smoothing: T,
+    grad: &mut [T],
+) -> T {
     let rows = rows_check("softmax_cross_entropy", logits.len(), cols);
     assert_eq!(
         labels.len(),
@@ -75,6 +93,9 @@ pub fn softmax_cross_entropy<T: Element>(
         return T::zero();
     }
     let inv_m = T::one() / T::of(rows as f64);
+    // Target weights: `hit` on the label, `spread` on every class (label included).
+    let spread = smoothing / T::of(cols as f64);
+    let hit = T::one() - smoothing;
     let mut loss = T::zero();
     for ((xr, gr), &y) in logits
         .chunks_exact(cols)
@@ -91,11 +112,17 @@ pub fn softmax_cross_entropy<T: Element>(
             *g = (v - m).exp();
             total = total + *g;
         }
-        // −log s_y = log Σ e^{u_k − m} − (u_y − m)
-        loss = loss + total.ln() - (xr[y] - m);
+        // −Σ q_k log s_k = log Σ e^{u_k − m} − Σ q_k (u_k − m), as Σ q_k = 1.
+        loss = loss + total.ln() - hit * (xr[y] - m);
         let scale = inv_m / total;
         gr.iter_mut().for_each(|g| *g = *g * scale);
-        gr[y] = gr[y] - inv_m;
+        gr[y] = gr[y] - hit * inv_m;
+        if smoothing != T::zero() {
+            let sum_shifted = xr.iter().map(|&v| v - m).sum::<T>();
+            loss = loss - spread * sum_shifted;
+            let d = spread * inv_m;
+            gr.iter_mut().for_each(|g| *g = *g - d);
+        }
     }
     loss * inv_m
 }

@@ -96,6 +96,18 @@ proptest! {
             let onehot = if c == labels[r] { 1.0 } else { 0.0 };
             prop_assert!((g[r * cols + c] - (s[r * cols + c] - onehot) / rows as f64).abs() < 1e-12);
         }}
+        // Smoothed targets q = (1 − ε)·onehot + ε/C: loss = mean of −Σ q_k log s_k,
+        // gradient = (s − q)/M.
+        let eps = 0.1 + 0.05 * (rows as f64);
+        let q = |r: usize, c: usize| (1.0 - eps) * f64::from(u8::from(c == labels[r])) + eps / cols as f64;
+        let loss = softmax::softmax_cross_entropy_smoothed(&x, &labels, cols, eps, &mut g);
+        let want: f64 = (0..rows)
+            .map(|r| (0..cols).map(|c| -q(r, c) * ls[r * cols + c]).sum::<f64>())
+            .sum::<f64>() / rows as f64;
+        prop_assert!((loss - want).abs() < 1e-9, "{} vs {}", loss, want);
+        for r in 0..rows { for c in 0..cols {
+            prop_assert!((g[r * cols + c] - (s[r * cols + c] - q(r, c)) / rows as f64).abs() < 1e-12);
+        }}
         // f32 stays finite for huge logits thanks to the max shift.
         let xf: Vec<f32> = x.iter().map(|&v| v as f32 * 100.0).collect();
         let mut sf = vec![0.0f32; x.len()];

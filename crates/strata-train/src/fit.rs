@@ -68,6 +68,9 @@ pub struct FitOptions {
     pub augment: Option<Augmentation>,
     /// How validation images are evaluated (e.g. the augmentation's centre crop).
     pub eval: EvalOptions,
+    /// Label smoothing `ε` of the training loss (targets `(1 − ε)·onehot + ε/C`;
+    /// 0: the plain cross-entropy).
+    pub label_smoothing: f64,
 }
 
 impl Default for FitOptions {
@@ -78,6 +81,7 @@ impl Default for FitOptions {
             seed: 1,
             augment: None,
             eval: EvalOptions::default(),
+            label_smoothing: 0.0,
         }
     }
 }
@@ -251,7 +255,7 @@ pub fn fit_from(
             let mut ctx = Ctx::new(Mode::Train, &mut rng).with_monitor(&mut monitor);
             let logits = model.forward(&mut tape, x, &mut ctx)?;
             let loss = tape
-                .softmax_cross_entropy(logits, &batch.labels)
+                .softmax_cross_entropy_smoothed(logits, &batch.labels, opts.label_smoothing)
                 .map_err(NnError::from)?;
             let l = tape.value(loss).map_err(NnError::from)?.to_vec()[0] as f64;
             if !l.is_finite() {

@@ -12,7 +12,7 @@ use crate::spec::{Spec, SpecError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use strata_autograd::gradcheck::{GradCheckOptions, GradCheckReport};
-use strata_data::{DataError, Dataset, FittedPipeline, TrainTest};
+use strata_data::{AugmentStep, Augmentation, DataError, Dataset, FittedPipeline, TrainTest};
 use strata_nn::{load_state_dict, parameter_count, state_dict, Mode, Module, Sequential};
 use strata_optim::Optimizer;
 use strata_tensor::Tensor;
@@ -144,18 +144,25 @@ pub fn input_shape_for(spec: &Spec, raw: [usize; 3]) -> Result<[usize; 3], RunEr
 pub fn eval_options(spec: &Spec, image: [usize; 3], test: bool) -> Result<EvalOptions, RunError> {
     let input = network_input(spec, image)?;
     let multi = test && spec.eval.multi_crop;
+    let pad = if multi { spec.eval.pad } else { 0 };
     let transform = match spec.augmentation() {
         Some(a) if !multi => Some(
             a.eval_transform(image)
                 .map_err(|e| spec_error(spec, "data.augment", e.to_string()))?,
         ),
+        // Multi-crop views cut from the zero-padded image (a larger centred window).
+        _ if pad > 0 => Some(Augmentation::new(0).then(AugmentStep::CenterCrop {
+            height: image[1] + 2 * pad,
+            width: image[2] + 2 * pad,
+        })),
         _ => None,
     };
-    if multi && (input[1] > image[1] || input[2] > image[2]) {
+    let padded = [image[0], image[1] + 2 * pad, image[2] + 2 * pad];
+    if multi && (input[1] > padded[1] || input[2] > padded[2]) {
         return Err(spec_error(
             spec,
             "eval.multi_crop",
-            format!("the network input {input:?} is larger than the images {image:?}"),
+            format!("the network input {input:?} is larger than the images {padded:?}"),
         ));
     }
     Ok(EvalOptions {
@@ -617,6 +624,7 @@ pub fn train(
         seed: spec.train.seed,
         augment: spec.augmentation(),
         eval: eval_options(&spec, image, false)?,
+        label_smoothing: spec.train.label_smoothing,
     };
     let mut observer = RunObserver {
         out: opts.out.clone(),

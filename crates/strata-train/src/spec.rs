@@ -230,6 +230,10 @@ pub struct TrainSpec {
     /// Warn when a layer's dead-unit fraction passes this.
     #[serde(default = "default_dead")]
     pub dead_unit_warning: f64,
+    /// Label smoothing `ε` in `[0, 1)`: the training loss's targets are
+    /// `(1 − ε)·onehot + ε/C` (0, the default: plain cross-entropy).
+    #[serde(default)]
+    pub label_smoothing: f64,
 }
 
 fn default_epochs() -> usize {
@@ -271,6 +275,12 @@ pub struct EvalSpec {
     /// turn off where mirroring changes the class (digits, text).
     #[serde(default = "default_true")]
     pub mirror: bool,
+    /// Zeros added on every side of each held-out image before multi-crop
+    /// cuts its views (as the training crop's `pad`): with views as large as
+    /// the image, the centre view is the image and the corner views are it
+    /// shifted by `pad` pixels diagonally (5 views, 10 with mirrors).
+    #[serde(default)]
+    pub pad: usize,
 }
 
 fn default_true() -> bool {
@@ -598,6 +608,13 @@ impl Spec {
                 ),
             ));
         }
+        if !(0.0..1.0).contains(&t.label_smoothing) {
+            return Err((
+                "train",
+                "label_smoothing",
+                format!("must lie in [0, 1), got {}", t.label_smoothing),
+            ));
+        }
         if t.checkpoint_every == 0 {
             return Err((
                 "train",
@@ -607,6 +624,13 @@ impl Spec {
         }
         if self.eval.batch == 0 {
             return Err(("eval", "batch", "must be at least 1".into()));
+        }
+        if self.eval.pad > 0 && !self.eval.multi_crop {
+            return Err((
+                "eval",
+                "pad",
+                "pads the views of multi-crop: set eval.multi_crop = true too".into(),
+            ));
         }
         self.method().map_err(|m| ("optimizer", "kind", m))?;
         let o = &self.optimizer;

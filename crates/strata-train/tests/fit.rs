@@ -197,3 +197,58 @@ fn a_stop_request_ends_training_after_the_current_step() {
         "no step after the request"
     );
 }
+
+/// Label smoothing: the loss cannot fall below the targets' entropy
+/// `H(q)`, `q = (1 − ε)·onehot + ε/C`, and the classifier still learns.
+#[test]
+fn label_smoothing_keeps_the_loss_above_the_targets_entropy() {
+    let data = digits_split();
+    let (train, validation) = data.train.split_validation(300, 1).unwrap();
+    let run = |eps: f64| {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let mut net = Sequential::<f32>::new();
+        net.push(Flatten)
+            .push(Linear::new(64, 64, &mut rng).unwrap())
+            .push(Relu)
+            .push(Linear::new(64, 10, &mut rng).unwrap());
+        let mut opt = Optimizer::new(
+            Method::Momentum { mu: 0.9 },
+            0.0,
+            Schedule::Constant { lr: 0.05 },
+        )
+        .unwrap();
+        let opts = FitOptions {
+            epochs: 40,
+            batch: 32,
+            seed: 3,
+            label_smoothing: eps,
+            ..FitOptions::default()
+        };
+        let h = fit(
+            &mut net,
+            &mut opt,
+            &train,
+            Some(&validation),
+            &opts,
+            OnEpoch(|_: &strata_train::EpochReport| {}),
+        )
+        .unwrap();
+        h.last().unwrap().clone()
+    };
+    let (eps, c) = (0.1, 10.0);
+    let (hit, spread) = (1.0 - eps + eps / c, eps / c);
+    let floor = -hit * f64::ln(hit) - (c - 1.0) * spread * f64::ln(spread);
+    let (plain, smoothed) = (run(0.0), run(eps));
+    // Without smoothing the loss goes well below the floor; with it, never.
+    assert!(plain.loss < floor / 4.0, "plain loss {}", plain.loss);
+    assert!(
+        smoothed.step_losses.iter().all(|&l| l > floor - 1e-4),
+        "a smoothed loss below H(q) = {floor}"
+    );
+    assert!(
+        smoothed.loss < floor + 0.1,
+        "smoothed loss {}",
+        smoothed.loss
+    );
+    assert!(smoothed.validation_accuracy.unwrap() > 0.9, "{smoothed:?}");
+}

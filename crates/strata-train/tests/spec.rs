@@ -167,6 +167,17 @@ fn errors_point_at_line_and_field() {
     assert!(e.to_string().contains("data"), "{e}");
     let e = Spec::parse(&format!("{BASE}[train]\nbatch = 0\n"), "f.toml").unwrap_err();
     assert_eq!((e.line, e.field.as_str()), (Some(6), "train.batch"));
+    for bad in ["1.0", "-0.1"] {
+        let src = format!("{BASE}[train]\nlabel_smoothing = {bad}\n");
+        let e = Spec::parse(&src, "s.toml").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(6), "train.label_smoothing")
+        );
+        assert!(e.message.contains("[0, 1)"), "{e}");
+    }
+    let ok = Spec::parse(&format!("{BASE}[train]\nlabel_smoothing = 0.1\n"), "s.toml").unwrap();
+    assert_eq!(ok.train.label_smoothing, 0.1);
     let e = Spec::parse(
         "[data]\ndataset = \"digits\"\n[model]\nlayers = [{ dropout = 1.0 }]\n",
         "g.toml",
@@ -300,4 +311,33 @@ fn erasing_is_a_number_or_a_table() {
     let e = steps("{ erase = { min_aspect = 3.0 } }").unwrap_err();
     assert_eq!(e.field, "data.augment", "{e}");
     assert!(e.message.contains("erased aspect ratio"), "{e}");
+}
+
+#[test]
+fn padded_multi_crop_views_are_shifted_copies() {
+    use strata_data::multi_crop;
+    use strata_tensor::Tensor;
+    let text = |eval: &str| {
+        format!("[data]\ndataset = \"digits\"\naugment = {{ crop = {{ size = 8, pad = 1 }} }}\n[model]\nlayers = [\"flatten\", {{ linear = 10 }}]\n[eval]\n{eval}\n")
+    };
+    let e = Spec::parse(&text("pad = 1"), "p.toml").unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (Some(7), "eval.pad"), "{e}");
+    let s = Spec::parse(&text("multi_crop = true\npad = 1"), "p.toml").unwrap();
+    let test = strata_train::run::eval_options(&s, [1, 8, 8], true).unwrap();
+    assert_eq!(test.multi_crop, Some([8, 8]));
+    // Validation keeps the single centre view.
+    let val = strata_train::run::eval_options(&s, [1, 8, 8], false).unwrap();
+    assert_eq!(val.multi_crop, None);
+    // The transform pads by one; the five windows are the image and its four
+    // diagonal one-pixel shifts, each also mirrored.
+    let img = Tensor::from_vec((1..=64).map(|v| v as f32).collect(), &[1, 1, 8, 8]).unwrap();
+    let padded = test.transform.unwrap().apply_batch(&img, 0, 0).unwrap();
+    assert_eq!(padded.shape(), &[1, 1, 10, 10]);
+    let views = multi_crop(&padded, 8, 8, true).unwrap();
+    assert_eq!(views.len(), 10);
+    assert_eq!(views[0].to_vec(), img.to_vec());
+    // Top-left view: row 0 and column 0 are padding, then the image shifted by one.
+    let tl = views[1].to_vec();
+    assert_eq!(&tl[..8], &[0.0; 8]);
+    assert_eq!((tl[8], tl[9], tl[10]), (0.0, 1.0, 2.0));
 }

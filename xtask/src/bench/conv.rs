@@ -27,7 +27,7 @@ type ConvShape = (&'static str, usize, usize, usize, usize, usize);
 /// The measured shapes: the 64→64 case first, then the 3×3 layers
 /// of the reference networks (ResNet-20's three stages, the CNN's second conv)
 /// and the small late layers of examples/fashion-resnet.toml.
-const SHAPES: [ConvShape; 10] = [
+const SHAPES: [ConvShape; 14] = [
     ("3×3 64→64 32×32 b64", 64, 64, 64, 32, 1),
     ("3×3 16→16 32×32 b128", 128, 16, 16, 32, 1),
     ("3×3 32→32 16×16 b128", 128, 32, 32, 16, 1),
@@ -39,6 +39,11 @@ const SHAPES: [ConvShape; 10] = [
     ("3×3 1→32 28×28 b128", 128, 1, 32, 28, 1),
     ("3×3 3→16 32×32 b128", 128, 3, 16, 32, 1),
     ("3×3 16→32 32×32 s2 b128", 128, 16, 32, 32, 2),
+    // The rest of examples/fashion-resnet.toml: stage entries and 32→32 at 14×14.
+    ("3×3 32→32 28×28 s2 b128", 128, 32, 32, 28, 2),
+    ("3×3 32→32 14×14 b128", 128, 32, 32, 14, 1),
+    ("3×3 32→64 14×14 s2 b128", 128, 32, 64, 14, 2),
+    ("3×3 64→128 7×7 s2 b128", 128, 64, 128, 7, 2),
 ];
 
 /// Measures the three passes for each shape, windows interleaved.

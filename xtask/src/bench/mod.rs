@@ -48,6 +48,11 @@ const WORKLOADS: &[Workload] = &[
         about: "CIFAR ResNet-20 on 3×32×32, batch 128: train and eval samples/s",
         run: nets::resnet20,
     },
+    Workload {
+        name: "fashion-resnet",
+        about: "pre-activation ResNet of examples/fashion-resnet.toml on 1×28×28, batch 128",
+        run: nets::fashion_resnet,
+    },
 ];
 
 /// Where a workload's results go.

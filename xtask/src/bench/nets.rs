@@ -14,8 +14,8 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use strata_autograd::{Profiler, Tape};
 use strata_nn::{
-    Conv2dConfig, Ctx, Dropout, Flatten, Linear, MaxPool2d, Mode, Module, Padding, Relu,
-    ResNetConfig, Sequential,
+    BatchNorm, Conv2dConfig, Ctx, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, Mode, Module,
+    Padding, Relu, ResNetConfig, Residual, ResidualKind, Sequential,
 };
 use strata_optim::{Method, Optimizer, Schedule};
 use strata_tensor::Tensor;
@@ -68,6 +68,30 @@ fn build_resnet20(rng: &mut Rng64) -> Result<Sequential<f32>, String> {
     ResNetConfig::resnet20().build(rng).map_err(err)
 }
 
+/// `fashion-resnet`: the pre-activation ResNet of `examples/fashion-resnet.toml`
+/// (3×3 stem of 32 slices at 28×28, stages of two layers at 32/64/128 slices,
+/// each halving the image).
+fn build_fashion_resnet(rng: &mut Rng64) -> Result<Sequential<f32>, String> {
+    let mut s = Sequential::new();
+    let stem = Conv2dConfig::new(1, 32, 3)
+        .padding(Padding::Same)
+        .bias(false);
+    s.push(stem.build(rng).map_err(err)?);
+    let mut c = 32;
+    for out in [32, 64, 128] {
+        for stride in [2, 1] {
+            let kind = ResidualKind::PreActivation;
+            s.push(Residual::basic(kind, c, out, stride, true, rng).map_err(err)?);
+            c = out;
+        }
+    }
+    s.push(BatchNorm::new(c).map_err(err)?);
+    s.push(Relu);
+    s.push(GlobalAvgPool);
+    s.push(Linear::new(c, 10, rng).map_err(err)?);
+    Ok(s)
+}
+
 /// The `mlp` workload.
 pub fn mlp(o: &Opts, out: Out) -> Result<(), String> {
     run(o, "mlp", &[1, 28, 28], build_mlp, out)
@@ -81,6 +105,11 @@ pub fn cnn(o: &Opts, out: Out) -> Result<(), String> {
 /// The `resnet20` workload.
 pub fn resnet20(o: &Opts, out: Out) -> Result<(), String> {
     run(o, "resnet20", &[3, 32, 32], build_resnet20, out)
+}
+
+/// The `fashion-resnet` workload.
+pub fn fashion_resnet(o: &Opts, out: Out) -> Result<(), String> {
+    run(o, "fashion-resnet", &[1, 28, 28], build_fashion_resnet, out)
 }
 
 /// A network with its optimiser, one fixed minibatch and a random source.

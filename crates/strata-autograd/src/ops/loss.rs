@@ -74,26 +74,47 @@ impl<T: Real> Tape<T> {
     /// Mean softmax cross-entropy of `logits` (`[M, C]`) against integer `labels`
     /// (`M` of them, each `< C`): a scalar.
     pub fn softmax_cross_entropy(&mut self, logits: Var, labels: &[usize]) -> Result<Var> {
+        self.softmax_cross_entropy_smoothed(logits, labels, 0.0)
+    }
+
+    /// [`Tape::softmax_cross_entropy`] against label-smoothed targets
+    /// `(1 − ε)·onehot(y) + ε/C` (`smoothing` is `ε`, in `[0, 1)`); `ε = 0`
+    /// is the plain loss.
+    pub fn softmax_cross_entropy_smoothed(
+        &mut self,
+        logits: Var,
+        labels: &[usize],
+        smoothing: f64,
+    ) -> Result<Var> {
+        const OP: &str = "softmax_cross_entropy";
         let lv = self.value(logits)?;
-        let (rows, cols) = check_logits("softmax_cross_entropy", lv.shape())?;
+        let (rows, cols) = check_logits(OP, lv.shape())?;
         if labels.len() != rows {
             return Err(shape_err(
-                "softmax_cross_entropy",
+                OP,
                 format!("{} labels for {rows} rows of logits", labels.len()),
                 &[lv.shape()],
             ));
         }
         if let Some((row, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= cols) {
             return Err(AutogradError::LabelOutOfRange {
-                op: "softmax_cross_entropy",
+                op: OP,
                 label,
                 row,
                 classes: cols,
             });
         }
+        if !(0.0..1.0).contains(&smoothing) {
+            return Err(AutogradError::BadSmoothing { smoothing });
+        }
         let mut dlogits = vec![T::zero(); lv.numel()];
-        let loss =
-            softmax::softmax_cross_entropy(&lv.to_contiguous_slice(), labels, cols, &mut dlogits);
+        let loss = softmax::softmax_cross_entropy_smoothed(
+            &lv.to_contiguous_slice(),
+            labels,
+            cols,
+            T::of(smoothing),
+            &mut dlogits,
+        );
         self.push_op(&[logits], tensor(vec![loss], &[]), || {
             Box::new(CrossEntropyBackward { dlogits })
         })
