@@ -15,13 +15,18 @@
 //! Algorithms (chosen in [`choose`], the one place to A/B them):
 //! - [`ConvAlgo::Pointwise`]: 1×1 kernel, stride 1, no padding — the image
 //!   itself is the column matrix, no copy at all.
-//! - [`ConvAlgo::Direct`]: stride 1 on a CPU with direct tiles (AVX2 + FMA),
-//!   output rows whose width neither fills nor divides a GEMM panel. Forward: the register tiles read the zero-padded image where it lies,
-//!   one kernel tap after another (output rows in the padded width, the
-//!   extra columns dropped); only the kernel is packed. Backward-data is the
-//!   forward convolution of `∂E/∂O` with the flipped kernel. Backward-weights
-//!   (`c_in` a multiple of the tile width; also for ≥ 32×32 outputs under
-//!   the implicit GEMM) multiplies ∂E/∂O, packed once per
+//! - [`ConvAlgo::Direct`]: on a CPU with direct tiles (AVX2 + FMA), stride-1
+//!   layers whose output rows neither fill nor divide a GEMM panel, and
+//!   strided layers whose output rows fill the tiles. Forward: the register tiles read the zero-padded image
+//!   where it lies — split into its stride phases when strided
+//!   ([`PhaseLayout`]) — one kernel tap after another (output rows in the
+//!   padded width, the extra columns dropped); only the kernel is packed.
+//!   Backward-data is the forward convolution of `∂E/∂O` with the flipped
+//!   kernel (strided: one such convolution per phase of `∂E/∂I`, for every
+//!   strided layer whose kernel covers its stride, whatever its forward
+//!   algorithm).
+//!   Backward-weights (`c_in` a multiple of the tile width; also for ≥ 32×32
+//!   outputs under the implicit GEMM) multiplies ∂E/∂O, packed once per
 //!   image, by the padded image stored slice-innermost, which is a packed
 //!   panel at every tap's offset.
 //! - [`ConvAlgo::ImplicitGemm`]: everything else. The column matrix is never
@@ -161,10 +166,13 @@ pub enum ConvAlgo {
     /// from zero-padded images (forward and backward-weights; backward-data
     /// still goes through a column buffer and `col2im`).
     ImplicitGemm,
-    /// Stride 1 on a CPU with direct tiles, output rows that do not tile
-    /// the GEMM panels evenly: the forward convolution's register tiles read the zero-padded image in place (nothing packed
-    /// but the kernel), one tap after another; backward-data is the forward
-    /// convolution of `∂E/∂O` with the flipped kernel; backward-weights on
+    /// On a CPU with direct tiles, stride-1 layers whose output rows do not
+    /// tile the GEMM panels evenly, and strided layers whose output rows
+    /// fill the tiles: the forward
+    /// convolution's register tiles read the zero-padded image in place (in
+    /// stride phases when strided; nothing packed but the kernel), one tap
+    /// after another; backward-data is the forward convolution of `∂E/∂O`
+    /// with the flipped kernel (per phase when strided); backward-weights on
     /// the padded image stored slice-innermost (`direct_backward_weights`).
     Direct,
     /// 3×3, stride 1, enough slices on both sides, on a CPU with direct
@@ -213,11 +221,38 @@ fn choose_gemm(g: &ConvGeometry) -> ConvAlgo {
         ConvAlgo::Pointwise
     } else if env_set("STRATA_CONV_EXPLICIT") {
         ConvAlgo::Im2colGemm
-    } else if stride1 && direct_allowed() && ragged_rows(g) {
+    } else if direct_allowed()
+        && (if stride1 {
+            ragged_rows(g)
+        } else {
+            strided_direct(g) && phase_rows_fill(g)
+        })
+    {
         ConvAlgo::Direct
     } else {
         ConvAlgo::ImplicitGemm
     }
+}
+
+/// Strided layers (a stage's first, downsampling layer) can run on the
+/// direct tiles through their stride phases ([`PhaseLayout`]) when the
+/// kernel covers the stride, so that every phase is read. Backward-data
+/// always does (`direct_backward_data_strided`: 1.1–1.6× the column buffer
+/// and `col2im` on the `s2` shapes of `cargo xtask bench conv`, with and
+/// without `STRATA_CONV_NO_DIRECT`).
+fn strided_direct(g: &ConvGeometry) -> bool {
+    g.stride_h <= g.kh && g.stride_w <= g.kw
+}
+
+/// Whether a strided layer's forward and backward-weights take the direct
+/// tiles: when real outputs fill at least 70 % of the columns they compute
+/// (output rows in the phase width, rounded up to whole tiles). There they
+/// measured 1.1–1.3× the implicit GEMM, which gathers every `s`-th pixel for
+/// each tap; on 7×7 → 4×4 (half the columns wasted) 0.9×.
+fn phase_rows_fill(g: &ConvGeometry) -> bool {
+    let nr = direct_tiles::<f32>().map_or(1, |d| d.nr);
+    let q = g.out_h() * PhaseLayout::new(g).pw;
+    10 * g.out_h() * g.out_w() >= 7 * q.div_ceil(nr) * nr
 }
 
 /// Direct tiles exist on this CPU and no environment switch rules them out.
@@ -239,14 +274,11 @@ fn ragged_rows(g: &ConvGeometry) -> bool {
 }
 
 /// Whether backward-weights takes the direct route
-/// ([`direct_backward_weights`]): stride 1, `c_in` a multiple of the tile
-/// width, and either a [`ConvAlgo::Direct`] shape or an image of ≥ 32×32
+/// ([`direct_backward_weights`]): `c_in` a multiple of the tile width, and either a [`ConvAlgo::Direct`] shape or an image of ≥ 32×32
 /// outputs (where it measured ahead of the implicit GEMM; on small images
 /// such as 4×4 or 8×8 it fell behind).
 fn direct_weights(g: &ConvGeometry, nr: usize) -> bool {
-    g.stride_h == 1
-        && g.stride_w == 1
-        && g.c_in.is_multiple_of(nr)
+    g.c_in.is_multiple_of(nr)
         && direct_allowed()
         && (choose_gemm(g) == ConvAlgo::Direct || g.out_h() * g.out_w() >= 1024)
 }
@@ -818,10 +850,77 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
     });
 }
 
-/// [`ConvAlgo::Direct`] forward (stride 1). Per image: the zero-padded image
-/// `[c_in, ph, pw]` is the B operand as it lies — output pixel `q = y·pw + x`
-/// of tap `(i, j)` and slice `c` reads `xp[c·ph·pw + q + i·pw + j]` — so the
-/// tiles compute the output in rows of the padded width (`x ≥ ow` is
+/// How the direct paths store a zero-padded image: split into its
+/// `sh·sw` stride phases, sub-image `(a, b)` holding the padded pixels
+/// `(sh·r + a, sw·c + b)` as a `ph × pw` (phase rows × phase width) grid.
+/// Tap `(i, j)` of output pixel `(u, v)` reads padded pixel
+/// `(sh·u + i, sw·v + j)` = phase `(i mod sh, j mod sw)` at
+/// `(u + ⌊i/sh⌋, v + ⌊j/sw⌋)`: for every tap, the outputs of a row read
+/// consecutive values, so a strided convolution runs on the same register
+/// tiles as a stride-1 one. At stride 1 there is one phase, the padded image.
+#[derive(Clone, Copy, Debug)]
+struct PhaseLayout {
+    sh: usize,
+    sw: usize,
+    /// Rows of one phase.
+    ph: usize,
+    /// Width of one phase: the row length of the outputs in padded-width rows.
+    pw: usize,
+    /// Values per slice (all phases).
+    plane: usize,
+}
+
+impl PhaseLayout {
+    fn new(g: &ConvGeometry) -> Self {
+        let (h, w) = g.padded_hw();
+        let (sh, sw) = (g.stride_h, g.stride_w);
+        let (ph, pw) = (h.div_ceil(sh), w.div_ceil(sw));
+        Self {
+            sh,
+            sw,
+            ph,
+            pw,
+            plane: sh * sw * ph * pw,
+        }
+    }
+
+    /// Offset of tap `(i, j)` within a slice.
+    fn tap(&self, i: usize, j: usize) -> usize {
+        ((i % self.sh) * self.sw + j % self.sw) * self.ph * self.pw
+            + (i / self.sh) * self.pw
+            + j / self.sw
+    }
+
+    /// The taps' offsets in kernel order (`i·kw + j`).
+    fn taps(&self, g: &ConvGeometry) -> Vec<usize> {
+        (0..g.kh)
+            .flat_map(|i| (0..g.kw).map(move |j| self.tap(i, j)))
+            .collect()
+    }
+
+    /// Writes one `h × w` slice into its zero-padded phase layout `dst`
+    /// (`plane` values); the padding is never written.
+    fn store<T: Copy>(&self, g: &ConvGeometry, src: &[T], dst: &mut [T]) {
+        for (yy, row) in src.chunks_exact(g.w).enumerate() {
+            let r = yy + g.pad_top;
+            let base = ((r % self.sh) * self.sw) * self.ph * self.pw + (r / self.sh) * self.pw;
+            if self.sw == 1 {
+                copy_run(&mut dst[base + g.pad_left..][..g.w], row);
+            } else {
+                for (xx, &v) in row.iter().enumerate() {
+                    let c = xx + g.pad_left;
+                    dst[base + (c % self.sw) * self.ph * self.pw + c / self.sw] = v;
+                }
+            }
+        }
+    }
+}
+
+/// [`ConvAlgo::Direct`] forward. Per image: the zero-padded image in its
+/// [`PhaseLayout`] (at stride 1 `[c_in, ph, pw]`) is the B operand as it
+/// lies — output pixel `q = y·pw + x` of tap `(i, j)` and slice `c` reads
+/// `xp[c·plane + q + tap(i, j)]` (stride 1: `tap = i·pw + j`) — so the tiles
+/// compute the output in rows of the (phase) padded width (`x ≥ ow` is
 /// discarded) and only the kernel is packed, once per call.
 #[allow(clippy::too_many_arguments)]
 fn direct_forward<T: GemmScalar>(
@@ -835,18 +934,20 @@ fn direct_forward<T: GemmScalar>(
     dt: DirectTiles<T>,
 ) {
     let (mr, nr) = (dt.mr, dt.nr);
-    let (ph, pw) = g.padded_hw();
+    let lay = PhaseLayout::new(g);
+    let (pw, plane) = (lay.pw, lay.plane);
     let (oh, ow) = (g.out_h(), g.out_w());
     let ntaps = g.kh * g.kw;
-    let plane = ph * pw;
     // Output columns in padded-width rows, rounded up to whole tiles.
     let q = oh * pw;
     let qp = q.div_ceil(nr) * nr;
-    // The last tile reads up to `qp − q + kw − 1` values past the last slice.
-    let xlen = g.c_in * plane + (qp - q) + g.kw;
-    let taps: Vec<usize> = (0..g.kh)
-        .flat_map(|i| (0..g.kw).map(move |j| i * pw + j))
-        .collect();
+    let taps = lay.taps(g);
+    // The last tile of the last slice reads up to value
+    // `(c_in − 1)·plane + max tap + qp − 1`.
+    // (At least the c_in whole slices: a strided layout's last phase may end
+    // past every read.)
+    let xlen =
+        ((g.c_in - 1) * plane + taps.iter().max().copied().unwrap_or(0) + qp).max(g.c_in * plane);
     // A, packed [row tile][tap][c][mr] (zero rows past c_out).
     let row_tiles = g.c_out.div_ceil(mr);
     let tile_len = ntaps * g.c_in * mr;
@@ -863,17 +964,14 @@ fn direct_forward<T: GemmScalar>(
         |(xp, out): (&mut Vec<T>, &mut Vec<T>), xs: &[T], ys: &mut [T], rs: Option<&[T]>| {
             // Borders and the tail are never written: they stay zero across images.
             for (src, dst) in xs.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(plane)) {
-                for (yy, row) in src.chunks_exact(g.w).enumerate() {
-                    copy_run(&mut dst[(yy + g.pad_top) * pw + g.pad_left..][..g.w], row);
-                }
+                lay.store(g, src, dst);
             }
             for q0 in (0..q).step_by(nr) {
                 for tile in 0..row_tiles {
                     let rows = mr.min(g.c_out - tile * mr);
                     // SAFETY: A's tile holds ntaps·c_in·mr values; every read
-                    // `q0 + taps[t] + c·plane + (0..nr)` is below
-                    // `qp − 1 + (kh − 1)·pw + kw − 1 + (c_in − 1)·plane < xlen`
-                    // (stride 1: (oh + kh − 1)·pw = plane); the tile's rows
+                    // `q0 + taps[t] + c·plane + (0..nr)` is at most
+                    // `qp − 1 + max tap + (c_in − 1)·plane < xlen`; the tile's rows
                     // `tile·mr..+rows` and columns `q0..q0 + nr ≤ qp` are inside
                     // `out` ([c_out, qp]); the tiles exist only where their ISA runs.
                     unsafe {
@@ -931,6 +1029,136 @@ fn direct_forward<T: GemmScalar>(
     });
 }
 
+/// [`ConvAlgo::Direct`] backward-data of a strided layer, one stride phase
+/// of `∂E/∂I` at a time: padded pixel `(sh·R + a, sw·C + b)` receives
+/// `Σ_{o,i',j'} K[o, c, sh·i' + a, sw·j' + b] · ∂E/∂O[o, R − i', C − j']` —
+/// per phase a stride-1 convolution of `∂E/∂O` (zero-padded by
+/// `⌊(k − 1)/s⌋` above and to the left) with that phase's taps of the
+/// kernel, flipped, on the forward pass's register tiles. No column buffer,
+/// no `col2im`; every pixel of `∂E/∂I` lies in exactly one phase, so `dx` is
+/// overwritten.
+fn direct_backward_data_strided<T: GemmScalar>(
+    g: &ConvGeometry,
+    w: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    dt: DirectTiles<T>,
+) {
+    let (mr, nr) = (dt.mr, dt.nr);
+    let (sh, sw) = (g.stride_h, g.stride_w);
+    let (ph, pw) = g.padded_hw();
+    let (oh, ow) = (g.out_h(), g.out_w());
+    // The phase grid (rows × columns of one phase) and ∂E/∂O's zero border.
+    let (rows_p, cols_p) = (ph.div_ceil(sh), pw.div_ceil(sw));
+    let (th, tw) = ((g.kh - 1) / sh, (g.kw - 1) / sw);
+    // Padded ∂E/∂O, [c_out][hd][wd]; outputs in rows of width wd.
+    let (hd, wd) = (rows_p + th, cols_p + tw);
+    let dplane = hd * wd;
+    let q = rows_p * wd;
+    let qp = q.div_ceil(nr) * nr;
+    let ntaps = g.kh * g.kw;
+    // Per phase (a, b): its taps' offsets and the kernel packed
+    // [row tile over c_in][tap][o][mr] (zero rows past c_in).
+    let row_tiles = g.c_in.div_ceil(mr);
+    let phases: Vec<(usize, usize, Vec<usize>, Vec<T>)> = (0..sh)
+        .flat_map(|a| (0..sw).map(move |b| (a, b)))
+        .map(|(a, b)| {
+            let taps: Vec<(usize, usize)> = (a..g.kh)
+                .step_by(sh)
+                .flat_map(|i| (b..g.kw).step_by(sw).map(move |j| (i, j)))
+                .collect();
+            let offs = taps
+                .iter()
+                .map(|&(i, j)| (th - i / sh) * wd + (tw - j / sw))
+                .collect();
+            let tile_len = taps.len() * g.c_out * mr;
+            let mut pack = vec![T::zero(); row_tiles * tile_len];
+            for c in 0..g.c_in {
+                let (tile, r) = (c / mr, c % mr);
+                for (t, &(i, j)) in taps.iter().enumerate() {
+                    for o in 0..g.c_out {
+                        pack[tile * tile_len + (t * g.c_out + o) * mr + r] =
+                            w[(o * g.c_in + c) * ntaps + i * g.kw + j];
+                    }
+                }
+            }
+            (a, b, offs, pack)
+        })
+        .collect();
+    let max_off = th * wd + tw;
+    // The last tile of the last slice reads up to value
+    // `(c_out − 1)·dplane + max_off + qp − 1`.
+    let dlen = ((g.c_out - 1) * dplane + max_off + qp).max(g.c_out * dplane);
+    let image = |(dp, out): (&mut Vec<T>, &mut Vec<T>), gs: &[T], ds: &mut [T]| {
+        // The border and tail are never written: they stay zero across images.
+        for (src, dst) in gs.chunks_exact(oh * ow).zip(dp.chunks_exact_mut(dplane)) {
+            for (yy, row) in src.chunks_exact(ow).enumerate() {
+                copy_run(&mut dst[(yy + th) * wd + tw..][..ow], row);
+            }
+        }
+        for (a, b, offs, pack) in &phases {
+            let (a, b) = (*a, *b);
+            if offs.is_empty() {
+                out[..g.c_in * qp].fill(T::zero());
+            } else {
+                let tile_len = offs.len() * g.c_out * mr;
+                for q0 in (0..q).step_by(nr) {
+                    for tile in 0..row_tiles {
+                        let rows = mr.min(g.c_in - tile * mr);
+                        // SAFETY: the phase's A tile holds offs.len()·c_out·mr
+                        // values; every read `q0 + off + o·dplane + (0..nr)` is
+                        // at most `qp − 1 + max_off + (c_out − 1)·dplane < dlen`;
+                        // the tile's rows and columns `q0..q0 + nr ≤ qp` are
+                        // inside `out` ([c_in, qp]); the tiles exist only where
+                        // their ISA runs.
+                        unsafe {
+                            (dt.taps[rows - 1])(
+                                offs.as_ptr(),
+                                offs.len(),
+                                g.c_out,
+                                dplane,
+                                pack[tile * tile_len..].as_ptr(),
+                                dp[q0..].as_ptr(),
+                                out[tile * mr * qp + q0..].as_mut_ptr(),
+                                qp,
+                            )
+                        }
+                    }
+                }
+            }
+            // Padded pixel (sh·R + a, sw·C + b) is image pixel (y, x) when
+            // it lies inside the image.
+            for (c, dimg) in ds.chunks_exact_mut(g.h * g.w).enumerate() {
+                for r in 0..rows_p {
+                    let Some(y) = (sh * r + a).checked_sub(g.pad_top).filter(|&y| y < g.h) else {
+                        continue;
+                    };
+                    let src = &out[c * qp + r * wd..][..cols_p];
+                    let drow = &mut dimg[y * g.w..][..g.w];
+                    for (col, &v) in src.iter().enumerate() {
+                        if let Some(x) = (sw * col + b).checked_sub(g.pad_left) {
+                            if x < g.w {
+                                drow[x] = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let task = task_size(g.batch, 1);
+    crate::parallel::install(|| {
+        dy.par_chunks(task * g.out_image())
+            .zip(dx.par_chunks_mut(task * g.in_image()))
+            .for_each(|(src, dst)| {
+                let mut buf = (vec![T::zero(); dlen], vec![T::zero(); g.c_in * qp]);
+                src.chunks_exact(g.out_image())
+                    .zip(dst.chunks_exact_mut(g.in_image()))
+                    .for_each(|(gs, ds)| image((&mut buf.0, &mut buf.1), gs, ds));
+            })
+    });
+}
+
 /// For a stride-1 convolution whose padding is less than its kernel, the
 /// geometry of its transpose as a forward convolution: input `∂E/∂O`
 /// (`c_out` slices), output `∂E/∂I` (`c_in` slices), padding `k − 1 − p`.
@@ -964,6 +1192,12 @@ pub fn conv2d_backward_data<T: GemmScalar>(g: &ConvGeometry, w: &[T], dy: &[T], 
     if dy.is_empty() {
         dx.fill(T::zero());
         return;
+    }
+    let strided = g.stride_h > 1 || g.stride_w > 1;
+    if strided && strided_direct(g) && direct_allowed() {
+        if let Some(dt) = direct_tiles::<T>() {
+            return direct_backward_data_strided(g, w, dy, dx, dt);
+        }
     }
     let algo = choose(g);
     // The transposed convolution's GEMM has c_in rows: worth it unless that
@@ -1385,10 +1619,11 @@ fn dot_tile<T: GemmScalar, const FMA: bool, const O: usize, const J: usize>(
     })
 }
 
-/// [`ConvAlgo::Direct`] backward-weights (stride 1, `c_in` a multiple of the
-/// tile width): per tap `(i, j)`, `∂E/∂K[o, c, i, j] = Σ_q ∂E/∂O[o, q] ·
-/// xp[c, q + i·pw + j]`, a GEMM over the output pixels `q` (in padded-width
-/// rows, ∂E/∂O zero past `ow`). Each padded image is stored once with its
+/// [`ConvAlgo::Direct`] backward-weights (`c_in` a multiple of the tile
+/// width): per tap `(i, j)`, `∂E/∂K[o, c, i, j] = Σ_q ∂E/∂O[o, q] ·
+/// xp[c, q + tap(i, j)]`, a GEMM over the output pixels `q` (in padded-width
+/// rows of the [`PhaseLayout`], ∂E/∂O zero past `ow`; stride 1:
+/// `tap = i·pw + j`). Each padded image is stored once with its
 /// slices innermost in blocks of `nr` (`[c_in/nr][pixel][nr]`): at every
 /// tap's offset that is a packed B panel as it lies. ∂E/∂O is packed once per
 /// image and serves all taps — instead of each im2col column being packed
@@ -1402,20 +1637,18 @@ fn direct_backward_weights<T: GemmScalar>(
 ) {
     // Depth of one micro-kernel call: its A and B panels stay in L1.
     const KC: usize = 256;
-    let (ph, pw) = g.padded_hw();
+    let lay = PhaseLayout::new(g);
+    let (pw, plane) = (lay.pw, lay.plane);
     let (oh, ow) = (g.out_h(), g.out_w());
     let (mr, nr) = (dt.mr, dt.nr);
     let ntaps = g.kh * g.kw;
-    let plane = ph * pw;
     let q = oh * pw;
+    let taps = lay.taps(g);
     // One slice block: the padded pixels and the tail the last taps read
-    // (q − 1 + (kh − 1)·pw + kw − 1 = plane + kw − 2 at most).
-    let blk = plane + g.kw;
+    // (up to q − 1 + max tap; stride 1: plane + kw − 2).
+    let blk = plane.max(q + taps.iter().max().copied().unwrap_or(0));
     let cblocks = g.c_in / nr;
     let row_tiles = g.c_out.div_ceil(mr);
-    let taps: Vec<usize> = (0..g.kh)
-        .flat_map(|i| (0..g.kw).map(move |j| i * pw + j))
-        .collect();
     let partial = |(xs, gs): (&[T], &[T])| {
         // acc[t][o][c]; the buffers' zero borders, tails and junk columns are
         // never written, so they stay zero from image to image.
@@ -1428,9 +1661,7 @@ fn direct_backward_weights<T: GemmScalar>(
             .zip(gs.chunks_exact(g.out_image()))
         {
             for (src, dst) in xi.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(plane)) {
-                for (yy, row) in src.chunks_exact(g.w).enumerate() {
-                    copy_run(&mut dst[(yy + g.pad_top) * pw + g.pad_left..][..g.w], row);
-                }
+                lay.store(g, src, dst);
             }
             for (cb, dst) in xb.chunks_exact_mut(blk * nr).enumerate() {
                 let src = &xp[cb * nr * plane..][..nr * plane];
@@ -1467,7 +1698,7 @@ fn direct_backward_weights<T: GemmScalar>(
                             let c = &mut acc[(t * g.c_out + tile * mr) * g.c_in + cb * nr..];
                             // SAFETY: A's panel holds kc·mr values from
                             // (tile·q + k0)·mr (k0 + kc ≤ q); B's reads end at
-                            // (cb·blk + k0 + off + kc)·nr ≤ (cb·blk + plane + kw − 1)·nr
+                            // (cb·blk + k0 + off + kc)·nr ≤ (cb·blk + q + max tap)·nr
                             // inside block cb; the tile's `rows` rows (stride
                             // c_in) and nr columns are inside acc; the
                             // micro-kernel is the running CPU's.
@@ -1652,12 +1883,89 @@ mod tests {
         }
     }
 
+    /// Strided layers on the direct tiles (through their stride phases):
+    /// forward against the definition and backward-data against it through
+    /// the adjoint identity `⟨∂E/∂O, K ⋆ x⟩ = ⟨x, ∂E/∂I⟩`, with full and short
+    /// row tiles on both sides, odd sizes, uneven padding, a stride beyond the
+    /// kernel (1×1, stride 2: phases without taps) and mixed strides.
+    #[test]
+    fn strided_direct_paths_match_definition() {
+        let Some(dt) = direct_tiles::<f64>() else {
+            return;
+        };
+        let shapes = [
+            // (batch, c_in, c_out, h, w, kh, kw, stride, pads)
+            (3, 20, 17, 14, 14, 3, 3, (2, 2), (1, 1, 1, 1)),
+            (2, 7, 33, 9, 11, 3, 3, (2, 2), (1, 0, 0, 1)),
+            (2, 13, 6, 12, 10, 3, 3, (2, 1), (1, 1, 1, 1)),
+            (2, 9, 8, 13, 12, 3, 2, (3, 2), (1, 1, 0, 1)),
+            (2, 16, 8, 7, 8, 5, 5, (2, 2), (2, 2, 2, 2)),
+            (2, 8, 12, 8, 7, 1, 1, (2, 2), (0, 0, 0, 0)),
+        ];
+        for (batch, c_in, c_out, h, w, kh, kw, (sh, sw), p) in shapes {
+            let g = ConvGeometry {
+                batch,
+                c_in,
+                h,
+                w,
+                c_out,
+                kh,
+                kw,
+                stride_h: sh,
+                stride_w: sw,
+                pad_top: p.0,
+                pad_bottom: p.1,
+                pad_left: p.2,
+                pad_right: p.3,
+            };
+            let d = |n, seed| data(n, seed).into_iter().map(f64::from).collect::<Vec<_>>();
+            let (x, k) = (d(batch * g.in_image(), 1), d(g.weight_len(), 2));
+            let n = batch * g.out_image();
+            let (mut y, mut want) = (vec![0.0; n], vec![0.0; n]);
+            direct_forward(&g, &x, &k, None, None, false, &mut y, dt);
+            conv2d_naive(&g, &x, &k, None, &mut want);
+            for (a, e) in y.iter().zip(&want) {
+                assert!((a - e).abs() < 1e-12, "{g:?}: {a} vs {e}");
+            }
+            let dy = d(n, 3);
+            let mut dx = vec![f64::NAN; x.len()];
+            direct_backward_data_strided(&g, &k, &dy, &mut dx, dt);
+            let lhs: f64 = dy.iter().zip(&want).map(|(a, b)| a * b).sum();
+            let rhs: f64 = dx.iter().zip(&x).map(|(a, b)| a * b).sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-9 * (1.0 + lhs.abs()),
+                "{g:?}: {lhs} vs {rhs}"
+            );
+            // Each input pixel on its own: ∂E/∂I is the adjoint, entry by entry.
+            let mut e = vec![0.0; x.len()];
+            for probe in [0, x.len() / 3, x.len() - 1] {
+                e[probe] = 1.0;
+                let mut ye = vec![0.0; n];
+                conv2d_naive(&g, &e, &k, None, &mut ye);
+                let want: f64 = dy.iter().zip(&ye).map(|(a, b)| a * b).sum();
+                assert!((dx[probe] - want).abs() < 1e-12, "{g:?} pixel {probe}");
+                e[probe] = 0.0;
+            }
+            // Kernels that cover the stride take this path in training too.
+            if strided_direct(&g) && direct_allowed() && phase_rows_fill(&g) {
+                assert_eq!(choose(&g), ConvAlgo::Direct, "{g:?}");
+            }
+        }
+    }
+
     /// Direct backward-weights agrees with the definition
-    /// `∂E/∂K[o, c, i, j] = Σ ∂E/∂O[b, o, u, v] · I[b, c, u + i − p, v + j − p]`
+    /// `∂E/∂K[o, c, i, j] = Σ ∂E/∂O[b, o, u, v] · I[b, c, s·u + i − p, s·v + j − p]`
     /// for slice counts that are whole tile widths, short row tiles, uneven
-    /// padding and several images per partial sum, in f64 and f32.
+    /// padding, strides and several images per partial sum, in f64 and f32.
     #[test]
     fn direct_and_small_backward_weights_match_definition() {
+        fn strided(g: ConvGeometry, stride_h: usize, stride_w: usize) -> ConvGeometry {
+            ConvGeometry {
+                stride_h,
+                stride_w,
+                ..g
+            }
+        }
         fn check<T: GemmScalar + Into<f64>>(tol: f64, conv: impl Fn(f32) -> T) {
             let g = |batch, c_in, h, w, c_out, kh, kw, pads: (usize, usize, usize, usize)| {
                 ConvGeometry {
@@ -1681,6 +1989,10 @@ mod tests {
                 g(2, 32, 6, 5, 13, 3, 3, (0, 1, 2, 0)),
                 g(17, 16, 9, 9, 6, 5, 5, (2, 2, 2, 2)),
                 g(2, 16, 7, 30, 16, 1, 3, (0, 0, 1, 1)),
+                // Strided (through the stride phases), odd sizes, uneven padding.
+                strided(g(3, 16, 8, 8, 7, 3, 3, (1, 1, 1, 1)), 2, 2),
+                strided(g(2, 32, 7, 9, 13, 3, 3, (1, 0, 1, 1)), 2, 1),
+                strided(g(2, 16, 11, 10, 5, 3, 3, (1, 1, 0, 2)), 3, 2),
             ];
             let small = [
                 g(3, 1, 8, 8, 7, 3, 3, (1, 1, 1, 1)),
@@ -1725,7 +2037,8 @@ mod tests {
                                 for b in 0..g.batch {
                                     for u in 0..oh {
                                         for vv in 0..ow {
-                                            let (yy, xx) = (u + i, vv + j);
+                                            let (yy, xx) =
+                                                (u * g.stride_h + i, vv * g.stride_w + j);
                                             if yy < g.pad_top
                                                 || xx < g.pad_left
                                                 || yy - g.pad_top >= g.h
