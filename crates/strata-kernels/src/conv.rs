@@ -850,6 +850,62 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
     });
 }
 
+/// Every register tile of a direct convolution of one image: output rows
+/// `0..rows` in row tiles of `mr` (A packed `[tile][tap][depth][mr]`, zero
+/// rows past `rows`) by output columns `0..q` in tiles of `nr`, into `out`
+/// (`[rows, qp]`, `qp` = `q` rounded up to whole tiles). Column `p` of tap
+/// `t` and input slice `d` reads `x[p + taps[t] + d·ldb]`.
+#[allow(clippy::too_many_arguments)]
+fn sweep_taps<T: GemmScalar>(
+    dt: DirectTiles<T>,
+    taps: &[usize],
+    depth: usize,
+    ldb: usize,
+    a: &[T],
+    x: &[T],
+    out: &mut [T],
+    rows: usize,
+    q: usize,
+    qp: usize,
+) {
+    let (mr, nr) = (dt.mr, dt.nr);
+    let tile_len = taps.len() * depth * mr;
+    let max_tap = taps.iter().max().copied().unwrap_or(0);
+    assert!(qp >= q && qp.is_multiple_of(nr) && depth > 0 && rows > 0);
+    assert!(
+        x.len() >= (depth - 1) * ldb + max_tap + qp,
+        "direct tiles: input"
+    );
+    assert!(
+        a.len() >= rows.div_ceil(mr) * tile_len,
+        "direct tiles: kernel"
+    );
+    assert!(out.len() >= rows * qp, "direct tiles: output");
+    for q0 in (0..q).step_by(nr) {
+        for tile in 0..rows.div_ceil(mr) {
+            let live = mr.min(rows - tile * mr);
+            // SAFETY (bounds asserted above): the tile's A holds
+            // taps.len()·depth·mr values; every read `q0 + taps[t] + d·ldb +
+            // (0..nr)` is at most `qp − 1 + max tap + (depth − 1)·ldb`, inside
+            // `x`; the tile's rows `tile·mr..+live` (stride qp) and columns
+            // `q0..q0 + nr ≤ qp` are inside `out`; the tiles exist only where
+            // their ISA runs.
+            unsafe {
+                (dt.taps[live - 1])(
+                    taps.as_ptr(),
+                    taps.len(),
+                    depth,
+                    ldb,
+                    a[tile * tile_len..].as_ptr(),
+                    x[q0..].as_ptr(),
+                    out[tile * mr * qp + q0..].as_mut_ptr(),
+                    qp,
+                )
+            }
+        }
+    }
+}
+
 /// How the direct paths store a zero-padded image: split into its
 /// `sh·sw` stride phases, sub-image `(a, b)` holding the padded pixels
 /// `(sh·r + a, sw·c + b)` as a `ph × pw` (phase rows × phase width) grid.
@@ -966,28 +1022,7 @@ fn direct_forward<T: GemmScalar>(
             for (src, dst) in xs.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(plane)) {
                 lay.store(g, src, dst);
             }
-            for q0 in (0..q).step_by(nr) {
-                for tile in 0..row_tiles {
-                    let rows = mr.min(g.c_out - tile * mr);
-                    // SAFETY: A's tile holds ntaps·c_in·mr values; every read
-                    // `q0 + taps[t] + c·plane + (0..nr)` is at most
-                    // `qp − 1 + max tap + (c_in − 1)·plane < xlen`; the tile's rows
-                    // `tile·mr..+rows` and columns `q0..q0 + nr ≤ qp` are inside
-                    // `out` ([c_out, qp]); the tiles exist only where their ISA runs.
-                    unsafe {
-                        (dt.taps[rows - 1])(
-                            taps.as_ptr(),
-                            ntaps,
-                            g.c_in,
-                            plane,
-                            a[tile * tile_len..].as_ptr(),
-                            xp[q0..].as_ptr(),
-                            out[tile * mr * qp + q0..].as_mut_ptr(),
-                            qp,
-                        )
-                    }
-                }
-            }
+            sweep_taps(dt, &taps, g.c_in, plane, &a, xp, out, g.c_out, q, qp);
             // Drop the padded-width columns; bias, residual and ReLU while the
             // rows are in cache.
             for (o, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
@@ -1101,30 +1136,7 @@ fn direct_backward_data_strided<T: GemmScalar>(
             if offs.is_empty() {
                 out[..g.c_in * qp].fill(T::zero());
             } else {
-                let tile_len = offs.len() * g.c_out * mr;
-                for q0 in (0..q).step_by(nr) {
-                    for tile in 0..row_tiles {
-                        let rows = mr.min(g.c_in - tile * mr);
-                        // SAFETY: the phase's A tile holds offs.len()·c_out·mr
-                        // values; every read `q0 + off + o·dplane + (0..nr)` is
-                        // at most `qp − 1 + max_off + (c_out − 1)·dplane < dlen`;
-                        // the tile's rows and columns `q0..q0 + nr ≤ qp` are
-                        // inside `out` ([c_in, qp]); the tiles exist only where
-                        // their ISA runs.
-                        unsafe {
-                            (dt.taps[rows - 1])(
-                                offs.as_ptr(),
-                                offs.len(),
-                                g.c_out,
-                                dplane,
-                                pack[tile * tile_len..].as_ptr(),
-                                dp[q0..].as_ptr(),
-                                out[tile * mr * qp + q0..].as_mut_ptr(),
-                                qp,
-                            )
-                        }
-                    }
-                }
+                sweep_taps(dt, offs, g.c_out, dplane, pack, dp, out, g.c_in, q, qp);
             }
             // Padded pixel (sh·R + a, sw·C + b) is image pixel (y, x) when
             // it lies inside the image.
