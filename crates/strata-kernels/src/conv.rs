@@ -1081,10 +1081,10 @@ fn direct_backward_data_strided<T: GemmScalar>(
 ) {
     let (mr, nr) = (dt.mr, dt.nr);
     let (sh, sw) = (g.stride_h, g.stride_w);
-    let (ph, pw) = g.padded_hw();
     let (oh, ow) = (g.out_h(), g.out_w());
     // The phase grid (rows × columns of one phase) and ∂E/∂O's zero border.
-    let (rows_p, cols_p) = (ph.div_ceil(sh), pw.div_ceil(sw));
+    let layout = PhaseLayout::new(g);
+    let (rows_p, cols_p) = (layout.ph, layout.pw);
     let (th, tw) = ((g.kh - 1) / sh, (g.kw - 1) / sw);
     // Padded ∂E/∂O, [c_out][hd][wd]; outputs in rows of width wd.
     let (hd, wd) = (rows_p + th, cols_p + tw);
