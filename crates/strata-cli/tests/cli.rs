@@ -126,6 +126,9 @@ fn progress_lines_when_stderr_is_not_a_terminal() {
             .any(|l| l.starts_with(&format!("epoch 1 step {steps}/{steps} "))),
         "{err}"
     );
+    // The run folder's spec records --epochs (the example says 30).
+    let saved = strata_train::spec::Spec::load(out.join("spec.toml")).unwrap();
+    assert_eq!(saved.train.epochs, 2, "{}", saved.source);
 }
 
 fn weights(path: &Path) -> Vec<(String, Vec<u32>)> {

@@ -575,7 +575,9 @@ pub fn train(
         if e == 0 {
             return Err(RunError::Usage("--epochs must be at least 1".into()));
         }
-        spec.train.epochs = e;
+        // Through the source, so that the run folder's spec.toml says how
+        // many epochs the run had.
+        spec = spec.with_overrides(&[format!("train.epochs = {e}")])?;
     }
     match opts.threads {
         Some(n) => strata_kernels::parallel::try_set_num_threads(n)

@@ -485,6 +485,12 @@ impl Spec {
         Self::parse_with(&text, path, overrides)
     }
 
+    /// This spec with `overrides` applied to its source, revalidated; the
+    /// source then records them (what a run folder's `spec.toml` keeps).
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Self, SpecError> {
+        Self::parse_with(&self.source, &self.file, overrides)
+    }
+
     /// Parses spec text (`file` is only used in messages).
     pub fn parse(text: &str, file: impl AsRef<Path>) -> Result<Self, SpecError> {
         Self::parse_with(text, file, &[])
