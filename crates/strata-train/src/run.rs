@@ -575,9 +575,13 @@ pub fn train(
         if e == 0 {
             return Err(RunError::Usage("--epochs must be at least 1".into()));
         }
-        // Through the source, so that the run folder's spec.toml says how
-        // many epochs the run had.
-        spec = spec.with_overrides(&[format!("train.epochs = {e}")])?;
+        // In the source too, so that the run folder's spec.toml says how many
+        // epochs the run had (the fields are set, not re-parsed, to keep any
+        // a caller changed in memory).
+        spec.source = spec
+            .with_overrides(&[format!("train.epochs = {e}")])?
+            .source;
+        spec.train.epochs = e;
     }
     match opts.threads {
         Some(n) => strata_kernels::parallel::try_set_num_threads(n)
