@@ -850,6 +850,12 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
     });
 }
 
+/// Input values [`sweep_taps`] reads: the last tile of the last slice reaches
+/// value `(depth − 1)·ldb + max tap + qp − 1`.
+fn sweep_reads(depth: usize, ldb: usize, max_tap: usize, qp: usize) -> usize {
+    (depth - 1) * ldb + max_tap + qp
+}
+
 /// Every register tile of a direct convolution of one image: output rows
 /// `0..rows` in row tiles of `mr` (A packed `[tile][tap][depth][mr]`, zero
 /// rows past `rows`) by output columns `0..q` in tiles of `nr`, into `out`
@@ -873,7 +879,7 @@ fn sweep_taps<T: GemmScalar>(
     let max_tap = taps.iter().max().copied().unwrap_or(0);
     assert!(qp >= q && qp.is_multiple_of(nr) && depth > 0 && rows > 0);
     assert!(
-        x.len() >= (depth - 1) * ldb + max_tap + qp,
+        x.len() >= sweep_reads(depth, ldb, max_tap, qp),
         "direct tiles: input"
     );
     assert!(
@@ -998,12 +1004,10 @@ fn direct_forward<T: GemmScalar>(
     let q = oh * pw;
     let qp = q.div_ceil(nr) * nr;
     let taps = lay.taps(g);
-    // The last tile of the last slice reads up to value
-    // `(c_in − 1)·plane + max tap + qp − 1`.
-    // (At least the c_in whole slices: a strided layout's last phase may end
-    // past every read.)
-    let xlen =
-        ((g.c_in - 1) * plane + taps.iter().max().copied().unwrap_or(0) + qp).max(g.c_in * plane);
+    // What the tiles read, and at least the c_in whole slices (a strided
+    // layout's last phase may end past every read).
+    let max_tap = taps.iter().max().copied().unwrap_or(0);
+    let xlen = sweep_reads(g.c_in, plane, max_tap, qp).max(g.c_in * plane);
     // A, packed [row tile][tap][c][mr] (zero rows past c_out).
     let row_tiles = g.c_out.div_ceil(mr);
     let tile_len = ntaps * g.c_in * mr;
@@ -1120,10 +1124,8 @@ fn direct_backward_data_strided<T: GemmScalar>(
             (a, b, offs, pack)
         })
         .collect();
-    let max_off = th * wd + tw;
-    // The last tile of the last slice reads up to value
-    // `(c_out − 1)·dplane + max_off + qp − 1`.
-    let dlen = ((g.c_out - 1) * dplane + max_off + qp).max(g.c_out * dplane);
+    // Tap (0, 0) has the largest offset, th·wd + tw.
+    let dlen = sweep_reads(g.c_out, dplane, th * wd + tw, qp).max(g.c_out * dplane);
     let image = |(dp, out): (&mut Vec<T>, &mut Vec<T>), gs: &[T], ds: &mut [T]| {
         // The border and tail are never written: they stay zero across images.
         for (src, dst) in gs.chunks_exact(oh * ow).zip(dp.chunks_exact_mut(dplane)) {
