@@ -35,7 +35,7 @@ enum Command {
     Train {
         /// The spec file.
         spec: PathBuf,
-        /// Output folder (default: runs/<spec name>).
+        /// Output folder (default: runs/NAME, NAME the spec file's name without .toml).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Look for data sets in this folder first.
@@ -79,7 +79,7 @@ enum Command {
         /// KEY=V1,V2,… values to try (repeat for a grid).
         #[arg(long = "set", value_name = "KEY=V1,V2", required = true)]
         sets: Vec<String>,
-        /// Output folder (default: runs/<spec name>-sweep).
+        /// Output folder (default: runs/NAME-sweep, NAME the spec file's name without .toml).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Look for data sets in this folder first.

@@ -19,7 +19,7 @@
 //!   layers whose output rows neither fill nor divide a GEMM panel, and
 //!   strided layers whose output rows fill the tiles. Forward: the register tiles read the zero-padded image
 //!   where it lies — split into its stride phases when strided
-//!   ([`PhaseLayout`]) — one kernel tap after another (output rows in the
+//!   (`PhaseLayout`) — one kernel tap after another (output rows in the
 //!   padded width, the extra columns dropped); only the kernel is packed.
 //!   Backward-data is the forward convolution of `∂E/∂O` with the flipped
 //!   kernel (strided: one such convolution per phase of `∂E/∂I`, for every
@@ -235,7 +235,7 @@ fn choose_gemm(g: &ConvGeometry) -> ConvAlgo {
 }
 
 /// Strided layers (a stage's first, downsampling layer) can run on the
-/// direct tiles through their stride phases ([`PhaseLayout`]) when the
+/// direct tiles through their stride phases (`PhaseLayout`) when the
 /// kernel covers the stride, so that every phase is read. Backward-data
 /// always does (`direct_backward_data_strided`: 1.1–1.6× the column buffer
 /// and `col2im` on the `s2` shapes of `cargo xtask bench conv`, with and
