@@ -15,6 +15,7 @@ mod progress;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use strata_train::data::DataError;
 use strata_train::run::{self, RunError, RunOptions};
 use strata_train::spec::Spec;
 
@@ -147,7 +148,29 @@ impl From<RunError> for Failure {
             RunError::Interrupted(_) => 130,
             _ => 1,
         };
-        Failure(e.to_string(), code)
+        let hint = match &e {
+            RunError::Data(d) => data_hint(d),
+            _ => String::new(),
+        };
+        Failure(format!("{e}{hint}"), code)
+    }
+}
+
+impl From<DataError> for Failure {
+    fn from(e: DataError) -> Self {
+        let hint = data_hint(&e);
+        Failure(format!("{e}{hint}"), 1)
+    }
+}
+
+/// For a named data set that was not found, the two ways to point strata at
+/// a folder that holds it (the library's message lists where it looked).
+fn data_hint(e: &DataError) -> String {
+    match e {
+        DataError::NotFound { name, .. } if !name.contains(['/', '\\']) => format!(
+            "\nhint: pass the folder that holds `{name}/` with --data-dir DIR, or set STRATA_DATA=DIR"
+        ),
+        _ => String::new(),
     }
 }
 
@@ -304,9 +327,8 @@ fn run_command(command: Command) -> Result<(), Failure> {
         }
         Command::Inspect { spec, data_dir } => {
             let s = load_spec(&spec, &[])?;
-            let resolved = strata_train::data::resolve(&s.data.dataset, data_dir.as_deref())
-                .map_err(|e| Failure(e.to_string(), 1))?;
-            let data = resolved.load().map_err(|e| Failure(e.to_string(), 1))?;
+            let resolved = strata_train::data::resolve(&s.data.dataset, data_dir.as_deref())?;
+            let data = resolved.load()?;
             let input = run::input_shape_for(&s, data.train.image_shape())?.to_vec();
             let net: strata_train::nn::Sequential<f32> =
                 strata_train::build_model(&s, &input, data.train.num_classes())

@@ -330,6 +330,40 @@ fn corrupt_data_fails_cleanly() {
 }
 
 #[test]
+fn missing_data_sets_say_where_they_were_looked_for() {
+    let dir = tmp("missing");
+    let spec = dir.join("s.toml");
+    let layers = "[model]\nlayers = [\"flatten\", { linear = 10 }]\n";
+    for (dataset, hint) in [("no-such-set", true), ("./no/such/folder", false)] {
+        std::fs::write(&spec, format!("[data]\ndataset = {dataset:?}\n{layers}")).unwrap();
+        for cmd in ["train", "inspect"] {
+            let o = Command::new(env!("CARGO_BIN_EXE_strata"))
+                .args([cmd, spec.to_str().unwrap()])
+                .env("STRATA_DATA", &dir)
+                .env_remove("STRATA_DOWNLOAD")
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            let msg = text(&o);
+            assert_eq!(o.status.code(), Some(1), "{cmd} {dataset}: {msg}");
+            assert!(msg.contains("not found; looked in:"), "{msg}");
+            // A name is looked for in the folders; a path is only that path.
+            assert_eq!(
+                msg.contains(&format!("{}", dir.join(dataset).display())),
+                hint,
+                "{msg}"
+            );
+            assert_eq!(
+                msg.contains("hint: pass the folder that holds `no-such-set/` with --data-dir DIR"),
+                hint,
+                "{msg}"
+            );
+            assert!(!msg.contains("panicked"), "{msg}");
+        }
+    }
+}
+
+#[test]
 fn inspect_gradcheck_and_sweep() {
     let spec = format!("{EXAMPLES}/digits-mlp.toml");
     let o = strata(&["inspect", &spec]);
