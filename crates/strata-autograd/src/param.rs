@@ -19,6 +19,10 @@ pub struct Param<T: Element> {
     /// Whether the L2 penalty (weight decay) applies: true for weights, false
     /// for biases and batch-norm shifts/scales, as the chapter penalises `wᵀw` only.
     pub decay: bool,
+    /// Whether the optimiser leaves this parameter as it is (a fixed layer
+    /// such as the patch-whitening convolution, or batch norm's scale `γ`
+    /// held at 1). It still takes part in the forward pass.
+    pub frozen: bool,
 }
 
 impl<T: Element> Param<T> {
@@ -28,6 +32,7 @@ impl<T: Element> Param<T> {
             id: ParamId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             value,
             decay,
+            frozen: false,
         }
     }
 
@@ -43,6 +48,7 @@ impl<T: Element> std::fmt::Debug for Param<T> {
             .field("id", &self.id)
             .field("value", &self.value)
             .field("decay", &self.decay)
+            .field("frozen", &self.frozen)
             .finish()
     }
 }

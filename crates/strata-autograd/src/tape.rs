@@ -132,7 +132,11 @@ impl<T: Real> Tape<T> {
 
     /// Puts a parameter on the tape (a cheap view of its value); after
     /// `backward`, [`Gradients::param`] finds its gradient by [`Param::id`].
+    /// A [`Param::frozen`] parameter goes on as a constant: no gradient.
     pub fn param(&mut self, p: &Param<T>) -> Var {
+        if p.frozen {
+            return self.input(p.value.clone());
+        }
         let v = self.leaf(p.value.clone());
         if self.recording {
             self.params.push((p.id(), v.0));

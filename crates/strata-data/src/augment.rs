@@ -15,7 +15,8 @@
 
 use crate::error::{DataError, Result};
 use crate::geometry::{
-    center_crop, crop_window, flip_horizontal, numel3, resize_image, rotate_crop, Filter,
+    center_crop, crop_window, crop_window_reflect, flip_horizontal, numel3, resize_image,
+    rotate_crop, Filter,
 };
 use crate::shuffle::mix_seed;
 use rand::{RngCore, SeedableRng};
@@ -58,6 +59,24 @@ pub enum AugmentStep {
     },
     /// Mirror left to right with probability 1/2.
     Flip,
+    /// As [`AugmentStep::Crop`], but the padding mirrors the image about its
+    /// edges instead of adding zeros (airbench's translation), so no window
+    /// shows an artificial border.
+    ReflectCrop {
+        /// Output rows.
+        height: usize,
+        /// Output columns.
+        width: usize,
+        /// Reflected rows/columns on each side (less than the image's side).
+        pad: usize,
+    },
+    /// Alternating flips (Jordan, 2024): each training image is mirrored in
+    /// every other epoch — a draw fixed per image decides whether in the even
+    /// or the odd epochs — so over two epochs every image is seen both ways,
+    /// where random flips show a quarter of them one way only. Needs the
+    /// image's index in the data set ([`Augmentation::apply_batch_indexed`]);
+    /// without it the image's place in its minibatch stands in.
+    AlternateFlip,
     /// Random erasing (Zhong et al., 2017): with probability `probability`, a
     /// rectangle is set to `value` in every slice. Its area is a fraction of the
     /// image drawn uniformly from `[min_area, max_area]`, its aspect ratio
@@ -128,6 +147,10 @@ impl AugmentStep {
             ),
             AugmentStep::Rotate { max_degrees } => (2, [b(max_degrees), 0, 0, 0, 0]),
             AugmentStep::Flip => (3, [0; 5]),
+            AugmentStep::ReflectCrop { height, width, pad } => {
+                (6, [height as u64, width as u64, pad as u64, 0, 0])
+            }
+            AugmentStep::AlternateFlip => (7, [0; 5]),
             AugmentStep::CenterCrop { height, width } => {
                 (4, [height as u64, width as u64, 0, 0, 0])
             }
@@ -195,7 +218,20 @@ impl AugmentStep {
                 }
                 Ok(input)
             }
-            AugmentStep::Flip => Ok(input),
+            AugmentStep::Flip | AugmentStep::AlternateFlip => Ok(input),
+            AugmentStep::ReflectCrop { height, width, pad } => {
+                if pad >= h || pad >= w {
+                    return bad(format!(
+                        "a reflected pad of {pad} needs an image larger than {pad}x{pad}, found {h}x{w}"
+                    ));
+                }
+                if height == 0 || width == 0 || height > h + 2 * pad || width > w + 2 * pad {
+                    return bad(format!(
+                        "crop {height}x{width} must be positive and fit the {h}x{w} image padded by {pad}"
+                    ));
+                }
+                Ok([c, height, width])
+            }
             AugmentStep::CenterCrop { height, width } => {
                 if height == 0 || width == 0 {
                     return bad(format!("centre crop {height}x{width} must be positive"));
@@ -237,6 +273,7 @@ impl AugmentStep {
         img: Vec<f32>,
         shape: [usize; 3],
         rng: &mut Xoshiro256PlusPlus,
+        draw: Draw,
     ) -> Result<(Vec<f32>, [usize; 3])> {
         let out = self.output_shape(shape)?;
         let [c, h, w] = shape;
@@ -267,6 +304,20 @@ impl AugmentStep {
             AugmentStep::Flip => {
                 let mut img = img;
                 if rng.next_u64() >> 63 == 1 {
+                    flip_horizontal(&mut img, shape);
+                }
+                img
+            }
+            AugmentStep::ReflectCrop { height, width, pad } => {
+                let top = uniform_int(rng, h + 2 * pad - height) as isize - pad as isize;
+                let left = uniform_int(rng, w + 2 * pad - width) as isize - pad as isize;
+                crop_window_reflect(&img, shape, top, left, height, width)
+            }
+            AugmentStep::AlternateFlip => {
+                let mut img = img;
+                // The image's own bit, then every other epoch the other way.
+                let own = mix_seed(draw.seed ^ 0xf11b, draw.image) >> 63;
+                if own ^ (draw.epoch & 1) == 1 {
                     flip_horizontal(&mut img, shape);
                 }
                 img
@@ -331,6 +382,15 @@ fn uniform01(rng: &mut Xoshiro256PlusPlus) -> f32 {
 /// A uniform draw from `0..=max` (by multiply-shift; the bias is below 2⁻³²).
 fn uniform_int(rng: &mut Xoshiro256PlusPlus, max: usize) -> usize {
     (((rng.next_u64() >> 32) * (max as u64 + 1)) >> 32) as usize
+}
+
+/// What a step may draw on besides its random source: the epoch and the
+/// image's identity (its index in the data set when known).
+#[derive(Clone, Copy, Debug)]
+struct Draw {
+    seed: u64,
+    epoch: u64,
+    image: u64,
 }
 
 /// A list of augmentation steps applied in order, with the seed of their draws.
@@ -443,6 +503,20 @@ impl Augmentation {
         batch: u64,
         image: u64,
     ) -> Result<(Vec<f32>, [usize; 3])> {
+        // Without the data-set index, the place in the minibatch stands in.
+        let id = mix_seed(batch, image);
+        self.apply_draw(img, shape, epoch, batch, image, id)
+    }
+
+    fn apply_draw(
+        &self,
+        img: &[f32],
+        shape: [usize; 3],
+        epoch: u64,
+        batch: u64,
+        image: u64,
+        id: u64,
+    ) -> Result<(Vec<f32>, [usize; 3])> {
         if img.len() != numel3(shape) {
             return Err(DataError::Invalid(format!(
                 "augmentation: image holds {} values, expected {} for shape {shape:?}",
@@ -451,16 +525,51 @@ impl Augmentation {
             )));
         }
         let mut rng = self.rng(epoch, batch, image);
+        let draw = Draw {
+            seed: self.seed,
+            epoch,
+            image: id,
+        };
         self.steps
             .iter()
             .try_fold((img.to_vec(), shape), |(x, s), step| {
-                step.apply(x, s, &mut rng)
+                step.apply(x, s, &mut rng, draw)
             })
     }
 
     /// Augments minibatch `batch` of epoch `epoch` (`[B, C, H, W]` →
     /// `[B, C, H', W']`); image `j` gets the draws of (`epoch`, `batch`, `j`).
     pub fn apply_batch(&self, images: &Tensor<f32>, epoch: u64, batch: u64) -> Result<Tensor<f32>> {
+        self.apply_batch_with(images, epoch, batch, None)
+    }
+
+    /// As [`Augmentation::apply_batch`], for images that are items `indices`
+    /// of their data set: steps that follow an image across epochs
+    /// ([`AugmentStep::AlternateFlip`]) know it by that index.
+    pub fn apply_batch_indexed(
+        &self,
+        images: &Tensor<f32>,
+        epoch: u64,
+        batch: u64,
+        indices: &[usize],
+    ) -> Result<Tensor<f32>> {
+        if indices.len() != images.shape().first().copied().unwrap_or(0) {
+            return Err(DataError::Invalid(format!(
+                "augmentation: {} indices for a batch of shape {:?}",
+                indices.len(),
+                images.shape()
+            )));
+        }
+        self.apply_batch_with(images, epoch, batch, Some(indices))
+    }
+
+    fn apply_batch_with(
+        &self,
+        images: &Tensor<f32>,
+        epoch: u64,
+        batch: u64,
+        indices: Option<&[usize]>,
+    ) -> Result<Tensor<f32>> {
         let s = images.shape();
         if s.len() != 4 {
             return Err(DataError::Invalid(format!(
@@ -472,7 +581,11 @@ impl Augmentation {
         let x = images.to_contiguous_slice();
         let mut out = Vec::with_capacity(s[0] * numel3(out_shape));
         for (j, img) in x.chunks_exact(numel3(shape).max(1)).take(s[0]).enumerate() {
-            out.extend(self.apply_image(img, shape, epoch, batch, j as u64)?.0);
+            let id = match indices {
+                Some(ix) => ix[j] as u64,
+                None => mix_seed(batch, j as u64),
+            };
+            out.extend(self.apply_draw(img, shape, epoch, batch, j as u64, id)?.0);
         }
         let [c, h, w] = out_shape;
         Ok(Tensor::from_vec(out, &[s[0], c, h, w])?)

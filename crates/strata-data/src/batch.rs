@@ -229,7 +229,9 @@ fn make_batch(
     let [_, c, h, w] = data.shape();
     let mut images = Tensor::from_vec(buf, &[indices.len(), c, h, w]).ok()?;
     if let Some((aug, epoch)) = augment {
-        images = aug.apply_batch(&images, *epoch, b as u64).ok()?;
+        images = aug
+            .apply_batch_indexed(&images, *epoch, b as u64, &indices)
+            .ok()?;
     }
     let labels = indices.iter().map(|&i| data.labels()[i]).collect();
     Some(Batch {

@@ -236,9 +236,54 @@ pub fn rotate_crop(img: &[f32], shape: [usize; 3], angle: f32, oh: usize, ow: us
     out
 }
 
+/// The `ch × cw` window at (`top`, `left`) of the image reflected about its
+/// edges (`… 2 1 | 0 1 2 … | …`, the edge pixel not repeated, as numpy's and
+/// PyTorch's `reflect`); the window may reach at most `h − 1` rows and
+/// `w − 1` columns past the image.
+pub fn crop_window_reflect(
+    img: &[f32],
+    shape: [usize; 3],
+    top: isize,
+    left: isize,
+    ch: usize,
+    cw: usize,
+) -> Vec<f32> {
+    let [c, h, w] = shape;
+    let reflect = |v: isize, n: usize| -> usize {
+        let n = n as isize;
+        let r = if v < 0 { -v } else if v >= n { 2 * (n - 1) - v } else { v };
+        r.clamp(0, n - 1) as usize
+    };
+    let cols: Vec<usize> = (0..cw).map(|j| reflect(left + j as isize, w)).collect();
+    let mut out = vec![0.0f32; c * ch * cw];
+    for k in 0..c {
+        let plane = &img[k * h * w..(k + 1) * h * w];
+        for i in 0..ch {
+            let y = reflect(top + i as isize, h);
+            let src = &plane[y * w..(y + 1) * w];
+            let dst = &mut out[(k * ch + i) * cw..(k * ch + i + 1) * cw];
+            for (d, &x) in dst.iter_mut().zip(&cols) {
+                *d = src[x];
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crop_window_reflect_mirrors_without_repeating_the_edge() {
+        let img: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        // 1 2 3 / 4 5 6 / 7 8 9 reflected: row −1 is row 1, column −1 is column 1.
+        let c = crop_window_reflect(&img, [1, 3, 3], -1, -1, 3, 3);
+        assert_eq!(c, vec![5., 4., 5., 2., 1., 2., 5., 4., 5.]);
+        let c = crop_window_reflect(&img, [1, 3, 3], 1, 1, 3, 3);
+        assert_eq!(c, vec![5., 6., 5., 8., 9., 8., 5., 6., 5.]);
+        assert_eq!(crop_window_reflect(&img, [1, 3, 3], 0, 0, 3, 3), img);
+    }
 
     #[test]
     fn crop_window_pads_with_zeros() {

@@ -118,7 +118,8 @@ pub use folder::{
     IMAGE_EXTENSIONS,
 };
 pub use geometry::{
-    center_crop, crop_window, flip_horizontal, resize_center_crop, resize_image, rotate_crop,
+    center_crop, crop_window, crop_window_reflect, flip_horizontal, resize_center_crop,
+    resize_image, rotate_crop,
     rotation_zoom, Filter,
 };
 pub use grid::{grid_pixels, save_grid, GridOptions, GridScale};
@@ -126,7 +127,7 @@ pub use idx::{
     load_fashion_mnist, load_idx_pair, load_mnist_like, read_idx, write_idx, IdxArray,
     FASHION_MNIST_CLASSES, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, MNIST_CLASSES,
 };
-pub use multicrop::{multi_crop, multi_crop_offsets, MULTI_CROP_VIEWS};
+pub use multicrop::{multi_crop, multi_crop_offsets, translate_views, MULTI_CROP_VIEWS};
 pub use normalize::{local_contrast, normalize_image};
 pub use preprocess::{FittedPipeline, Preprocess};
 pub use resolve::{detect_layout, load, resolve, Layout, Resolved, Resolver, KNOWN_DATASETS};

@@ -6,7 +6,7 @@
 //! the views before taking the arg-max.
 
 use crate::error::{DataError, Result};
-use crate::geometry::{crop_window, flip_horizontal};
+use crate::geometry::{crop_window_reflect, crop_window, flip_horizontal};
 use strata_tensor::Tensor;
 
 /// The views of [`multi_crop`], in order (the mirrored views follow in the same
@@ -85,10 +85,73 @@ pub fn multi_crop(
     Ok(views)
 }
 
+/// airbench's test-time views of a `[B, C, H, W]` batch, each with the
+/// weight its logits get: the image and its mirror (¼ each), and the image
+/// shifted by `shift` pixels up-left and down-right, edges reflected, and
+/// their mirrors (⅛ each); `shift = 0` gives the first two only (½ each).
+/// The weights sum to 1.
+pub fn translate_views(images: &Tensor<f32>, shift: usize) -> Result<Vec<(Tensor<f32>, f32)>> {
+    let s = images.shape();
+    if s.len() != 4 {
+        return Err(DataError::Invalid(format!(
+            "test-time views: expected a [B, C, H, W] tensor, found shape {s:?}"
+        )));
+    }
+    let (b, shape) = (s[0], [s[1], s[2], s[3]]);
+    if shift >= shape[1] || shift >= shape[2] {
+        return Err(DataError::Invalid(format!(
+            "test-time views: a shift of {shift} needs images larger than {shift}x{shift}, found {}x{}",
+            shape[1], shape[2]
+        )));
+    }
+    let x = images.to_contiguous_slice();
+    let n = shape.iter().product::<usize>().max(1);
+    let view = |d: isize, flip: bool| -> Result<Tensor<f32>> {
+        let mut out = Vec::with_capacity(b * n);
+        for img in x.chunks_exact(n).take(b) {
+            let mut v = crop_window_reflect(img, shape, d, d, shape[1], shape[2]);
+            if flip {
+                flip_horizontal(&mut v, shape);
+            }
+            out.extend(v);
+        }
+        Ok(Tensor::from_vec(out, s)?)
+    };
+    if shift == 0 {
+        return Ok(vec![(view(0, false)?, 0.5), (view(0, true)?, 0.5)]);
+    }
+    let d = shift as isize;
+    Ok(vec![
+        (view(0, false)?, 0.25),
+        (view(0, true)?, 0.25),
+        (view(-d, false)?, 0.125),
+        (view(-d, true)?, 0.125),
+        (view(d, false)?, 0.125),
+        (view(d, true)?, 0.125),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn translate_views_are_weighted_shifts_and_mirrors() {
+        let x = Tensor::from_vec((0..18).map(|v| v as f32).collect(), &[2, 1, 3, 3]).unwrap();
+        let views = translate_views(&x, 1).unwrap();
+        assert_eq!(views.len(), 6);
+        assert!((views.iter().map(|v| v.1).sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(views[0].0.to_vec(), x.to_vec());
+        // The first image mirrored: rows reversed left to right.
+        assert_eq!(&views[1].0.to_vec()[..3], &[2.0, 1.0, 0.0]);
+        // Up-left by one: the window starts at (−1, −1) of the reflected image.
+        assert_eq!(&views[2].0.to_vec()[..3], &[4.0, 3.0, 4.0]);
+        // Down-right by one: at (1, 1); its last row reflects back to row 1.
+        assert_eq!(&views[4].0.to_vec()[6..9], &[4.0, 5.0, 4.0]);
+        assert_eq!(translate_views(&x, 0).unwrap().len(), 2);
+        assert!(translate_views(&x, 3).is_err());
+    }
 
     proptest! {
         /// Each view is the window at one of the five offsets (mirrored in the

@@ -294,7 +294,29 @@ impl PatchZca {
     /// patch moments are summed image by image (one `im2col` and one GEMM each),
     /// so no patch matrix of the whole set is ever held.
     pub fn fit(x: &[f32], n: usize, shape: [usize; 3], kernel: usize, eps: f32) -> Result<Self> {
+        Self::fit_kind(WhiteningKind::Zca, x, n, shape, kernel, eps)
+    }
+
+    /// As [`PatchZca::fit`] with the rule chosen: [`WhiteningKind::Pca`]
+    /// gives filters that are the covariance's eigenvectors scaled by
+    /// `1/√(λ + ε)` (the output slices are then decorrelated patch
+    /// components, in decreasing order of variance).
+    pub fn fit_kind(
+        kind: WhiteningKind,
+        x: &[f32],
+        n: usize,
+        shape: [usize; 3],
+        kernel: usize,
+        eps: f32,
+    ) -> Result<Self> {
         check_eps(eps, "patch ZCA")?;
+        if x.len() < n.saturating_mul(crate::geometry::numel3(shape)) {
+            return Err(DataError::Invalid(format!(
+                "patch whitening: {n} images of shape {shape:?} need {} values, found {}",
+                n.saturating_mul(crate::geometry::numel3(shape)),
+                x.len()
+            )));
+        }
         let [c, h, w] = shape;
         if kernel == 0 || kernel > h || kernel > w || c == 0 || n == 0 {
             return Err(DataError::Invalid(format!(
@@ -350,12 +372,29 @@ impl PatchZca {
         let cov: Vec<f64> = (0..d * d)
             .map(|ij| sq[ij] / count - mean[ij / d] * mean[ij % d])
             .collect();
-        let whitening = Whitening::from_moments(WhiteningKind::Zca, &mean, &cov, d, eps)?;
+        let whitening = Whitening::from_moments(kind, &mean, &cov, d, eps)?;
         Ok(PatchZca {
             channels: c,
             kernel,
             whitening,
         })
+    }
+
+    /// airbench's patch-whitening layer: the filters of [`PatchZca::weight`]
+    /// and their negations, `[2·C·k·k, C, k, k]`, with biases `[2·C·k·k]`
+    /// (`−W m` and `+W m`), so that a ReLU or GELU after it keeps both signs
+    /// of every component.
+    pub fn signed_filters(&self) -> Result<(Tensor<f32>, Tensor<f32>)> {
+        let (c, k) = (self.channels, self.kernel);
+        let d = self.whitening.dim();
+        let w = &self.whitening.matrix;
+        let b = self.bias_vec();
+        let weight: Vec<f32> = w.iter().copied().chain(w.iter().map(|v| -v)).collect();
+        let bias: Vec<f32> = b.iter().copied().chain(b.iter().map(|v| -v)).collect();
+        Ok((
+            Tensor::from_vec(weight, &[2 * d, c, k, k])?,
+            Tensor::from_vec(bias, &[2 * d])?,
+        ))
     }
 
     /// The convolution weight `[C·k·k, C, k, k]` (output slices = patch dimension).

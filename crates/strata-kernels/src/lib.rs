@@ -22,6 +22,7 @@
 pub mod batchnorm;
 pub mod conv;
 pub mod elementwise;
+pub mod gelu;
 pub mod gemm;
 pub mod image;
 pub mod memory;

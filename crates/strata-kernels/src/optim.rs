@@ -57,6 +57,54 @@ pub fn sgd_momentum_l2<T: Element>(theta: &mut [T], g: &[T], v: &mut [T], lr: T,
     });
 }
 
+/// Momentum in PyTorch's convention, with the L2 penalty folded in:
+/// `g' = g + λθ; b ← μ b + g'`, then `θ ← θ − η b`, or with Nesterov's
+/// look-ahead `θ ← θ − η (g' + μ b)`. Unlike the chapter's `v ← μv + ηg`
+/// the buffer holds gradients, not steps, so a change of `η` takes effect at
+/// once. `wd = 0` is no penalty. Parallel for large tensors.
+#[allow(clippy::too_many_arguments)]
+pub fn sgd_momentum_torch<T: Element>(
+    theta: &mut [T],
+    g: &[T],
+    b: &mut [T],
+    lr: T,
+    mu: T,
+    wd: T,
+    nesterov: bool,
+) {
+    lens("sgd_momentum_torch", theta.len(), g.len());
+    lens("sgd_momentum_torch", theta.len(), b.len());
+    let step = |(theta, b, g): (&mut [T], &mut [T], &[T])| {
+        for ((t, &gi), bi) in theta.iter_mut().zip(g).zip(b.iter_mut()) {
+            let gi = gi + wd * *t;
+            *bi = mu * *bi + gi;
+            let d = if nesterov { gi + mu * *bi } else { *bi };
+            *t = *t - lr * d;
+        }
+    };
+    if theta.len() < PAR_MIN || crate::parallel::num_threads() == 1 {
+        return step((theta, b, g));
+    }
+    crate::parallel::install(|| {
+        theta
+            .par_chunks_mut(CHUNK)
+            .zip(b.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|((t, b), g)| step((t, b, g)))
+    });
+}
+
+/// One look-ahead synchronisation (Zhang et al., 2019): the slow copy moves
+/// toward the fast weights, `e ← e + w·(θ − e)`, and the fast weights restart
+/// from it, `θ ← e`.
+pub fn lookahead_sync<T: Element>(slow: &mut [T], theta: &mut [T], w: T) {
+    lens("lookahead_sync", theta.len(), slow.len());
+    for (e, t) in slow.iter_mut().zip(theta.iter_mut()) {
+        *e = *e + w * (*t - *e);
+        *t = *e;
+    }
+}
+
 /// Adagrad: `c ← c + g²; θ ← θ − η g/(√c + α)`.
 pub fn adagrad<T: Element>(theta: &mut [T], g: &[T], c: &mut [T], lr: T, alpha: T) {
     lens("adagrad", theta.len(), g.len());

@@ -210,6 +210,23 @@ impl<T: Real> Conv2d<T> {
     pub fn config(&self) -> &Conv2dConfig {
         &self.config
     }
+
+    /// Identity ("Dirac") initialisation of the first `min(in, out)` kernels:
+    /// kernel `o` is 1 at the centre tap of input slice `o` and 0 elsewhere,
+    /// so at the start those output slices copy their input and the layer is
+    /// close to the identity (PyTorch's `dirac_` on `weight[:in]`, as
+    /// airbench does); the other kernels keep their random draws.
+    pub fn dirac(&mut self) {
+        let [kh, kw] = self.config.kernel;
+        let (cin, cout) = (self.config.in_channels, self.config.out_channels);
+        let per_out = cin * kh * kw;
+        let w = self.weight.value.data_mut();
+        for o in 0..cin.min(cout) {
+            let k = &mut w[o * per_out..(o + 1) * per_out];
+            k.fill(T::zero());
+            k[(o * kh + kh / 2) * kw + kw / 2] = T::one();
+        }
+    }
 }
 
 impl<T: Real> Module<T> for Conv2d<T> {

@@ -190,6 +190,47 @@ impl<T: Real> Module<T> for Relu {
     }
 }
 
+/// GELU in its tanh form, `F(x) = ½x(1 + tanh(√(2/π)(x + 0.044715x³)))`,
+/// applied to every unit (airbench's activation).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gelu;
+
+impl<T: Real> Module<T> for Gelu {
+    fn describe(&self) -> String {
+        "gelu".into()
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+
+    fn forward(&mut self, tape: &mut Tape<T>, x: Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
+        Ok(tape.gelu(x)?)
+    }
+}
+
+/// Multiplies its input by a fixed factor (airbench's `1/9` on the logits,
+/// which sets the softmax's temperature without a trained parameter).
+#[derive(Clone, Copy, Debug)]
+pub struct Scale {
+    /// The factor.
+    pub factor: f64,
+}
+
+impl<T: Real> Module<T> for Scale {
+    fn describe(&self) -> String {
+        format!("scale ×{}", self.factor)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+
+    fn forward(&mut self, tape: &mut Tape<T>, x: Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
+        Ok(tape.scale(x, T::of(self.factor))?)
+    }
+}
+
 /// Feeds ReLU outputs `y` to the context's dead-unit monitor, if any.
 pub(crate) fn record_dead_units<T: Real>(tape: &Tape<T>, y: Var, ctx: &mut Ctx<'_>) -> Result<()> {
     if ctx.monitor.is_some() {

@@ -50,7 +50,7 @@ pub use batchnorm::BatchNorm;
 pub use conv::{Conv2d, Conv2dConfig, Padding};
 pub use error::{NnError, Result};
 pub use init::{check_allocatable, Init};
-pub use layers::{Dropout, Flatten, Linear, Relu};
+pub use layers::{Dropout, Flatten, Gelu, Linear, Relu, Scale};
 pub use module::{Ctx, Mode, Module, Named, NamedMut};
 pub use monitor::DeadUnits;
 pub use pool::{GlobalAvgPool, MaxPool2d};

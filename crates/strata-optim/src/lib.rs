@@ -25,5 +25,5 @@
 mod optimizer;
 mod schedule;
 
-pub use optimizer::{Method, OptimError, Optimizer};
+pub use optimizer::{Lookahead, Method, OptimError, Optimizer, ParamGroup};
 pub use schedule::Schedule;

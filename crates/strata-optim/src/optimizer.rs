@@ -34,6 +34,16 @@ pub enum Method {
         /// `μ`, typically 0.9.
         mu: f64,
     },
+    /// Momentum in PyTorch's convention: `b ← μb + ∇; θ ← θ − ηb`, or with
+    /// Nesterov's look-ahead `θ ← θ − η(∇ + μb)`. Under a constant `η` it is
+    /// the chapter's rule with `v = ηb`; under a changing `η` the buffer
+    /// keeps gradients, so a new rate applies to the whole step at once.
+    MomentumTorch {
+        /// `μ`, typically 0.9.
+        mu: f64,
+        /// Nesterov's accelerated gradient.
+        nesterov: bool,
+    },
     /// Adagrad: `c ← c + g²; θ ← θ − η g/(√c + α)`.
     Adagrad {
         /// `α`, typically 1e-6.
@@ -71,10 +81,100 @@ impl Method {
     fn slots(&self) -> &'static [&'static str] {
         match self {
             Method::Sgd => &[],
-            Method::Momentum { .. } => &["velocity"],
+            Method::Momentum { .. } | Method::MomentumTorch { .. } => &["velocity"],
             Method::Adagrad { .. } | Method::RmsProp { .. } => &["cache"],
             Method::Adam { .. } | Method::AdamW { .. } => &["m", "v"],
         }
+    }
+}
+
+/// Settings for a set of parameters chosen by name: a multiplier on the
+/// learning rate and on the weight decay, and how many epochs they train.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamGroup {
+    /// Which parameters: their dotted name, where `*` matches any run of
+    /// characters (`*.beta`: every batch-norm shift; `layers.0.*`).
+    pub pattern: String,
+    /// Factor on the schedule's learning rate.
+    pub lr_scale: f64,
+    /// Factor on `λ` (for parameters the penalty applies to).
+    pub decay_scale: f64,
+    /// Train only in the first this many epochs, then freeze (`None`: always).
+    pub epochs: Option<usize>,
+    /// Whether the penalty applies, overriding [`Param::decay`] (`None`:
+    /// the parameter's own flag; airbench decays batch-norm shifts too).
+    pub decay: Option<bool>,
+}
+
+impl ParamGroup {
+    /// A group with factors 1 that trains throughout.
+    pub fn new(pattern: impl Into<String>) -> Self {
+        Self {
+            pattern: pattern.into(),
+            lr_scale: 1.0,
+            decay_scale: 1.0,
+            epochs: None,
+            decay: None,
+        }
+    }
+
+    /// Whether `name` belongs to this group.
+    pub fn matches(&self, name: &str) -> bool {
+        glob(self.pattern.as_bytes(), name.as_bytes())
+    }
+}
+
+/// `*`-only glob matching (no other metacharacters).
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+    }
+}
+
+/// Look-ahead (Zhang et al., 2019) as airbench uses it: every `every` steps a
+/// slow copy `e` of the weights (and of the buffers passed with them, such as
+/// batch norm's running statistics) moves toward them, `e ← e + (1 − d)(θ − e)`,
+/// and the weights restart from it, `θ ← e`. The decay grows over the run,
+/// `d = decay·(n/N)^power` at step `n` of `N`, so early steps keep the newest
+/// weights and late ones average; at the end the weights become `e`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lookahead {
+    /// Steps between synchronisations.
+    pub every: u64,
+    /// The largest decay `d`, reached at the last step.
+    pub decay: f64,
+    /// Exponent of the decay's growth.
+    pub power: f64,
+    /// Steps in the whole run `N`.
+    pub total_steps: u64,
+}
+
+impl Lookahead {
+    /// The decay at step `n`.
+    pub fn decay_at(&self, n: u64) -> f64 {
+        let t = (n as f64 / self.total_steps.max(1) as f64).min(1.0);
+        self.decay * t.powf(self.power)
+    }
+
+    fn validate(&self) -> Result<(), OptimError> {
+        if self.every == 0 {
+            return Err(OptimError::Config("lookahead every must be at least 1 step".into()));
+        }
+        if !(0.0..1.0).contains(&self.decay) {
+            return Err(OptimError::Config(format!(
+                "lookahead decay must lie in [0, 1), got {}",
+                self.decay
+            )));
+        }
+        if !(self.power.is_finite() && self.power >= 0.0) {
+            return Err(OptimError::Config(format!(
+                "lookahead power must be ≥ 0, got {}",
+                self.power
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -89,8 +189,12 @@ pub struct Optimizer<T> {
     pub weight_decay: f64,
     /// The learning-rate schedule.
     pub schedule: Schedule,
+    /// Per-name settings; the first group whose pattern matches applies.
+    pub groups: Vec<ParamGroup>,
     step: u64,
     state: BTreeMap<String, Vec<Vec<T>>>,
+    lookahead: Option<Lookahead>,
+    slow: BTreeMap<String, Vec<T>>,
 }
 
 impl<T: Real> Optimizer<T> {
@@ -112,7 +216,7 @@ impl<T: Real> Optimizer<T> {
             }
         };
         match &method {
-            Method::Momentum { mu } => unit("momentum", *mu)?,
+            Method::Momentum { mu } | Method::MomentumTorch { mu, .. } => unit("momentum", *mu)?,
             Method::RmsProp { decay, .. } => unit("decay", *decay)?,
             Method::Adam { beta1, beta2, .. } | Method::AdamW { beta1, beta2, .. } => {
                 unit("beta1", *beta1)?;
@@ -124,9 +228,87 @@ impl<T: Real> Optimizer<T> {
             method,
             weight_decay,
             schedule,
+            groups: Vec::new(),
             step: 0,
             state: BTreeMap::new(),
+            lookahead: None,
+            slow: BTreeMap::new(),
         })
+    }
+
+    /// Adds per-name groups (learning-rate and decay factors, training epochs).
+    pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Result<Self, OptimError> {
+        for g in &groups {
+            for (what, v) in [("lr_scale", g.lr_scale), ("decay_scale", g.decay_scale)] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(OptimError::Config(format!(
+                        "group {:?}: {what} must be ≥ 0, got {v}",
+                        g.pattern
+                    )));
+                }
+            }
+        }
+        self.groups = groups;
+        Ok(self)
+    }
+
+    /// Adds look-ahead ([`Optimizer::lookahead_sync`] does the synchronising).
+    pub fn with_lookahead(mut self, lookahead: Lookahead) -> Result<Self, OptimError> {
+        lookahead.validate()?;
+        self.lookahead = Some(lookahead);
+        Ok(self)
+    }
+
+    /// The look-ahead settings, if any.
+    pub fn lookahead(&self) -> Option<&Lookahead> {
+        self.lookahead.as_ref()
+    }
+
+    /// Called after each step with the parameters' values and any buffers:
+    /// on every `every`-th step, synchronises them with their slow copies
+    /// ([`Lookahead`]). With `finish` (after the last step) the tensors are
+    /// set to their slow copies, which stay as they are (`d = 1`). Does
+    /// nothing without look-ahead. Returns whether it synchronised.
+    pub fn lookahead_sync<'a>(
+        &mut self,
+        tensors: impl IntoIterator<Item = (String, &'a mut Tensor<T>)>,
+        finish: bool,
+    ) -> Result<bool, OptimError> {
+        let Some(la) = &self.lookahead else {
+            return Ok(false);
+        };
+        if !finish && (self.step == 0 || self.step % la.every != 0) {
+            return Ok(false);
+        }
+        let w = if finish {
+            0.0
+        } else {
+            1.0 - la.decay_at(self.step)
+        };
+        for (name, t) in tensors {
+            let theta = t.data_mut();
+            let slow = self
+                .slow
+                .entry(name.clone())
+                .or_insert_with(|| theta.to_vec());
+            if slow.len() != theta.len() {
+                return Err(OptimError::Shape {
+                    name,
+                    what: format!(
+                        "look-ahead copy has {} values, the tensor {}",
+                        slow.len(),
+                        theta.len()
+                    ),
+                });
+            }
+            k::lookahead_sync(slow, theta, T::of(w));
+        }
+        Ok(true)
+    }
+
+    /// The group settings of parameter `name` (factors 1 without a group).
+    fn group_of(&self, name: &str) -> Option<&ParamGroup> {
+        self.groups.iter().find(|g| g.matches(name))
     }
 
     /// Steps taken so far.
@@ -151,8 +333,21 @@ impl<T: Real> Optimizer<T> {
         let lr = self.lr(epoch);
         self.step += 1;
         for (name, p) in params {
+            if p.frozen {
+                continue;
+            }
+            let (lr_scale, decay_scale, decays) = match self.group_of(&name) {
+                Some(g) if g.epochs.is_some_and(|e| epoch >= e) => continue,
+                Some(g) => (g.lr_scale, g.decay_scale, g.decay.unwrap_or(p.decay)),
+                None => (1.0, 1.0, p.decay),
+            };
             let Some(g) = grad_of(p) else { continue };
-            self.update(&name, p, &g, lr)?;
+            let wd = if decays {
+                self.weight_decay * decay_scale
+            } else {
+                0.0
+            };
+            self.update(&name, p, &g, lr * lr_scale, wd)?;
         }
         Ok(lr)
     }
@@ -163,6 +358,7 @@ impl<T: Real> Optimizer<T> {
         p: &mut Param<T>,
         grad: &Tensor<T>,
         lr: f64,
+        weight_decay: f64,
     ) -> Result<(), OptimError> {
         if grad.shape() != p.value.shape() {
             return Err(OptimError::Shape {
@@ -176,14 +372,15 @@ impl<T: Real> Optimizer<T> {
         }
         let n = p.value.numel();
         let decoupled = matches!(self.method, Method::AdamW { .. });
-        let penalised = p.decay && self.weight_decay > 0.0 && !decoupled;
+        // `weight_decay` is 0 for parameters the penalty does not apply to.
+        let penalised = weight_decay > 0.0 && !decoupled;
         if let Method::Momentum { mu } = self.method {
             // The hot path: penalty and update fused, no copy of the gradient.
             let v = &mut slot(&mut self.state, name, n, 1)?[0];
             let (theta, g) = (p.value.data_mut(), grad.to_contiguous_slice());
             let (lr, mu) = (T::of(lr), T::of(mu));
             if penalised {
-                k::sgd_momentum_l2(theta, &g, v, lr, mu, T::of(self.weight_decay));
+                k::sgd_momentum_l2(theta, &g, v, lr, mu, T::of(weight_decay));
             } else {
                 k::sgd_momentum(theta, &g, v, lr, mu);
             }
@@ -193,7 +390,7 @@ impl<T: Real> Optimizer<T> {
         if penalised {
             // ∇[(λ/2) wᵀw] = λw
             elementwise::axpy(
-                T::of(self.weight_decay),
+                T::of(weight_decay),
                 &p.value.to_contiguous_slice(),
                 &mut g,
             );
@@ -204,13 +401,23 @@ impl<T: Real> Optimizer<T> {
         match &self.method {
             Method::Sgd => k::sgd(theta, &g, lr_t),
             Method::Momentum { mu } => k::sgd_momentum(theta, &g, &mut state[0], lr_t, T::of(*mu)),
+            // `g` holds the penalty already.
+            Method::MomentumTorch { mu, nesterov } => k::sgd_momentum_torch(
+                theta,
+                &g,
+                &mut state[0],
+                lr_t,
+                T::of(*mu),
+                T::zero(),
+                *nesterov,
+            ),
             Method::Adagrad { alpha } => k::adagrad(theta, &g, &mut state[0], lr_t, T::of(*alpha)),
             Method::RmsProp { decay, alpha } => {
                 k::rmsprop(theta, &g, &mut state[0], lr_t, T::of(*decay), T::of(*alpha))
             }
             Method::Adam { beta1, beta2, eps } | Method::AdamW { beta1, beta2, eps } => {
-                let wd = if decoupled && p.decay {
-                    self.weight_decay
+                let wd = if decoupled {
+                    weight_decay
                 } else {
                     0.0
                 };
@@ -246,6 +453,12 @@ impl<T: Real> Optimizer<T> {
                     Tensor::from_slice(b, &[b.len()]).expect("flat"),
                 ));
             }
+        }
+        for (name, e) in &self.slow {
+            out.push((
+                format!("lookahead/{name}"),
+                Tensor::from_slice(e, &[e.len()]).expect("flat"),
+            ));
         }
         out
     }
@@ -298,8 +511,20 @@ impl<T: Real> Optimizer<T> {
                 state.insert(name, bufs);
             }
         }
+        let mut slow = BTreeMap::new();
+        for (n, t) in tensors {
+            if let Some(name) = n.strip_prefix("lookahead/") {
+                if self.lookahead.is_none() {
+                    return Err(OptimError::Config(format!(
+                        "saved state has a look-ahead copy of {name}, but this optimizer has no look-ahead"
+                    )));
+                }
+                slow.insert(name.to_string(), t.to_vec());
+            }
+        }
         self.step = step as u64;
         self.state = state;
+        self.slow = slow;
         Ok(())
     }
 }

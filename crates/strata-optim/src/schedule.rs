@@ -33,6 +33,17 @@ pub enum Schedule {
         /// Length of the schedule in steps.
         total_steps: u64,
     },
+    /// Piecewise linear in the fraction `t = n/N` of the run: `η = lr·f(t)`,
+    /// `f` joining `points` (fraction, factor) by straight lines and constant
+    /// beyond them. airbench's triangle is `[(0, 0.2), (0.23, 1), (1, 0.07)]`.
+    Piecewise {
+        /// The rate a factor of 1 stands for.
+        lr: f64,
+        /// `(t, f)` pairs with increasing `t` in `[0, 1]`.
+        points: Vec<(f64, f64)>,
+        /// Steps in the run `N`.
+        total_steps: u64,
+    },
     /// Linear warm-up from 0 over `steps` steps, then `after`.
     Warmup {
         /// Warm-up length in steps.
@@ -58,6 +69,22 @@ impl Schedule {
             } => {
                 let t = (step as f64 / (*total_steps).max(1) as f64).min(1.0);
                 min_lr + 0.5 * (lr - min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            Schedule::Piecewise {
+                lr,
+                points,
+                total_steps,
+            } => {
+                let t = step as f64 / (*total_steps).max(1) as f64;
+                let f = match points.iter().position(|&(x, _)| x > t) {
+                    None => points.last().map_or(1.0, |p| p.1),
+                    Some(0) => points[0].1,
+                    Some(i) => {
+                        let ((x0, f0), (x1, f1)) = (points[i - 1], points[i]);
+                        f0 + (f1 - f0) * (t - x0) / (x1 - x0)
+                    }
+                };
+                lr * f
             }
             Schedule::Warmup { steps, after } => {
                 if step < *steps {
@@ -100,6 +127,27 @@ impl Schedule {
                 pos("lr", *lr)?;
                 if *min_lr < 0.0 || min_lr > lr {
                     return Err(format!("min_lr must lie in [0, lr], got {min_lr}"));
+                }
+                Ok(())
+            }
+            Schedule::Piecewise { lr, points, .. } => {
+                pos("lr", *lr)?;
+                if points.is_empty() {
+                    return Err("points needs at least one [fraction, factor] pair".into());
+                }
+                for (i, &(t, f)) in points.iter().enumerate() {
+                    if !(0.0..=1.0).contains(&t) {
+                        return Err(format!("points[{i}]: the fraction {t} must lie in [0, 1]"));
+                    }
+                    if !(f.is_finite() && f >= 0.0) {
+                        return Err(format!("points[{i}]: the factor {f} must be ≥ 0"));
+                    }
+                    if i > 0 && t <= points[i - 1].0 {
+                        return Err(format!(
+                            "points[{i}]: fractions must increase, {t} follows {}",
+                            points[i - 1].0
+                        ));
+                    }
                 }
                 Ok(())
             }

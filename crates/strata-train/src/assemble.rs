@@ -5,10 +5,12 @@ use crate::spec::{PadSpec, ResidualSpec};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use strata_autograd::Real;
+use strata_data::Dataset;
 use strata_nn::{
-    BatchNorm, Conv2dConfig, Dropout, Flatten, GlobalAvgPool, Init, Linear, MaxPool2d, Module,
-    OddPolicy, Padding, Relu, ResNetConfig, Residual, Sequential,
+    BatchNorm, Conv2d, Conv2dConfig, Dropout, Flatten, Gelu, GlobalAvgPool, Init, Linear,
+    MaxPool2d, Module, OddPolicy, Padding, Relu, ResNetConfig, Residual, Scale, Sequential,
 };
+use strata_tensor::Tensor;
 
 /// One row of the layer table `strata inspect` prints.
 #[derive(Clone, Debug)]
@@ -33,6 +35,18 @@ pub fn build_model<T: Real>(
     input: &[usize],
     classes: usize,
 ) -> Result<Sequential<T>, SpecError> {
+    build_model_fitted(spec, input, classes, None)
+}
+
+/// As [`build_model`], fitting the layers that are fitted on data (the
+/// patch-whitening layer) on `train`, the preprocessed training images;
+/// without data their weights are zeros, to be loaded from a saved model.
+pub fn build_model_fitted<T: Real>(
+    spec: &Spec,
+    input: &[usize],
+    classes: usize,
+    train: Option<&Dataset>,
+) -> Result<Sequential<T>, SpecError> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(spec.train.seed);
     let init = Init {
         epsilon: spec.init_epsilon.unwrap_or(Init::default().epsilon),
@@ -48,18 +62,42 @@ pub fn build_model<T: Real>(
             message,
         };
         let module: Box<dyn Module<T>> = match layer {
-            LayerSpec::Linear { out } => {
+            LayerSpec::Linear { out, bias } => {
                 if shape.len() != 1 {
                     return Err(err(format!(
                         "a linear layer takes a vector per sample, but the previous layer gives shape {shape:?}; add \"flatten\" before it"
                     )));
                 }
-                Box::new(
-                    Linear::with_init(shape[0], *out, init, &mut rng)
-                        .map_err(|e| err(e.to_string()))?,
-                )
+                let mut l = Linear::with_init(shape[0], *out, init, &mut rng)
+                    .map_err(|e| err(e.to_string()))?;
+                // No bias: held at 0.
+                l.bias.frozen = !*bias;
+                Box::new(l)
             }
             LayerSpec::Relu => Box::new(Relu),
+            LayerSpec::Gelu => Box::new(Gelu),
+            LayerSpec::Scale { factor } => Box::new(Scale { factor: *factor }),
+            LayerSpec::Whiten {
+                kernel, eps, images, ..
+            } => {
+                if i != 0 {
+                    return Err(err("the whitening layer is fitted on the training images, so it must be the first layer".into()));
+                }
+                let c = block_channels(&shape).map_err(&err)?;
+                let d = c * kernel * kernel;
+                let cfg = Conv2dConfig::new(c, 2 * d, *kernel).padding(Padding::Valid);
+                let mut conv: Conv2d<T> = cfg.build(&mut rng).map_err(|e| err(e.to_string()))?;
+                conv.weight.frozen = true;
+                conv.weight.value = Tensor::zeros(conv.weight.value.shape());
+                if let Some(train) = train {
+                    let (w, b) = fit_whitening(train, *kernel, *eps, *images).map_err(&err)?;
+                    conv.weight.value = cast(&w);
+                    if let Some(bias) = &mut conv.bias {
+                        bias.value = cast(&b);
+                    }
+                }
+                Box::new(conv)
+            }
             LayerSpec::Dropout { p } => Box::new(Dropout::new(*p).map_err(|e| err(e.to_string()))?),
             LayerSpec::Flatten => Box::new(Flatten),
             LayerSpec::Conv {
@@ -69,6 +107,7 @@ pub fn build_model<T: Real>(
                 pad,
                 border,
                 bias,
+                dirac,
             } => {
                 let c = block_channels(&shape).map_err(&err)?;
                 let padding = match pad {
@@ -82,7 +121,11 @@ pub fn build_model<T: Real>(
                     .border(*border)
                     .bias(*bias);
                 let cfg = Conv2dConfig { init, ..cfg };
-                Box::new(cfg.build(&mut rng).map_err(|e| err(e.to_string()))?)
+                let mut conv: Conv2d<T> = cfg.build(&mut rng).map_err(|e| err(e.to_string()))?;
+                if *dirac {
+                    conv.dirac();
+                }
+                Box::new(conv)
             }
             LayerSpec::MaxPool { size, stride, ceil } => {
                 let policy = if *ceil {
@@ -93,11 +136,19 @@ pub fn build_model<T: Real>(
                 Box::new(MaxPool2d::with_stride(*size, *stride).policy(policy))
             }
             LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool),
-            LayerSpec::BatchNorm => {
+            LayerSpec::BatchNorm {
+                scale,
+                momentum,
+                eps,
+            } => {
                 let c = *shape
                     .first()
                     .ok_or_else(|| err("batch norm needs an input".into()))?;
-                Box::new(BatchNorm::new(c).map_err(|e| err(e.to_string()))?)
+                let mut bn = BatchNorm::new(c).map_err(|e| err(e.to_string()))?;
+                bn.gamma.frozen = !*scale;
+                bn.momentum = *momentum;
+                bn.eps = *eps;
+                Box::new(bn)
             }
             LayerSpec::Residual(r) => residual(&shape, r, r.stride, &mut rng).map_err(&err)?,
             LayerSpec::Stage { blocks, block } => {
@@ -150,6 +201,39 @@ pub fn build_model<T: Real>(
         });
     }
     Ok(net)
+}
+
+/// The patch-whitening filters and biases ([`strata_data::PatchZca::signed_filters`],
+/// PCA form) fitted on the first `images` items of `train`.
+fn fit_whitening(
+    train: &Dataset,
+    kernel: usize,
+    eps: f64,
+    images: usize,
+) -> Result<(Tensor<f32>, Tensor<f32>), String> {
+    let [_, c, h, w] = train.shape();
+    let n = images.min(train.len());
+    let mut x = vec![0.0f32; n * c * h * w];
+    for (i, chunk) in x.chunks_exact_mut((c * h * w).max(1)).enumerate() {
+        train.write_image(i, chunk);
+    }
+    let z = strata_data::PatchZca::fit_kind(
+        strata_data::WhiteningKind::Pca,
+        &x,
+        n,
+        [c, h, w],
+        kernel,
+        eps as f32,
+    )
+    .map_err(|e| format!("fitting the whitening layer: {e}"))?;
+    z.signed_filters()
+        .map_err(|e| format!("fitting the whitening layer: {e}"))
+}
+
+/// An f32 tensor in the network's element type.
+fn cast<T: Real>(t: &Tensor<f32>) -> Tensor<T> {
+    let v: Vec<T> = t.to_contiguous_slice().iter().map(|&x| T::of(x as f64)).collect();
+    Tensor::from_vec(v, t.shape()).expect("same shape")
 }
 
 /// The layer table of a built network.

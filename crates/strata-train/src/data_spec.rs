@@ -145,7 +145,7 @@ pub fn parse_augment(v: &Value) -> Result<Vec<AugmentStep>, String> {
         });
     }
     if let Some(c) = t.get("crop") {
-        let p = params(c, "crop", &["size", "pad"])?;
+        let p = params(c, "crop", &["size", "pad", "border"])?;
         let s = size(p.and_then(|p| p.get("size")), "crop size")?;
         let pad = match p.and_then(|p| p.get("pad")) {
             None => 0,
@@ -154,16 +154,29 @@ pub fn parse_augment(v: &Value) -> Result<Vec<AugmentStep>, String> {
                 _ => return Err("crop pad must be a non-negative integer".into()),
             },
         };
-        steps.push(AugmentStep::Crop {
-            height: s,
-            width: s,
-            pad,
-        });
+        match p.and_then(|p| p.get("border")).map(|b| b.as_str()) {
+            None | Some(Some("zero")) => steps.push(AugmentStep::Crop {
+                height: s,
+                width: s,
+                pad,
+            }),
+            Some(Some("reflect")) => steps.push(AugmentStep::ReflectCrop {
+                height: s,
+                width: s,
+                pad,
+            }),
+            _ => return Err("crop border is \"zero\" (pad with zeros) or \"reflect\" (mirror the edges)".into()),
+        }
     }
     match t.get("flip") {
         None | Some(Value::Boolean(false)) => {}
         Some(Value::Boolean(true)) => steps.push(AugmentStep::Flip),
-        Some(other) => return Err(format!("flip is true or false, got {other}")),
+        Some(Value::String(a)) if a == "alternate" => steps.push(AugmentStep::AlternateFlip),
+        Some(other) => {
+            return Err(format!(
+                "flip is true (random), \"alternate\" (every other epoch) or false, got {other}"
+            ))
+        }
     }
     if let Some(e) = t.get("erase").filter(|e| e.as_bool() != Some(false)) {
         const ERASE: [&str; 5] = ["probability", "min_area", "max_area", "min_aspect", "value"];

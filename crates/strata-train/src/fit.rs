@@ -98,6 +98,10 @@ pub struct EvalOptions {
     pub multi_crop: Option<[usize; 2]>,
     /// Also average over the mirror images of those views.
     pub mirror: bool,
+    /// airbench's test-time views ([`strata_data::translate_views`]) with
+    /// this shift, their logits averaged with the views' weights (instead
+    /// of `multi_crop`).
+    pub tta: Option<usize>,
 }
 
 impl Default for EvalOptions {
@@ -107,6 +111,7 @@ impl Default for EvalOptions {
             transform: None,
             multi_crop: None,
             mirror: true,
+            tta: None,
         }
     }
 }
@@ -279,6 +284,9 @@ pub fn fit_from(
             // writes in place instead of copying every weight tensor.
             drop(tape);
             lr = opt.step(model.params_mut(), |p| grads.param(p.id()).cloned(), epoch)?;
+            if opt.lookahead().is_some() {
+                lookahead(opt, model, false)?;
+            }
             losses.push(l);
             observer.on_step(&StepInfo {
                 epoch: epoch + 1,
@@ -296,6 +304,10 @@ pub fn fit_from(
                     steps: steps_in_epoch,
                 });
             }
+        }
+        if epoch + 1 == opts.epochs && opt.lookahead().is_some() {
+            // The run ends on the slow weights (look-ahead's last update).
+            lookahead(opt, model, true)?;
         }
         let seconds = start.elapsed().as_secs_f64();
         let validation_accuracy = match validation {
@@ -322,6 +334,20 @@ pub fn fit_from(
     Ok(history)
 }
 
+/// Look-ahead's synchronisation of the trained parameters and the buffers
+/// (batch norm's running statistics) of `model`; `finish` after the last step.
+fn lookahead(
+    opt: &mut Optimizer<f32>,
+    model: &mut dyn Module<f32>,
+    finish: bool,
+) -> Result<(), TrainError> {
+    let params = model.params_mut().into_iter();
+    let trained = params.filter(|(_, p)| !p.frozen).map(|(n, p)| (n, &mut p.value));
+    opt.lookahead_sync(trained, finish)?;
+    opt.lookahead_sync(model.buffers_mut(), finish)?;
+    Ok(())
+}
+
 /// Held-out evaluation: accuracy and the confusion matrix.
 #[derive(Clone, Debug)]
 pub struct Evaluation {
@@ -345,6 +371,16 @@ pub fn evaluate(
             ..EvalOptions::default()
         },
     )
+}
+
+/// The network's outputs `o` for a `[B, …]` batch in evaluation mode.
+fn logits(model: &mut dyn Module<f32>, images: Tensor<f32>) -> Result<Tensor<f32>, TrainError> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+    let mut tape = Tape::inference();
+    let x = tape.input(images);
+    let mut ctx = Ctx::new(Mode::Eval, &mut rng);
+    let out = model.forward(&mut tape, x, &mut ctx)?;
+    Ok(tape.value(out).map_err(NnError::from)?.clone())
 }
 
 /// Class probabilities `s(o)` of a `[B, …]` batch in evaluation mode.
@@ -375,9 +411,25 @@ pub fn evaluate_with(
         if let Some(t) = &opts.transform {
             images = t.apply_batch(&images, 0, b as u64)?;
         }
-        let probs = match opts.multi_crop {
-            None => probabilities(model, images)?,
-            Some([h, w]) => {
+        let probs = match (opts.tta, opts.multi_crop) {
+            (Some(shift), _) => {
+                // Weighted mean of the views' logits, then the arg-max.
+                let mut sum: Option<Vec<f32>> = None;
+                let mut shape = Vec::new();
+                for (v, weight) in strata_data::translate_views(&images, shift)? {
+                    let o = logits(model, v)?;
+                    shape = o.shape().to_vec();
+                    let o = o.to_contiguous_slice();
+                    match &mut sum {
+                        None => sum = Some(o.iter().map(|x| weight * x).collect()),
+                        Some(s) => s.iter_mut().zip(o.iter()).for_each(|(a, b)| *a += weight * b),
+                    }
+                }
+                Tensor::from_vec(sum.unwrap_or_default(), &shape)
+                    .map_err(|e| TrainError::Config(e.to_string()))?
+            }
+            (None, None) => probabilities(model, images)?,
+            (None, Some([h, w])) => {
                 // Average s(o) over the views, then take the arg-max.
                 let mut sum: Option<Vec<f32>> = None;
                 let mut shape = Vec::new();

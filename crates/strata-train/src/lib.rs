@@ -40,7 +40,7 @@ pub use strata_data as data;
 pub use strata_nn as nn;
 pub use strata_optim as optim;
 
-pub use assemble::{build_model, layer_table, LayerRow};
+pub use assemble::{build_model, build_model_fitted, layer_table, LayerRow};
 pub use fit::{
     evaluate, fit, fit_from, EpochReport, Evaluation, FitOptions, Observer, OnEpoch, StepInfo,
     TrainError,

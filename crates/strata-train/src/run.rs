@@ -1,7 +1,7 @@
 //! `strata train`: assemble the spec's network, train it with logs, plots and
 //! checkpoints, evaluate on held-out data; plus `eval`, `sweep` and `gradcheck`.
 
-use crate::assemble::build_model;
+use crate::assemble::{build_model, build_model_fitted};
 use crate::checkpoint::{load_tensors, save_tensors, write_atomic, CheckpointError};
 use crate::fit::{
     evaluate_with, fit_from, EpochReport, EvalOptions, Evaluation, FitOptions, Observer, StepInfo,
@@ -170,6 +170,7 @@ pub fn eval_options(spec: &Spec, image: [usize; 3], test: bool) -> Result<EvalOp
         transform,
         multi_crop: multi.then_some([input[1], input[2]]),
         mirror: spec.eval.mirror,
+        tta: if test { spec.eval.tta } else { None },
     })
 }
 
@@ -593,15 +594,12 @@ pub fn train(
     let image = data.train.image_shape();
     let input = network_input(&spec, image)?;
     let classes = data.train.num_classes();
-    let mut model: Sequential<f32> = build_model(&spec, &input, classes)?;
+    let mut model: Sequential<f32> =
+        build_model_fitted(&spec, &input, classes, Some(&data.train))?;
     let steps_per_epoch = data.train.len().div_ceil(spec.train.batch) as u64;
-    let method = spec.method().map_err(RunError::Other)?;
-    let mut opt = Optimizer::new(
-        method,
-        spec.optimizer.weight_decay,
-        spec.schedule_for(steps_per_epoch),
-    )
-    .map_err(|e| RunError::Other(e.to_string()))?;
+    let mut opt = spec
+        .optimizer_for(steps_per_epoch)
+        .map_err(RunError::Other)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| io_err(&opts.out, e))?;
     let first_epoch = if opts.resume {
         let e = restore_checkpoint(&opts.out, &mut model, &mut opt)?;

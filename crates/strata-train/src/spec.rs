@@ -146,6 +146,67 @@ pub struct OptimizerSpec {
     /// Linear warm-up steps before the schedule.
     #[serde(default)]
     pub warmup_steps: u64,
+    /// Nesterov momentum for `sgd` (implies the PyTorch convention).
+    #[serde(default)]
+    pub nesterov: bool,
+    /// Momentum convention of `sgd`: `"chapter"` (12.2.4's `v ← μv + η∇;
+    /// θ ← θ − v`, the default) or `"pytorch"` (`b ← μb + ∇; θ ← θ − ηb`).
+    #[serde(default)]
+    pub convention: Option<String>,
+    /// Per-name settings, first match wins: `[{ params = "*.beta", lr_scale = 64,
+    /// decay_scale = 0.015625 }]` (airbench's batch-norm shifts), `epochs = 3`
+    /// to freeze the group after that many epochs.
+    #[serde(default)]
+    pub groups: Vec<GroupSpec>,
+    /// Look-ahead: `{ every = 5, decay = 0.7738, power = 3 }`.
+    #[serde(default)]
+    pub lookahead: Option<LookaheadSpec>,
+}
+
+/// One entry of `optimizer.groups`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// Parameter names, `*` matching any run of characters (`*.beta`).
+    pub params: String,
+    /// Factor on the learning rate.
+    #[serde(default = "one")]
+    pub lr_scale: f64,
+    /// Factor on the weight decay.
+    #[serde(default = "one")]
+    pub decay_scale: f64,
+    /// Train only in the first this many epochs.
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// Whether the weight decay applies (default: to weights, not to biases
+    /// and batch-norm parameters).
+    #[serde(default)]
+    pub decay: Option<bool>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// `optimizer.lookahead`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookaheadSpec {
+    /// Steps between synchronisations.
+    #[serde(default = "default_every")]
+    pub every: u64,
+    /// The decay reached at the end of the run.
+    pub decay: f64,
+    /// Exponent of the decay's growth over the run.
+    #[serde(default = "default_power")]
+    pub power: f64,
+}
+
+fn default_every() -> u64 {
+    5
+}
+fn default_power() -> f64 {
+    3.0
 }
 
 fn default_kind() -> String {
@@ -197,6 +258,14 @@ pub enum ScheduleSpec {
         gamma: f64,
         /// Epochs between decays.
         every: usize,
+    },
+    /// `lr` times a piecewise-linear factor of the fraction of the run's
+    /// steps: `points = [[0, 0.2], [0.23, 1], [1, 0.07]]` (airbench's triangle).
+    Piecewise {
+        /// The rate a factor of 1 stands for.
+        lr: f64,
+        /// `[fraction, factor]` pairs, fractions increasing in `[0, 1]`.
+        points: Vec<[f64; 2]>,
     },
     /// Cosine annealing from `lr` to `min_lr` over the run's steps after the warm-up.
     Cosine {
@@ -281,6 +350,12 @@ pub struct EvalSpec {
     /// shifted by `pad` pixels diagonally (5 views, 10 with mirrors).
     #[serde(default)]
     pub pad: usize,
+    /// airbench's test-time augmentation: the logits are averaged over the
+    /// image and its mirror (¼ each) and both shifted by `tta` pixels
+    /// up-left and down-right, edges reflected (⅛ each); `tta = 0`: the
+    /// image and its mirror (½ each). Instead of `multi_crop`.
+    #[serde(default)]
+    pub tta: Option<usize>,
 }
 
 fn default_true() -> bool {
@@ -300,13 +375,39 @@ impl Default for EvalSpec {
 /// One layer of `model.layers`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerSpec {
-    /// `{ linear = 256 }` or `{ linear = { out = 256 } }`.
+    /// `{ linear = 256 }` or `{ linear = { out = 256, bias = false } }`.
     Linear {
         /// Units.
         out: usize,
+        /// Whether the layer has biases (without, they are held at 0).
+        bias: bool,
     },
     /// `"relu"`.
     Relu,
+    /// `"gelu"`: GELU in its tanh form.
+    Gelu,
+    /// `{ scale = 0.111 }`: multiplies by a fixed factor (e.g. on the logits).
+    Scale {
+        /// The factor.
+        factor: f64,
+    },
+    /// `{ whiten = { kernel = 2, eps = 5e-4, images = 5000, bias_epochs = 3 } }`:
+    /// the patch-whitening convolution (section 12.4.2's ZCA made a layer,
+    /// as airbench does): `2·C·k²` frozen `k × k` filters, the eigenvectors of
+    /// the covariance of the training images' patches scaled by `1/√(λ + ε)`
+    /// and their negations, with biases that centre the patches and train
+    /// for the first `bias_epochs` epochs (all of them when absent). Fitted on
+    /// the first `images` training images; it must be the first layer.
+    Whiten {
+        /// Patch side `k`.
+        kernel: usize,
+        /// `ε` added to every eigenvalue.
+        eps: f64,
+        /// Training images the covariance is estimated on.
+        images: usize,
+        /// Epochs the biases train (`None`: all).
+        bias_epochs: Option<usize>,
+    },
     /// `{ dropout = 0.5 }`.
     Dropout {
         /// Drop probability.
@@ -328,6 +429,9 @@ pub enum LayerSpec {
         border: strata_nn::Border,
         /// Whether the layer has a bias per output slice.
         bias: bool,
+        /// `init = "dirac"`: the first `min(in, out)` kernels start as the
+        /// identity ([`strata_nn::Conv2d::dirac`]); otherwise the random law only.
+        dirac: bool,
     },
     /// `{ maxpool = 2 }` or `{ maxpool = { size = 3, stride = 2, odd = "ceil" } }`.
     MaxPool {
@@ -340,8 +444,16 @@ pub enum LayerSpec {
     },
     /// `"global-avgpool"`: mean over each slice, `[C, H, W] → [C]`.
     GlobalAvgPool,
-    /// `"batchnorm"` or `{ batchnorm = {} }`: per feature or per channel.
-    BatchNorm,
+    /// `"batchnorm"` or `{ batchnorm = { scale = false, momentum = 0.4, eps = 1e-12 } }`:
+    /// per feature or per channel.
+    BatchNorm {
+        /// Whether `γ` is learned (`false`: held at 1, only the shift `β` trains).
+        scale: bool,
+        /// Weight of each minibatch in the running estimates (default 0.1).
+        momentum: f64,
+        /// `ε` added to the variance (default 1e-5).
+        eps: f64,
+    },
     /// `{ residual = { out = 64, stride = 1, kind = "pre-activation", batchnorm = true } }`:
     /// one residual layer (convolutional on blocks, fully connected on vectors).
     Residual(ResidualSpec),
@@ -403,7 +515,10 @@ impl LayerSpec {
             LayerSpec::Conv { .. } => "conv",
             LayerSpec::MaxPool { .. } => "maxpool",
             LayerSpec::GlobalAvgPool => "global-avgpool",
-            LayerSpec::BatchNorm => "batchnorm",
+            LayerSpec::BatchNorm { .. } => "batchnorm",
+            LayerSpec::Gelu => "gelu",
+            LayerSpec::Scale { .. } => "scale",
+            LayerSpec::Whiten { .. } => "whiten",
             LayerSpec::Residual(_) => "residual",
             LayerSpec::Stage { .. } => "stage",
             LayerSpec::ResNet { .. } => "resnet",
@@ -413,7 +528,7 @@ impl LayerSpec {
 
 /// Layer kinds the spec knows, for error messages.
 pub const LAYER_KINDS: &str =
-    "linear, relu, dropout, flatten, conv, maxpool, global-avgpool, batchnorm, residual, stage, resnet";
+    "linear, relu, gelu, dropout, flatten, conv, maxpool, global-avgpool, batchnorm, scale, whiten, residual, stage, resnet";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -638,6 +753,17 @@ impl Spec {
                 "pads the views of multi-crop: set eval.multi_crop = true too".into(),
             ));
         }
+        if let Some(t) = self.eval.tta {
+            if self.eval.multi_crop {
+                return Err(("eval", "tta", "is another set of test-time views: use tta or multi_crop, not both".into()));
+            }
+            if t > 4 {
+                return Err(("eval", "tta", format!("shifts the test images by at most 4 pixels, got {t}")));
+            }
+        }
+        if self.eval.pad > 16 {
+            return Err(("eval", "pad", format!("must be at most 16 pixels, got {}", self.eval.pad)));
+        }
         self.method().map_err(|m| ("optimizer", "kind", m))?;
         let o = &self.optimizer;
         for (key, v) in [
@@ -667,6 +793,31 @@ impl Spec {
         self.schedule()
             .validate()
             .map_err(|m| ("optimizer", "schedule", m))?;
+        for (i, g) in o.groups.iter().enumerate() {
+            for (what, v) in [("lr_scale", g.lr_scale), ("decay_scale", g.decay_scale)] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err((
+                        "optimizer",
+                        "groups",
+                        format!("groups[{i}] ({:?}): {what} must be ≥ 0, got {v}", g.params),
+                    ));
+                }
+            }
+            if g.params.is_empty() {
+                return Err(("optimizer", "groups", format!("groups[{i}]: params must name parameters, e.g. \"*.beta\"")));
+            }
+        }
+        if let Some(l) = &o.lookahead {
+            if l.every == 0 {
+                return Err(("optimizer", "lookahead", "every must be at least 1 step".into()));
+            }
+            if !(0.0..1.0).contains(&l.decay) {
+                return Err(("optimizer", "lookahead", format!("decay must lie in [0, 1), got {}", l.decay)));
+            }
+            if !(l.power.is_finite() && l.power >= 0.0) {
+                return Err(("optimizer", "lookahead", format!("power must be ≥ 0, got {}", l.power)));
+            }
+        }
         let wd = self.optimizer.weight_decay;
         if !(wd.is_finite() && wd >= 0.0) {
             return Err((
@@ -681,8 +832,30 @@ impl Spec {
     /// The optimiser's update rule.
     pub fn method(&self) -> Result<Method, String> {
         let o = &self.optimizer;
+        let torch = match o.convention.as_deref() {
+            None | Some("chapter") => o.nesterov,
+            Some("pytorch") => true,
+            Some(c) => {
+                return Err(format!(
+                    "unknown momentum convention {c:?}; expected \"chapter\" or \"pytorch\""
+                ))
+            }
+        };
+        if o.nesterov && o.convention.as_deref() == Some("chapter") {
+            return Err("Nesterov momentum is written in the PyTorch convention: drop convention = \"chapter\"".into());
+        }
+        if (o.nesterov || o.convention.is_some()) && !matches!(o.kind.as_str(), "sgd" | "momentum") {
+            return Err(format!("nesterov and convention apply to sgd, not {}", o.kind));
+        }
+        if o.nesterov && o.momentum == 0.0 {
+            return Err("Nesterov momentum needs optimizer.momentum > 0".into());
+        }
         Ok(match o.kind.as_str() {
             "sgd" if o.momentum == 0.0 => Method::Sgd,
+            "sgd" | "momentum" if torch => Method::MomentumTorch {
+                mu: o.momentum,
+                nesterov: o.nesterov,
+            },
             "sgd" | "momentum" => Method::Momentum { mu: o.momentum },
             "adagrad" => Method::Adagrad { alpha: o.alpha },
             "rmsprop" => Method::RmsProp {
@@ -724,6 +897,13 @@ impl Spec {
             // The cosine starts after the warm-up, so it spans the steps left:
             // the last step's rate is then `min_lr`, not what the curve has
             // reached `warmup_steps` before its end.
+            Some(ScheduleSpec::Piecewise { lr, points }) => Schedule::Piecewise {
+                lr: *lr,
+                points: points.iter().map(|p| (p[0], p[1])).collect(),
+                total_steps: (steps_per_epoch * self.train.epochs as u64)
+                    .saturating_sub(o.warmup_steps)
+                    .max(1),
+            },
             Some(ScheduleSpec::Cosine { lr, min_lr }) => Schedule::Cosine {
                 lr: *lr,
                 min_lr: *min_lr,
@@ -740,6 +920,64 @@ impl Spec {
         } else {
             base
         }
+    }
+
+    /// The per-name optimiser groups: those the layers imply (a whitening
+    /// layer's biases that train `bias_epochs`), then `optimizer.groups`.
+    pub fn groups(&self) -> Vec<strata_optim::ParamGroup> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            if let LayerSpec::Whiten {
+                bias_epochs: Some(e),
+                ..
+            } = l
+            {
+                out.push(strata_optim::ParamGroup {
+                    epochs: Some(*e),
+                    ..strata_optim::ParamGroup::new(format!("layers.{i}.bias"))
+                });
+            }
+        }
+        out.extend(self.optimizer.groups.iter().map(|g| strata_optim::ParamGroup {
+            pattern: g.params.clone(),
+            lr_scale: g.lr_scale,
+            decay_scale: g.decay_scale,
+            epochs: g.epochs,
+            decay: g.decay,
+        }));
+        out
+    }
+
+    /// The look-ahead for a run of `total_steps` steps, if the spec has one.
+    pub fn lookahead(&self, total_steps: u64) -> Option<strata_optim::Lookahead> {
+        self.optimizer
+            .lookahead
+            .as_ref()
+            .map(|l| strata_optim::Lookahead {
+                every: l.every,
+                decay: l.decay,
+                power: l.power,
+                total_steps,
+            })
+    }
+
+    /// The optimiser the spec describes for `steps_per_epoch` steps an epoch.
+    pub fn optimizer_for(
+        &self,
+        steps_per_epoch: u64,
+    ) -> Result<strata_optim::Optimizer<f32>, String> {
+        let mut opt = strata_optim::Optimizer::new(
+            self.method()?,
+            self.optimizer.weight_decay,
+            self.schedule_for(steps_per_epoch),
+        )
+        .map_err(|e| e.to_string())?
+        .with_groups(self.groups())
+        .map_err(|e| e.to_string())?;
+        if let Some(l) = self.lookahead(steps_per_epoch * self.train.epochs as u64) {
+            opt = opt.with_lookahead(l).map_err(|e| e.to_string())?;
+        }
+        Ok(opt)
     }
 
     /// The schedule with a nominal epoch length (for validation and display).
@@ -780,19 +1018,36 @@ fn parse_layer(v: &toml::Value) -> Result<LayerSpec, String> {
             "relu" => Ok(LayerSpec::Relu),
             "flatten" => Ok(LayerSpec::Flatten),
             "global-avgpool" | "avgpool" => Ok(LayerSpec::GlobalAvgPool),
-            "batchnorm" => Ok(LayerSpec::BatchNorm),
+            "batchnorm" => Ok(LayerSpec::BatchNorm {
+                scale: true,
+                momentum: 0.1,
+                eps: 1e-5,
+            }),
+            "gelu" => Ok(LayerSpec::Gelu),
             k => Err(unknown(k)),
         },
         Value::Table(t) if t.len() == 1 => {
             let (k, arg) = t.iter().next().expect("one entry");
             match k.as_str() {
                 "linear" => {
-                    let out = match arg {
-                        Value::Table(a) => a.get("out").cloned().ok_or("linear needs out = <units>")?,
-                        other => other.clone(),
+                    let (out, bias) = match arg {
+                        Value::Table(_) => {
+                            let a = table(arg, "linear", &["out", "bias"])?;
+                            (a.get("out").cloned().ok_or("linear needs out = <units>")?, flag(a.get("bias"), true, "linear: bias")?)
+                        }
+                        other => (other.clone(), true),
                     };
-                    Ok(LayerSpec::Linear { out: positive(&out, "linear: the number of units")? })
+                    Ok(LayerSpec::Linear { out: positive(&out, "linear: the number of units")?, bias })
                 }
+                "gelu" => Ok(LayerSpec::Gelu),
+                "scale" => {
+                    let factor = number(arg, "scale: the factor")?;
+                    if !(factor.is_finite() && factor != 0.0) {
+                        return Err(format!("scale: the factor must be a finite non-zero number, got {factor}"));
+                    }
+                    Ok(LayerSpec::Scale { factor })
+                }
+                "whiten" => parse_whiten(arg),
                 "dropout" => {
                     let p = match arg {
                         Value::Float(f) => *f,
@@ -808,8 +1063,16 @@ fn parse_layer(v: &toml::Value) -> Result<LayerSpec, String> {
                 "relu" => Ok(LayerSpec::Relu),
                 "flatten" => Ok(LayerSpec::Flatten),
                 "batchnorm" => {
-                    table(arg, "batchnorm", &[])?;
-                    Ok(LayerSpec::BatchNorm)
+                    let t = table(arg, "batchnorm", &["scale", "momentum", "eps"])?;
+                    let momentum = t.get("momentum").map_or(Ok(0.1), |v| number(v, "batchnorm: momentum"))?;
+                    if !(momentum > 0.0 && momentum <= 1.0) {
+                        return Err(format!("batchnorm: momentum (the newest minibatch's weight in the running estimates) must lie in (0, 1], got {momentum}"));
+                    }
+                    let eps = t.get("eps").map_or(Ok(1e-5), |v| number(v, "batchnorm: eps"))?;
+                    if !(eps.is_finite() && eps > 0.0) {
+                        return Err(format!("batchnorm: eps must be a small positive number, got {eps}"));
+                    }
+                    Ok(LayerSpec::BatchNorm { scale: flag(t.get("scale"), true, "batchnorm: scale")?, momentum, eps })
                 }
                 "conv" => parse_conv(arg),
                 "maxpool" => parse_pool(arg),
@@ -899,8 +1162,18 @@ fn parse_conv(arg: &toml::Value) -> Result<LayerSpec, String> {
     let t = table(
         arg,
         "conv",
-        &["out", "kernel", "stride", "pad", "border", "bias"],
+        &["out", "kernel", "stride", "pad", "border", "bias", "init"],
     )?;
+    let dirac = match t.get("init") {
+        None => false,
+        Some(Value::String(s)) if s == "dirac" => true,
+        Some(Value::String(s)) if s == "random" => false,
+        Some(other) => {
+            return Err(format!(
+                "conv: init is \"random\" (the model's law) or \"dirac\" (identity kernels first), got {other}"
+            ))
+        }
+    };
     let pad = match t.get("pad") {
         None => PadSpec::Valid,
         Some(Value::String(s)) if s == "same" => PadSpec::Same,
@@ -948,6 +1221,37 @@ fn parse_conv(arg: &toml::Value) -> Result<LayerSpec, String> {
         pad,
         border,
         bias: flag(t.get("bias"), true, "conv: bias")?,
+        dirac,
+    })
+}
+
+/// A number (integer or float) of a layer setting.
+fn number(v: &toml::Value, what: &str) -> Result<f64, String> {
+    match v {
+        toml::Value::Float(f) => Ok(*f),
+        toml::Value::Integer(i) => Ok(*i as f64),
+        other => Err(format!("{what} must be a number, got {other}")),
+    }
+}
+
+fn parse_whiten(arg: &toml::Value) -> Result<LayerSpec, String> {
+    let t = table(arg, "whiten", &["kernel", "eps", "images", "bias_epochs"])?;
+    let eps = t.get("eps").map_or(Ok(5e-4), |v| number(v, "whiten: eps"))?;
+    if !(eps.is_finite() && eps > 0.0) {
+        return Err(format!("whiten: eps must be a small positive number, got {eps}"));
+    }
+    let kernel = opt_positive(t.get("kernel"), 2, "whiten: kernel")?;
+    if kernel > 8 {
+        return Err(format!("whiten: kernel must be at most 8 (2·C·k² filters), got {kernel}"));
+    }
+    Ok(LayerSpec::Whiten {
+        kernel,
+        eps,
+        images: opt_positive(t.get("images"), 5000, "whiten: images")?,
+        bias_epochs: t
+            .get("bias_epochs")
+            .map(|v| positive(v, "whiten: bias_epochs"))
+            .transpose()?,
     })
 }
 

@@ -53,6 +53,11 @@ const WORKLOADS: &[Workload] = &[
         about: "pre-activation ResNet of examples/fashion-resnet.toml on 1×28×28, batch 128",
         run: nets::fashion_resnet,
     },
+    Workload {
+        name: "airbench",
+        about: "the CIFAR-10 net of examples/cifar10-fast.toml (airbench94 layout), batch 128",
+        run: nets::airbench,
+    },
 ];
 
 /// Where a workload's results go.

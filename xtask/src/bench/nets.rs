@@ -14,7 +14,8 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use strata_autograd::{Profiler, Tape};
 use strata_nn::{
-    BatchNorm, Conv2dConfig, Ctx, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, Mode, Module,
+    BatchNorm, Conv2dConfig, Ctx, Dropout, Flatten, Gelu, GlobalAvgPool, Linear, MaxPool2d, Mode,
+    Module,
     Padding, Relu, ResNetConfig, Residual, ResidualKind, Sequential,
 };
 use strata_optim::{Method, Optimizer, Schedule};
@@ -92,6 +93,45 @@ fn build_fashion_resnet(rng: &mut Rng64) -> Result<Sequential<f32>, String> {
     Ok(s)
 }
 
+/// `airbench`: the CIFAR-10 network of examples/cifar10-fast.toml (Keller
+/// Jordan's airbench94 layout): a 2×2 convolution to 24 slices (the
+/// patch-whitening layer), then three groups of conv → 2×2 max-pool → batch
+/// norm → activation → conv → batch norm → activation at 64, 256 and 256
+/// slices, a 3×3 max-pool and a linear layer to the 10 classes.
+fn build_airbench(rng: &mut Rng64) -> Result<Sequential<f32>, String> {
+    let conv = |i, o, k, pad, rng: &mut Rng64| {
+        Conv2dConfig::new(i, o, k)
+            .padding(pad)
+            .bias(false)
+            .build::<f32>(rng)
+            .map_err(err)
+    };
+    // Batch norm without a learned scale, as the spec has it.
+    let bn = |c| -> Result<BatchNorm<f32>, String> {
+        let mut b = BatchNorm::new(c).map_err(err)?;
+        b.gamma.frozen = true;
+        Ok(b)
+    };
+    let mut s = Sequential::new();
+    let mut whiten = conv(3, 24, 2, Padding::Valid, rng)?;
+    whiten.weight.frozen = true;
+    s.push(whiten).push(Gelu);
+    let mut c = 24;
+    for w in [64, 256, 256] {
+        s.push(conv(c, w, 3, Padding::Uniform(1), rng)?)
+            .push(MaxPool2d::new(2))
+            .push(bn(w)?)
+            .push(Gelu);
+        s.push(conv(w, w, 3, Padding::Uniform(1), rng)?)
+            .push(bn(w)?)
+            .push(Gelu);
+        c = w;
+    }
+    s.push(MaxPool2d::new(3)).push(Flatten);
+    s.push(Linear::new(c, 10, rng).map_err(err)?);
+    Ok(s)
+}
+
 /// The `mlp` workload.
 pub fn mlp(o: &Opts, out: Out) -> Result<(), String> {
     run(o, "mlp", &[1, 28, 28], build_mlp, out)
@@ -110,6 +150,11 @@ pub fn resnet20(o: &Opts, out: Out) -> Result<(), String> {
 /// The `fashion-resnet` workload.
 pub fn fashion_resnet(o: &Opts, out: Out) -> Result<(), String> {
     run(o, "fashion-resnet", &[1, 28, 28], build_fashion_resnet, out)
+}
+
+/// The `airbench` workload.
+pub fn airbench(o: &Opts, out: Out) -> Result<(), String> {
+    run(o, "airbench", &[3, 32, 32], build_airbench, out)
 }
 
 /// A network with its optimiser, one fixed minibatch and a random source.

@@ -6,6 +6,7 @@ pub mod batchnorm;
 pub mod bias;
 pub mod conv2d;
 pub mod dropout;
+pub mod gelu;
 pub mod linear;
 pub mod loss;
 pub mod matmul;

@@ -1,0 +1,163 @@
+//! GELU (Hendrycks and Gimpel, 2016) in its tanh form, the one PyTorch calls
+//! `approximate = "tanh"`:
+//!
+//! `F(x) = ½x(1 + tanh u)`, `u = c(x + a x³)`, `c = √(2/π)`, `a = 0.044715`,
+//!
+//! `F'(x) = ½(1 + tanh u) + ½x(1 − tanh² u)·c(1 + 3a x²)`.
+//!
+//! The f32 loops evaluate `tanh` through a polynomial `2^f` (no libm call), so
+//! they vectorise; f64 uses the standard library's `tanh` (the gradient checks
+//! run in f64). Both are exact derivatives of what the forward computes, up to
+//! rounding.
+
+use crate::elementwise::{CHUNK, PAR_MIN};
+use rayon::prelude::*;
+use std::any::TypeId;
+use strata_tensor::Element;
+
+const C: f64 = 0.797_884_560_802_865_4; // √(2/π)
+const A: f64 = 0.044_715;
+
+/// `tanh(u)` in f32 from `e^{2u}` by range reduction `2^k·2^f`, `|f| ≤ ½`,
+/// and a degree-7 Taylor polynomial of `2^f` (relative error below 2e-7);
+/// branch-free so the loops around it vectorise.
+#[inline(always)]
+fn tanh_f32(u: f32) -> f32 {
+    // Past |u| = 9, tanh is ±1 in f32.
+    let u = u.clamp(-9.0, 9.0);
+    let y = 2.0 * u * std::f32::consts::LOG2_E;
+    let k = y.round();
+    let f = y - k;
+    let p = 1.0
+        + f * (0.693_147_2
+            + f * (0.240_226_5
+                + f * (0.055_504_11
+                    + f * (0.009_618_129
+                        + f * (0.001_333_356 + f * (0.000_154_035_3 + f * 0.000_015_252_73))))));
+    // 2^k by building the exponent bits (k lies in [−26, 26]).
+    let e = p * f32::from_bits(((k as i32 + 127) as u32) << 23);
+    (e - 1.0) / (e + 1.0)
+}
+
+#[inline(always)]
+fn forward_f32(x: f32) -> f32 {
+    let u = C as f32 * (x + A as f32 * x * x * x);
+    0.5 * x * (1.0 + tanh_f32(u))
+}
+
+#[inline(always)]
+fn backward_f32(x: f32, dy: f32) -> f32 {
+    let u = C as f32 * (x + A as f32 * x * x * x);
+    let t = tanh_f32(u);
+    dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * C as f32 * (1.0 + 3.0 * A as f32 * x * x))
+}
+
+fn forward_f64(x: f64) -> f64 {
+    0.5 * x * (1.0 + (C * (x + A * x * x * x)).tanh())
+}
+
+fn backward_f64(x: f64, dy: f64) -> f64 {
+    let t = (C * (x + A * x * x * x)).tanh();
+    dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * C * (1.0 + 3.0 * A * x * x))
+}
+
+/// Views a slice of `T` as f32 when `T` is f32.
+fn as_f32<T: Element>(x: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32 (same type id), so the layout is identical.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+fn as_f32_mut<T: Element>(x: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: as in `as_f32`.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+}
+
+/// Runs `f(offset, chunk)` over `out`, in parallel when it is large.
+fn par<U: Send>(out: &mut [U], f: impl Fn(usize, &mut [U]) + Sync) {
+    if out.len() < PAR_MIN || crate::parallel::num_threads() == 1 {
+        return f(0, out);
+    }
+    crate::parallel::install(|| {
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, c)| f(i * CHUNK, c))
+    });
+}
+
+/// `out[i] = F(x[i])`.
+pub fn gelu<T: Element>(x: &[T], out: &mut [T]) {
+    assert_eq!(x.len(), out.len(), "gelu: slice lengths differ");
+    if let (Some(x), Some(out)) = (as_f32(x), as_f32_mut(out)) {
+        return par(out, |at, o| {
+            o.iter_mut()
+                .zip(&x[at..])
+                .for_each(|(o, &v)| *o = forward_f32(v))
+        });
+    }
+    par(out, |at, o| {
+        o.iter_mut()
+            .zip(&x[at..])
+            .for_each(|(o, &v)| *o = T::of(forward_f64(v.as_f64())))
+    });
+}
+
+/// `dx[i] = dy[i]·F'(x[i])`, with `x` the forward input.
+pub fn gelu_backward<T: Element>(x: &[T], dy: &[T], dx: &mut [T]) {
+    assert_eq!(x.len(), dy.len(), "gelu_backward: slice lengths differ");
+    assert_eq!(x.len(), dx.len(), "gelu_backward: slice lengths differ");
+    if let (Some(x), Some(dy), Some(dx)) = (as_f32(x), as_f32(dy), as_f32_mut(dx)) {
+        return par(dx, |at, d| {
+            d.iter_mut()
+                .zip(&x[at..])
+                .zip(&dy[at..])
+                .for_each(|((d, &v), &g)| *d = backward_f32(v, g))
+        });
+    }
+    par(dx, |at, d| {
+        d.iter_mut()
+            .zip(&x[at..])
+            .zip(&dy[at..])
+            .for_each(|((d, &v), &g)| *d = T::of(backward_f64(v.as_f64(), g.as_f64())))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f32_agrees_with_f64_everywhere() {
+        let xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.005).chain([-50.0, 50.0, 0.0]).collect();
+        let mut y = vec![0.0f32; xs.len()];
+        gelu(&xs, &mut y);
+        let dy = vec![1.0f32; xs.len()];
+        let mut dx = vec![0.0f32; xs.len()];
+        gelu_backward(&xs, &dy, &mut dx);
+        for ((&x, &v), &d) in xs.iter().zip(&y).zip(&dx) {
+            let (e, de) = (forward_f64(x as f64), backward_f64(x as f64, 1.0));
+            assert!((v as f64 - e).abs() <= 1e-6 * (1.0 + e.abs()), "F({x}) = {v}, want {e}");
+            assert!((d as f64 - de).abs() <= 2e-6 * (1.0 + de.abs()), "F'({x}) = {d}, want {de}");
+        }
+    }
+
+    #[test]
+    fn known_values() {
+        // PyTorch: gelu(1.0, approximate="tanh") = 0.8411920, gelu(-1.0) = -0.1588080.
+        let mut y = [0.0f64; 3];
+        gelu(&[1.0f64, -1.0, 0.0], &mut y);
+        assert!((y[0] - 0.841_192_0).abs() < 1e-6 && (y[1] + 0.158_808_0).abs() < 1e-6);
+        assert_eq!(y[2], 0.0);
+    }
+
+    #[test]
+    fn backward_matches_central_differences_in_f64() {
+        for i in -60..=60 {
+            let x = i as f64 * 0.1 + 0.013;
+            let h = 1e-6;
+            let fd = (forward_f64(x + h) - forward_f64(x - h)) / (2.0 * h);
+            assert!((backward_f64(x, 1.0) - fd).abs() < 1e-8, "x = {x}");
+        }
+    }
+}
