@@ -124,3 +124,20 @@ fn cifar10_resnet20_quick() {
     // Chance is 10 %; the subsets are random, so all ten classes appear.
     assert!(acc >= 0.18, "cifar10-resnet20 test accuracy {acc}");
 }
+
+#[test]
+fn cifar10_fast_quick() {
+    let acc = quick(
+        "cifar10-fast",
+        &[
+            "data.subset=2000",
+            "data.test_subset=1000",
+            "train.epochs=2",
+            "train.batch=200",
+            // The whitening is fitted on the subset itself.
+            "model.layers[0]={ whiten = { kernel = 2, eps = 5e-4, images = 2000, bias_epochs = 1 } }",
+        ],
+    );
+    // Chance is 10 %.
+    assert!(acc >= 0.25, "cifar10-fast test accuracy {acc}");
+}

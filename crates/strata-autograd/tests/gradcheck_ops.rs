@@ -333,8 +333,58 @@ fn bad_inputs_are_errors() {
     assert!(t.backward(s).is_err(), "non-scalar loss");
 }
 
+#[test]
+fn frozen_parameters_get_no_gradient() {
+    let mut w = strata_autograd::Param::new(rand_tensor(&[2, 3], 5), true);
+    let b = strata_autograd::Param::new(rand_tensor(&[2], 6), false);
+    w.frozen = true;
+    let mut t = Tape::new();
+    let x = t.input(rand_tensor(&[4, 3], 7));
+    let (wv, bv) = (t.param(&w), t.param(&b));
+    let h = t.matmul(x, wv, Trans::No, Trans::Yes).unwrap();
+    let h = t.add_bias(h, bv).unwrap();
+    let s = t.sum(h).unwrap();
+    let g = t.backward(s).unwrap();
+    assert!(g.param(w.id()).is_none(), "a frozen weight got a gradient");
+    assert!(g.param(b.id()).is_some());
+}
+
+#[test]
+fn gelu_gradients_and_values() {
+    // Inputs spread over the curved part and the nearly linear tails.
+    let x = rand_tensor(&[3, 7], 31);
+    let wide: Vec<f64> = x.to_vec().iter().map(|v| v * 4.0).collect();
+    let x = Tensor::from_vec(wide, &[3, 7]).unwrap();
+    assert_checks(&[("x", x.clone())], |t, v| {
+        let h = t.gelu(v[0])?;
+        weighted_sum(t, h, 32)
+    });
+    let mut t = Tape::new();
+    let v = t.input(x.clone());
+    let y = t.gelu(v).unwrap();
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    for (a, b) in x.to_vec().iter().zip(t.value(y).unwrap().to_vec()) {
+        let want = 0.5 * a * (1.0 + (c * (a + 0.044715 * a * a * a)).tanh());
+        assert!((b - want).abs() < 1e-15, "gelu({a}) = {b}, want {want}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
+    /// GELU is smooth, so no input needs excluding: any shape, any values.
+    #[test]
+    fn gelu_gradients_on_random_shapes(m in 1usize..5, n in 1usize..6, scale in 0.1f64..6.0, seed in 0u64..1000) {
+        let x = rand_tensor(&[m, n], seed);
+        let x = Tensor::from_vec(x.to_vec().iter().map(|v| v * scale).collect(), &[m, n]).unwrap();
+        let reports = check_gradients(&[("x", x)], |t, v| {
+            let h = t.gelu(v[0])?;
+            weighted_sum(t, h, seed + 1)
+        }, &GradCheckOptions::default()).unwrap();
+        for r in reports {
+            prop_assert!(r.max_rel_error < 1e-5, "{} {}", r.name, r.max_rel_error);
+        }
+    }
+
     #[test]
     fn linear_relu_gradients_on_random_shapes(m in 1usize..6, k in 1usize..7, n in 1usize..6, seed in 0u64..1000) {
         let inputs = [("x", rand_tensor(&[m, k], seed)), ("w", rand_tensor(&[n, k], seed + 1)), ("b", rand_tensor(&[n], seed + 2))];

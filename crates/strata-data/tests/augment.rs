@@ -373,3 +373,78 @@ fn grids_are_written_as_pngs() {
     let e = save_grid(dir.join("no/such/dir/x.png"), &d, &GridOptions::default()).unwrap_err();
     assert!(e.to_string().contains("x.png"), "{e}");
 }
+
+/// A batch of `b` single-slice `h × w` images whose pixels are distinct.
+fn ramp(b: usize, h: usize, w: usize) -> Tensor<f32> {
+    Tensor::from_vec((0..b * h * w).map(|v| v as f32).collect(), &[b, 1, h, w]).unwrap()
+}
+
+#[test]
+fn alternating_flips_mirror_each_image_in_every_other_epoch() {
+    let a = Augmentation::new(9).then(AugmentStep::AlternateFlip);
+    let (b, h, w) = (16, 2, 3);
+    let x = ramp(b, h, w);
+    let indices: Vec<usize> = (100..100 + b).collect();
+    let flipped = |epoch: u64, batch: u64, idx: &[usize], x: &Tensor<f32>| -> Vec<bool> {
+        let y = a.apply_batch_indexed(x, epoch, batch, idx).unwrap().to_vec();
+        let x = x.to_vec();
+        (0..idx.len())
+            .map(|i| y[i * h * w] != x[i * h * w])
+            .collect()
+    };
+    let e0 = flipped(0, 0, &indices, &x);
+    let e1 = flipped(1, 5, &indices, &x);
+    let e2 = flipped(2, 3, &indices, &x);
+    // Every image one way in one epoch and the other way in the next...
+    assert!(e0.iter().zip(&e1).all(|(a, b)| a != b));
+    // ... and as in epoch 0 again two epochs later, whatever its minibatch.
+    assert_eq!(e0, e2);
+    // About half start mirrored (a draw per image, not per minibatch).
+    let n = e0.iter().filter(|&&f| f).count();
+    assert!((3..=13).contains(&n), "{n} of {b} mirrored");
+    // The draw follows the image's index, not its place in the batch.
+    let rev: Vec<usize> = indices.iter().rev().copied().collect();
+    let xr = Tensor::from_vec(
+        x.to_vec().chunks(h * w).rev().flatten().copied().collect(),
+        &[b, 1, h, w],
+    )
+    .unwrap();
+    let er = flipped(0, 7, &rev, &xr);
+    assert_eq!(er, e0.iter().rev().copied().collect::<Vec<_>>());
+    // A mirrored image is its rows reversed.
+    let y = a.apply_batch_indexed(&x, 0, 0, &indices).unwrap().to_vec();
+    let i = e0.iter().position(|&f| f).unwrap();
+    assert_eq!(&y[i * 6..i * 6 + 3], &[(i * 6 + 2) as f32, (i * 6 + 1) as f32, (i * 6) as f32]);
+    assert!(a.apply_batch_indexed(&x, 0, 0, &indices[1..]).is_err());
+}
+
+#[test]
+fn reflected_crops_show_only_image_pixels_shifted_by_at_most_the_pad() {
+    let step = AugmentStep::ReflectCrop {
+        height: 6,
+        width: 6,
+        pad: 2,
+    };
+    let a = Augmentation::new(3).then(step);
+    let x = ramp(8, 6, 6);
+    let y = a.apply_batch(&x, 0, 0).unwrap();
+    assert_eq!(y.shape(), &[8, 1, 6, 6]);
+    let (xs, ys) = (x.to_vec(), y.to_vec());
+    let mut shifts = std::collections::BTreeSet::new();
+    for i in 0..8 {
+        let img = &xs[i * 36..(i + 1) * 36];
+        let out = &ys[i * 36..(i + 1) * 36];
+        // No zeros from padding: every output pixel is one of the image's.
+        assert!(out.iter().all(|v| img.contains(v)));
+        // The centre pixel of the window comes from within 2 pixels of the centre.
+        let c = out[3 * 6 + 3] as usize - i * 36;
+        let (r, col) = (c / 6, c % 6);
+        assert!(r.abs_diff(3) <= 2 && col.abs_diff(3) <= 2);
+        shifts.insert((r, col));
+    }
+    assert!(shifts.len() > 1, "the windows should move");
+    assert!(Augmentation::new(0)
+        .then(AugmentStep::ReflectCrop { height: 4, width: 4, pad: 4 })
+        .output_shape([1, 4, 4])
+        .is_err());
+}

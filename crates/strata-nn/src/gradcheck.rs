@@ -41,7 +41,8 @@ fn loss(
     Ok(tape.add(e, r)?)
 }
 
-/// Checks every parameter of `model` (f64) on the minibatch `x`, `labels`.
+/// Checks every parameter of `model` (f64) on the minibatch `x`, `labels`
+/// ([`strata_autograd::Param::frozen`] ones are constants and skipped).
 /// Returns the worst relative error per parameter tensor, by name.
 pub fn check_module_gradients(
     model: &mut dyn Module<f64>,
@@ -75,6 +76,10 @@ pub fn check_module_gradients(
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(opts.seed ^ 0x9e37_79b9);
     let mut reports = Vec::new();
     for (pi, (name, g)) in analytic.iter().enumerate() {
+        // A frozen parameter is a constant of the network: nothing to check.
+        if model.params()[pi].1.frozen {
+            continue;
+        }
         let n = g.len();
         let entries: Vec<usize> = if n <= opts.max_entries {
             (0..n).collect()

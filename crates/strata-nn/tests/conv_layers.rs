@@ -393,3 +393,68 @@ fn resnet20_speed() {
         batch as f64 / ti
     );
 }
+
+#[test]
+fn dirac_kernels_copy_their_slice_and_the_rest_stay_random() {
+    let mut conv: Conv2d<f64> = Conv2dConfig::new(3, 5, 3)
+        .padding(Padding::Uniform(1))
+        .bias(false)
+        .build(&mut rng(4))
+        .unwrap();
+    conv.dirac();
+    let x = rand_tensor(&[2, 3, 4, 4], 5);
+    let mut tape = Tape::new();
+    let v = tape.input(x.clone());
+    let mut r = rng(0);
+    let mut ctx = Ctx::new(Mode::Eval, &mut r);
+    let y = conv.forward(&mut tape, v, &mut ctx).unwrap();
+    let y = tape.value(y).unwrap().to_vec();
+    let xs = x.to_vec();
+    // Output slices 0..3 are the input slices; 3 and 4 are not.
+    for n in 0..2 {
+        for c in 0..3 {
+            let (o, i) = ((n * 5 + c) * 16, (n * 3 + c) * 16);
+            assert_eq!(&y[o..o + 16], &xs[i..i + 16]);
+        }
+    }
+    let w = conv.weight.value.to_vec();
+    assert!(w[3 * 27..].iter().any(|&v| v != 0.0));
+    // More inputs than outputs: every kernel is an identity.
+    let mut narrow: Conv2d<f64> = Conv2dConfig::new(4, 2, 3).build(&mut rng(6)).unwrap();
+    narrow.dirac();
+    let w = narrow.weight.value.to_vec();
+    assert_eq!(w.iter().filter(|&&v| v != 0.0).count(), 2);
+    assert_eq!((w[4], w[36 + 9 + 4]), (1.0, 1.0));
+}
+
+#[test]
+fn batch_norm_with_a_frozen_scale_trains_only_its_shift_and_gelu_nets_check() {
+    let mut net: Sequential<f64> = Sequential::new();
+    let conv: Conv2d<f64> = Conv2dConfig::new(2, 3, 3)
+        .padding(Padding::Uniform(1))
+        .build(&mut rng(7))
+        .unwrap();
+    let mut bn = BatchNorm::new(3).unwrap();
+    bn.gamma.frozen = true;
+    net.push(conv).push(bn).push(Gelu).push(Flatten);
+    let lin = Linear::new(3 * 4 * 4, 4, &mut rng(8)).unwrap();
+    net.push(lin).push(Scale { factor: 0.5 });
+    let x = rand_tensor(&[3, 2, 4, 4], 9);
+    gradcheck(&mut net, &x, &[0, 1, 3], Mode::Train);
+    let mut opt = Optimizer::new(Method::Sgd, 0.0, Schedule::Constant { lr: 0.1 }).unwrap();
+    let mut tape = Tape::new();
+    let v = tape.input(x.clone());
+    let mut r = rng(0);
+    let mut ctx = Ctx::new(Mode::Train, &mut r);
+    let out = net.forward(&mut tape, v, &mut ctx).unwrap();
+    let loss = tape.softmax_cross_entropy(out, &[0, 1, 3]).unwrap();
+    let grads = tape.backward(loss).unwrap();
+    drop(tape);
+    opt.step(net.params_mut(), |p| grads.param(p.id()).cloned(), 0)
+        .unwrap();
+    let params = net.params();
+    let gamma = params.iter().find(|(n, _)| n.ends_with("gamma")).unwrap();
+    let beta = params.iter().find(|(n, _)| n.ends_with("beta")).unwrap();
+    assert_eq!(gamma.1.value.to_vec(), vec![1.0; 3]);
+    assert!(beta.1.value.to_vec().iter().any(|&b| b != 0.0));
+}

@@ -204,7 +204,8 @@ pub fn build_model_fitted<T: Real>(
 }
 
 /// The patch-whitening filters and biases ([`strata_data::PatchZca::signed_filters`],
-/// PCA form) fitted on the first `images` items of `train`.
+/// PCA form) fitted on `images` items of `train` spread evenly over it (data
+/// sets stored class by class would give one class from a prefix).
 fn fit_whitening(
     train: &Dataset,
     kernel: usize,
@@ -215,7 +216,7 @@ fn fit_whitening(
     let n = images.min(train.len());
     let mut x = vec![0.0f32; n * c * h * w];
     for (i, chunk) in x.chunks_exact_mut((c * h * w).max(1)).enumerate() {
-        train.write_image(i, chunk);
+        train.write_image(i * train.len() / n, chunk);
     }
     let z = strata_data::PatchZca::fit_kind(
         strata_data::WhiteningKind::Pca,

@@ -397,7 +397,8 @@ pub enum LayerSpec {
     /// the covariance of the training images' patches scaled by `1/√(λ + ε)`
     /// and their negations, with biases that centre the patches and train
     /// for the first `bias_epochs` epochs (all of them when absent). Fitted on
-    /// the first `images` training images; it must be the first layer.
+    /// `images` training images spread evenly over the training set; it must
+    /// be the first layer.
     Whiten {
         /// Patch side `k`.
         kernel: usize,

@@ -13,10 +13,16 @@ fn defaults_and_layers() {
         s.layers,
         vec![
             LayerSpec::Flatten,
-            LayerSpec::Linear { out: 32 },
+            LayerSpec::Linear {
+                out: 32,
+                bias: true
+            },
             LayerSpec::Relu,
             LayerSpec::Dropout { p: 0.25 },
-            LayerSpec::Linear { out: 10 }
+            LayerSpec::Linear {
+                out: 10,
+                bias: true
+            }
         ]
     );
     assert_eq!(s.layer_lines, vec![4; 5]);
@@ -340,4 +346,131 @@ fn padded_multi_crop_views_are_shifted_copies() {
     let tl = views[1].to_vec();
     assert_eq!(&tl[..8], &[0.0; 8]);
     assert_eq!((tl[8], tl[9], tl[10]), (0.0, 1.0, 2.0));
+}
+
+/// A network with every layer of the fast-training recipe, on 3×8×8 images.
+const FAST: &str = r#"[data]
+dataset = "cifar10"
+augment = { crop = { size = 8, pad = 1, border = "reflect" }, flip = "alternate" }
+[model]
+layers = [
+  { whiten = { kernel = 2, eps = 1e-3, images = 100, bias_epochs = 2 } }, "gelu",
+  { conv = { out = 8, kernel = 3, pad = 1, bias = false, init = "dirac" } }, { maxpool = 2 },
+  { batchnorm = { scale = false, momentum = 0.4, eps = 1e-12 } }, "gelu",
+  { maxpool = 3 }, "flatten", { linear = { out = 10, bias = false } }, { scale = 0.125 },
+]
+[optimizer]
+momentum = 0.85
+nesterov = true
+weight_decay = 1e-3
+groups = [{ params = "*.beta", lr_scale = 64.0, decay_scale = 0.015625, decay = true }]
+lookahead = { every = 5, decay = 0.77, power = 3 }
+schedule = { kind = "piecewise", lr = 1.5, points = [[0.0, 0.2], [0.23, 1.0], [1.0, 0.07]] }
+[train]
+epochs = 4
+batch = 64
+[eval]
+tta = 1
+"#;
+
+#[test]
+fn fast_recipe_parses_into_its_layers_optimiser_and_schedule() {
+    let s = Spec::parse(FAST, "fast.toml").unwrap();
+    assert_eq!(
+        s.layers[0],
+        LayerSpec::Whiten {
+            kernel: 2,
+            eps: 1e-3,
+            images: 100,
+            bias_epochs: Some(2)
+        }
+    );
+    assert_eq!(s.layers[1], LayerSpec::Gelu);
+    assert!(matches!(s.layers[2], LayerSpec::Conv { dirac: true, bias: false, .. }));
+    assert_eq!(
+        s.layers[4],
+        LayerSpec::BatchNorm {
+            scale: false,
+            momentum: 0.4,
+            eps: 1e-12
+        }
+    );
+    assert_eq!(s.layers[8], LayerSpec::Linear { out: 10, bias: false });
+    assert_eq!(s.layers[9], LayerSpec::Scale { factor: 0.125 });
+    assert_eq!(
+        s.method().unwrap(),
+        Method::MomentumTorch {
+            mu: 0.85,
+            nesterov: true
+        }
+    );
+    assert_eq!(
+        s.augment,
+        vec![
+            strata_data::AugmentStep::ReflectCrop {
+                height: 8,
+                width: 8,
+                pad: 1
+            },
+            strata_data::AugmentStep::AlternateFlip
+        ]
+    );
+    // The whitening layer's biases train two epochs; then the spec's groups.
+    let g = s.groups();
+    assert_eq!((g[0].pattern.as_str(), g[0].epochs), ("layers.0.bias", Some(2)));
+    assert_eq!((g[1].pattern.as_str(), g[1].lr_scale, g[1].decay), ("*.beta", 64.0, Some(true)));
+    // 10 steps an epoch, 40 in all: the triangle peaks at 23 % of them.
+    let sch = s.schedule_for(10);
+    assert!((sch.lr(0, 0) - 0.3).abs() < 1e-12);
+    assert!((sch.lr(40, 3) - 1.5 * 0.07).abs() < 1e-12);
+    let opt = s.optimizer_for(10).unwrap();
+    assert_eq!(opt.lookahead().unwrap().total_steps, 40);
+    assert_eq!(s.eval.tta, Some(1));
+    // The network builds for 3×8×8 inputs; without data the whitening is zeros.
+    let net = strata_train::build_model::<f32>(&s, &[3, 8, 8], 10).unwrap();
+    let params = strata_nn::Module::params(&net);
+    let (_, w) = params.iter().find(|(n, _)| n == "layers.0.weight").unwrap();
+    assert_eq!(w.value.shape(), &[24, 3, 2, 2]);
+    assert!(w.frozen);
+}
+
+#[test]
+fn fast_recipe_mistakes_name_their_field() {
+    let cases: [(&str, &str, &str); 14] = [
+        ("{ whiten = { kernel = 2, eps = 1e-3, images = 100, bias_epochs = 2 } }", "{ whiten = { kernel = 2, eps = -1.0 } }", "eps must be a small positive"),
+        ("{ whiten = { kernel = 2, eps = 1e-3, images = 100, bias_epochs = 2 } }", "{ whiten = { kernel = 2, colour = 1 } }", "no setting \"colour\""),
+        ("{ scale = 0.125 }", "{ scale = \"big\" }", "scale: the factor must be a number"),
+        ("{ scale = 0.125 }", "{ scale = 0.0 }", "non-zero"),
+        ("{ batchnorm = { scale = false, momentum = 0.4, eps = 1e-12 } }", "{ batchnorm = { momentum = 1.5 } }", "momentum"),
+        ("{ batchnorm = { scale = false, momentum = 0.4, eps = 1e-12 } }", "{ batchnorm = { scale = 1 } }", "batchnorm: scale is true or false"),
+        ("init = \"dirac\"", "init = \"orthogonal\"", "dirac"),
+        ("{ linear = { out = 10, bias = false } }", "{ linear = { out = 10, bias = 0 } }", "linear: bias is true or false"),
+        ("border = \"reflect\"", "border = \"wrap\"", "crop border is"),
+        ("flip = \"alternate\"", "flip = \"sometimes\"", "alternate"),
+        ("tta = 1", "tta = 9", "at most 4"),
+        ("decay = 0.77", "decay = 1.5", "decay must lie in [0, 1)"),
+        ("lr_scale = 64.0", "lr_scale = -64.0", "lr_scale must be ≥ 0"),
+        ("[0.23, 1.0], [1.0, 0.07]", "[1.0, 1.0], [0.5, 0.07]", "fractions must increase"),
+    ];
+    for (from, to, want) in cases {
+        assert!(FAST.contains(from), "{from}");
+        let text = FAST.replacen(from, to, 1);
+        let e = Spec::parse(&text, "fast.toml").unwrap_err();
+        assert!(e.to_string().starts_with("fast.toml"), "{e}");
+        assert!(e.to_string().contains(want), "{to}: {e}");
+    }
+    // Nesterov needs sgd; conventions are named; TTA is not multi-crop.
+    let e = Spec::parse(&FAST.replace("nesterov = true", "nesterov = true\nkind = \"adam\""), "f.toml").unwrap_err();
+    assert!(e.to_string().contains("apply to sgd"), "{e}");
+    let e = Spec::parse(&FAST.replace("nesterov = true", "convention = \"keras\""), "f.toml").unwrap_err();
+    assert!(e.to_string().contains("convention"), "{e}");
+    let e = Spec::parse(&FAST.replace("tta = 1", "tta = 1\nmulti_crop = true"), "f.toml").unwrap_err();
+    assert_eq!(e.field, "eval.tta");
+    let e = Spec::parse(&FAST.replace("tta = 1", "multi_crop = true\npad = 3000"), "f.toml").unwrap_err();
+    assert_eq!(e.field, "eval.pad");
+    // The whitening layer is fitted on the images, so it comes first.
+    let moved = FAST.replacen("{ whiten = { kernel = 2, eps = 1e-3, images = 100, bias_epochs = 2 } }, \"gelu\",", "\"gelu\", { whiten = { kernel = 2 } },", 1);
+    let s = Spec::parse(&moved, "f.toml").unwrap();
+    let e = strata_train::build_model::<f32>(&s, &[3, 8, 8], 10).unwrap_err();
+    assert!(e.to_string().contains("must be the first layer"), "{e}");
 }
