@@ -77,9 +77,19 @@ impl PoolGeometry {
     }
 }
 
+/// Whether `v` replaces `best` as a window's maximum: larger, or a NaN (a
+/// NaN anywhere in a window makes its maximum NaN, as in PyTorch: once the
+/// maximum is NaN no number is larger, so it stays). For the general and
+/// edge windows; the 2×2 fast paths compare with `>` alone and test for a
+/// NaN once per window, off the selects.
+#[inline(always)]
+fn beats<T: Element>(v: T, best: T) -> bool {
+    v > best || v.is_nan()
+}
+
 /// Max pooling: `y` (`[planes, oh, ow]`) gets each window's maximum and
 /// `arg` the index of that maximum within its slice (the first one on ties),
-/// which routes the gradient back.
+/// which routes the gradient back. A window holding a NaN gives NaN.
 pub fn max_pool2d<T: Element>(g: &PoolGeometry, x: &[T], y: &mut [T], arg: &mut [u32]) {
     let (oh, ow) = (g.out_h(), g.out_w());
     assert_eq!(x.len(), g.planes * g.h * g.w, "max_pool2d: input length");
@@ -109,10 +119,18 @@ pub fn max_pool2d<T: Element>(g: &PoolGeometry, x: &[T], y: &mut [T], arg: &mut 
                     let (a, b) = (top[2 * v], top[2 * v + 1]);
                     let (c, d) = (bottom[2 * v], bottom[2 * v + 1]);
                     let (mut best, mut at) = (a, r0 + 2 * v);
-                    for (val, i) in [(b, r0 + 2 * v + 1), (c, r1 + 2 * v), (d, r1 + 2 * v + 1)] {
+                    let taps = [(b, r0 + 2 * v + 1), (c, r1 + 2 * v), (d, r1 + 2 * v + 1)];
+                    for (val, i) in taps {
                         let gt = val > best;
                         best = if gt { val } else { best };
                         at = if gt { i } else { at };
+                    }
+                    // Rare: a NaN in the window is its maximum (the first one).
+                    if a.is_nan() | b.is_nan() | c.is_nan() | d.is_nan() {
+                        (best, at) = std::iter::once((a, r0 + 2 * v))
+                            .chain(taps)
+                            .find(|(x, _)| x.is_nan())
+                            .unwrap_or((best, at));
                     }
                     *yv = best;
                     *av = at as u32;
@@ -121,7 +139,7 @@ pub fn max_pool2d<T: Element>(g: &PoolGeometry, x: &[T], y: &mut [T], arg: &mut 
                     let (c0, c1) = (2 * v, (2 * v + 1).min(g.w - 1));
                     let mut best_i = r0 + c0;
                     for i in [r0 + c1, r1 + c0, r1 + c1] {
-                        if xs[i] > xs[best_i] {
+                        if beats(xs[i], xs[best_i]) {
                             best_i = i;
                         }
                     }
@@ -140,7 +158,7 @@ pub fn max_pool2d<T: Element>(g: &PoolGeometry, x: &[T], y: &mut [T], arg: &mut 
                 for r in y0..y1 {
                     let row = &xs[r * g.w..(r + 1) * g.w];
                     for (c, &val) in row.iter().enumerate().take(x1).skip(x0) {
-                        if val > best {
+                        if beats(val, best) {
                             best = val;
                             best_i = r * g.w + c;
                         }
@@ -171,9 +189,16 @@ pub fn max_pool2d_values<T: Element>(g: &PoolGeometry, x: &[T], y: &mut [T]) {
         let mut arg = vec![0u32; y.len()];
         return max_pool2d(g, x, y, &mut arg);
     }
-    // Strict `>` as in `max_pool2d`: the first maximum wins (and NaN only
-    // where it comes first), so both give identical values.
+    // The same values as `max_pool2d`: `>` for the maximum, then NaN if the
+    // window holds one.
     let pick = |best: T, v: T| if v > best { v } else { best };
+    let nan_or = |m: T, w: [T; 4]| {
+        if w[0].is_nan() | w[1].is_nan() | w[2].is_nan() | w[3].is_nan() {
+            T::nan()
+        } else {
+            m
+        }
+    };
     let plane = |(xs, ys): (&[T], &mut [T])| {
         for (u, yr) in ys.chunks_exact_mut(ow).enumerate() {
             let (r0, r1) = (2 * u * g.w, (2 * u + 1).min(g.h - 1) * g.w);
@@ -185,12 +210,18 @@ pub fn max_pool2d_values<T: Element>(g: &PoolGeometry, x: &[T], y: &mut [T]) {
                 .zip(top.chunks_exact(2))
                 .zip(bottom.chunks_exact(2))
             {
-                *yv = pick(pick(pick(t[0], t[1]), b[0]), b[1]);
+                *yv = nan_or(
+                    pick(pick(pick(t[0], t[1]), b[0]), b[1]),
+                    [t[0], t[1], b[0], b[1]],
+                );
             }
             // A ceil window clipped at the right edge: its one column.
             for (v, yv) in edge.iter_mut().enumerate() {
                 let c = 2 * (full + v);
-                *yv = pick(top[c], bottom[c]);
+                *yv = nan_or(
+                    pick(top[c], bottom[c]),
+                    [top[c], bottom[c], top[c], bottom[c]],
+                );
             }
         }
     };
@@ -311,6 +342,38 @@ mod tests {
         assert_eq!(pooled_len(1, 2, 2, OddPolicy::Floor), None);
         assert_eq!(pooled_len(1, 2, 2, OddPolicy::Ceil), Some(1));
         assert_eq!(pooled_len(5, 1, 3, OddPolicy::Ceil), Some(2));
+    }
+
+    /// A NaN anywhere in a window makes its maximum NaN, in the training
+    /// (arg-max) and the inference pooling, for 2×2 and other windows
+    /// (issue 24, defect 12: `[[1, NaN], [2, 3]]` pooled to 3).
+    #[test]
+    fn nan_propagates_wherever_it_sits_in_the_window() {
+        for (k, s) in [(2, 2), (3, 3), (2, 1)] {
+            let g = PoolGeometry {
+                planes: 1,
+                h: 3,
+                w: 3,
+                kh: k,
+                kw: k,
+                stride_h: s,
+                stride_w: s,
+                policy: OddPolicy::Floor,
+            };
+            for at in 0..4 {
+                // The NaN at each place of the first window.
+                let mut x = vec![1.0f32, 2.0, 0.5, 3.0, 4.0, 0.25, 0.0, -1.0, 5.0];
+                x[(at / 2) * 3 + at % 2] = f32::NAN;
+                let n = g.out_h() * g.out_w();
+                let (mut y, mut arg) = (vec![0.0; n], vec![0u32; n]);
+                max_pool2d(&g, &x, &mut y, &mut arg);
+                assert!(y[0].is_nan(), "{k}×{k}/{s}, NaN at {at}: {y:?}");
+                assert!(x[arg[0] as usize].is_nan());
+                let mut v = vec![0.0; n];
+                max_pool2d_values(&g, &x, &mut v);
+                assert!(v[0].is_nan(), "values-only {k}×{k}/{s}, NaN at {at}: {v:?}");
+            }
+        }
     }
 
     /// The single-pass backward of tiling 2×2 windows equals the definition

@@ -133,7 +133,8 @@ proptest! {
 }
 
 /// Where this CPU has direct tiles (AVX2 + FMA), the property above really
-/// runs Winograd: wide 3×3 stride-1 layers choose it, thin or strided ones not.
+/// runs Winograd: wide 3×3 stride-1 layers choose it (odd sizes where the
+/// cropped blocks cost little), thin or strided ones not.
 #[test]
 fn winograd_is_chosen_for_wide_3x3_layers() {
     let g = ConvGeometry {
@@ -158,15 +159,36 @@ fn winograd_is_chosen_for_wide_3x3_layers() {
         && strata_kernels::gemm::GemmImpl::Avx2.is_available();
     if avx2 {
         assert_eq!(conv::choose(&g), conv::ConvAlgo::Winograd);
+        // Odd sizes whose extra row and column of blocks cost at most 35 %:
+        // 15×15 and 7×7 (airbench's layers), not 5×5 or 3×3.
+        for side in [15, 7] {
+            let odd = ConvGeometry {
+                h: side,
+                w: side,
+                ..g
+            };
+            assert_eq!(
+                conv::choose(&odd),
+                conv::ConvAlgo::Winograd,
+                "{side}×{side}"
+            );
+        }
     }
     assert_ne!(
         conv::choose(&ConvGeometry { c_in: 3, ..g }),
         conv::ConvAlgo::Winograd
     );
-    assert_ne!(
-        conv::choose(&ConvGeometry { h: 7, w: 7, ..g }),
-        conv::ConvAlgo::Winograd
-    );
+    for side in [5, 3] {
+        assert_ne!(
+            conv::choose(&ConvGeometry {
+                h: side,
+                w: side,
+                ..g
+            }),
+            conv::ConvAlgo::Winograd,
+            "{side}×{side}"
+        );
+    }
     assert_ne!(
         conv::choose(&ConvGeometry {
             stride_h: 2,
@@ -274,5 +296,130 @@ fn gemm_speed_for_conv_shapes() {
             2.0 * (m * n * k) as f64 / best / 1e9,
             strata_kernels::parallel::num_threads()
         );
+    }
+}
+
+/// The wide odd-sized layers of examples/cifar10-fast.toml (which now take
+/// Winograd with cropped blocks) through the public entry points: forward
+/// against the definition, backward-data and backward-weights by the adjoint
+/// identities, in f64.
+#[test]
+fn wide_odd_layers_agree_with_the_definition() {
+    for (c_in, c_out, side) in [(64, 64, 15), (64, 96, 7), (64, 64, 9)] {
+        let g = ConvGeometry {
+            batch: 2,
+            c_in,
+            h: side,
+            w: side,
+            c_out,
+            kh: 3,
+            kw: 3,
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: 1,
+            pad_bottom: 1,
+            pad_left: 1,
+            pad_right: 1,
+        };
+        let x = data(2 * c_in * side * side, 1);
+        let k = data(c_out * c_in * 9, 2);
+        let n = 2 * c_out * side * side;
+        let (mut y, mut want) = (vec![0.0; n], vec![0.0; n]);
+        conv::conv2d_forward(&g, &x, &k, None, &mut y);
+        conv::conv2d_naive(&g, &x, &k, None, &mut want);
+        let err = y
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            err < 1e-10,
+            "{c_in}→{c_out} {side}×{side}: forward off by {err}"
+        );
+        let dy = data(n, 3);
+        let mut dx = vec![0.0; x.len()];
+        conv::conv2d_backward_data(&g, &k, &dy, &mut dx);
+        let (lhs, rhs) = (dot(&dy, &want), dot(&dx, &x));
+        assert!(
+            (lhs - rhs).abs() < 1e-9 * (1.0 + lhs.abs()),
+            "{c_in}→{c_out} {side}×{side}: backward-data"
+        );
+        let mut dk = vec![0.0; k.len()];
+        conv::conv2d_backward_weights(&g, &x, &dy, &mut dk, None);
+        assert!(
+            (lhs - dot(&dk, &k)).abs() < 1e-9 * (1.0 + lhs.abs()),
+            "{c_in}→{c_out} {side}×{side}: backward-weights"
+        );
+    }
+}
+
+/// The same odd wide layers in f32 (the SIMD tiles a network trains on),
+/// fused with bias, residual and ReLU, against the f64 definition; and the
+/// f32 backward passes against f64 ones.
+#[test]
+fn wide_odd_layers_agree_in_f32() {
+    for (c_in, c_out, side, batch) in [
+        (64, 64, 7, 3),
+        (64, 64, 15, 2),
+        (96, 64, 7, 5),
+        (64, 64, 7, 128),
+    ] {
+        let g = ConvGeometry {
+            batch,
+            c_in,
+            h: side,
+            w: side,
+            c_out,
+            kh: 3,
+            kw: 3,
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: 1,
+            pad_bottom: 1,
+            pad_left: 1,
+            pad_right: 1,
+        };
+        let n = batch * c_out * side * side;
+        let (x, k, b, r) = (
+            data(batch * c_in * side * side, 7),
+            data(c_out * c_in * 9, 8),
+            data(c_out, 9),
+            data(n, 10),
+        );
+        let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+        let (x32, k32, b32, r32) = (f(&x), f(&k), f(&b), f(&r));
+        let mut y = vec![f32::NAN; n];
+        conv::conv2d_forward_fused(&g, &x32, &k32, Some(&b32), Some(&r32), true, &mut y);
+        let mut want = vec![0.0; n];
+        conv::conv2d_naive(&g, &x, &k, Some(&b), &mut want);
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (i, (a, e)) in y.iter().zip(&want).enumerate() {
+            let e = (e + r[i]).max(0.0);
+            assert!(
+                (*a as f64 - e).abs() < 1e-4 * scale,
+                "{c_in}→{c_out} {side}×{side}: y[{i}] = {a}, want {e}"
+            );
+        }
+        let dy = data(n, 11);
+        let (mut dx, mut dx64) = (vec![0.0f32; x.len()], vec![0.0; x.len()]);
+        conv::conv2d_backward_data(&g, &k32, &f(&dy), &mut dx);
+        conv::conv2d_backward_data(&g, &k, &dy, &mut dx64);
+        let scale = dx64.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (i, (a, e)) in dx.iter().zip(&dx64).enumerate() {
+            assert!(
+                (*a as f64 - e).abs() < 1e-4 * scale,
+                "{c_in}→{c_out} {side}×{side}: dx[{i}] = {a}, want {e}"
+            );
+        }
+        let (mut dk, mut dk64) = (vec![0.0f32; k.len()], vec![0.0; k.len()]);
+        conv::conv2d_backward_weights(&g, &x32, &f(&dy), &mut dk, None);
+        conv::conv2d_backward_weights(&g, &x, &dy, &mut dk64, None);
+        let scale = dk64.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (i, (a, e)) in dk.iter().zip(&dk64).enumerate() {
+            assert!(
+                (*a as f64 - e).abs() < 1e-4 * scale,
+                "{c_in}→{c_out} {side}×{side}: dk[{i}] = {a}, want {e}"
+            );
+        }
     }
 }
