@@ -51,6 +51,9 @@ enum Command {
         /// Continue from the output folder's last checkpoint.
         #[arg(long)]
         resume: bool,
+        /// Replace another run in the output folder (its checkpoint and logs are removed first).
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
         /// Override a spec field, e.g. --set optimizer.weight_decay=1e-4 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
@@ -203,6 +206,7 @@ fn run_command(command: Command) -> Result<(), Failure> {
             epochs,
             threads,
             resume,
+            overwrite,
             sets,
         } => {
             let s = load_spec(&spec, &sets)?;
@@ -214,6 +218,7 @@ fn run_command(command: Command) -> Result<(), Failure> {
                 threads,
                 resume,
                 skip_test: false,
+                overwrite,
             };
             let mut bar = progress::Progress::new();
             progress::stop_on_ctrl_c();
@@ -268,6 +273,7 @@ fn run_command(command: Command) -> Result<(), Failure> {
                 threads,
                 resume: false,
                 skip_test: true,
+                overwrite: false,
             };
             let mut bar = progress::Progress::new();
             progress::stop_on_ctrl_c();

@@ -631,3 +631,35 @@ batch = 32
         text(&o)
     );
 }
+
+/// A new run into a folder that holds another run is refused unless asked
+/// to replace it, and replacing it removes the old run's checkpoint first
+/// (issue 24, defect 7).
+#[test]
+fn a_folder_holding_another_run_is_refused_without_overwrite() {
+    let dir = tmp("reuse");
+    let spec = format!("{EXAMPLES}/digits-softmax.toml");
+    let out = dir.join("o");
+    let args = [
+        "train",
+        &spec,
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+    ];
+    let o = strata(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = strata(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("holds another run") && text(&o).contains("--overwrite"),
+        "{}",
+        text(&o)
+    );
+    let mut again = args.to_vec();
+    again.push("--overwrite");
+    let o = strata(&again);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.join("summary.json").is_file());
+}

@@ -251,7 +251,13 @@ pub fn crop_window_reflect(
     let [c, h, w] = shape;
     let reflect = |v: isize, n: usize| -> usize {
         let n = n as isize;
-        let r = if v < 0 { -v } else if v >= n { 2 * (n - 1) - v } else { v };
+        let r = if v < 0 {
+            -v
+        } else if v >= n {
+            2 * (n - 1) - v
+        } else {
+            v
+        };
         r.clamp(0, n - 1) as usize
     };
     let cols: Vec<usize> = (0..cw).map(|j| reflect(left + j as isize, w)).collect();

@@ -201,6 +201,14 @@ fn read_idx_from(
         }
     };
     if more > 0 {
+        if let Some(k) = dims.iter().position(|&d| d == 0) {
+            return Err(DataError::format(
+                path,
+                format!(
+                    "IDX dimension {k} of {dims:?} is 0, so the header declares no values, but data follow it; expected at least one item along each dimension"
+                ),
+            ));
+        }
         return Err(DataError::format(
             path,
             format!(

@@ -119,8 +119,7 @@ pub use folder::{
 };
 pub use geometry::{
     center_crop, crop_window, crop_window_reflect, flip_horizontal, resize_center_crop,
-    resize_image, rotate_crop,
-    rotation_zoom, Filter,
+    resize_image, rotate_crop, rotation_zoom, Filter,
 };
 pub use grid::{grid_pixels, save_grid, GridOptions, GridScale};
 pub use idx::{

@@ -6,7 +6,7 @@
 //! the views before taking the arg-max.
 
 use crate::error::{DataError, Result};
-use crate::geometry::{crop_window_reflect, crop_window, flip_horizontal};
+use crate::geometry::{crop_window, crop_window_reflect, flip_horizontal};
 use strata_tensor::Tensor;
 
 /// The views of [`multi_crop`], in order (the mirrored views follow in the same

@@ -60,13 +60,29 @@ impl Resolved {
     /// other IDX data the digits `"0"`–`"9"`.
     pub fn load(&self) -> Result<TrainTest> {
         let path = self.path.as_deref().unwrap_or(Path::new(""));
-        match self.layout {
-            Layout::Embedded => Ok(digits_split()),
-            Layout::Idx if self.name.contains("fashion") => load_fashion_mnist(path),
-            Layout::Idx => load_mnist_like(path),
-            Layout::CifarBinary => load_cifar10_binary(path),
-            Layout::ImageFolder => load_image_folder_split(path),
+        let split = match self.layout {
+            Layout::Embedded => digits_split(),
+            Layout::Idx if self.name.contains("fashion") => load_fashion_mnist(path)?,
+            Layout::Idx => load_mnist_like(path)?,
+            Layout::CifarBinary => load_cifar10_binary(path)?,
+            Layout::ImageFolder => load_image_folder_split(path)?,
+        };
+        // A network sized for the training images would read test images of
+        // another shape as scrambled pixels, or fail only after training.
+        let (tr, te) = (split.train.image_shape(), split.test.image_shape());
+        if !split.test.is_empty() && tr != te {
+            return Err(DataError::Invalid(format!(
+                "{}: the training images are {}×{}×{} but the test images {}×{}×{}; both splits must have one image shape",
+                path.display(),
+                tr[0],
+                tr[1],
+                tr[2],
+                te[0],
+                te[1],
+                te[2]
+            )));
         }
+        Ok(split)
     }
 }
 

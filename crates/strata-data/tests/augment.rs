@@ -386,7 +386,10 @@ fn alternating_flips_mirror_each_image_in_every_other_epoch() {
     let x = ramp(b, h, w);
     let indices: Vec<usize> = (100..100 + b).collect();
     let flipped = |epoch: u64, batch: u64, idx: &[usize], x: &Tensor<f32>| -> Vec<bool> {
-        let y = a.apply_batch_indexed(x, epoch, batch, idx).unwrap().to_vec();
+        let y = a
+            .apply_batch_indexed(x, epoch, batch, idx)
+            .unwrap()
+            .to_vec();
         let x = x.to_vec();
         (0..idx.len())
             .map(|i| y[i * h * w] != x[i * h * w])
@@ -414,7 +417,10 @@ fn alternating_flips_mirror_each_image_in_every_other_epoch() {
     // A mirrored image is its rows reversed.
     let y = a.apply_batch_indexed(&x, 0, 0, &indices).unwrap().to_vec();
     let i = e0.iter().position(|&f| f).unwrap();
-    assert_eq!(&y[i * 6..i * 6 + 3], &[(i * 6 + 2) as f32, (i * 6 + 1) as f32, (i * 6) as f32]);
+    assert_eq!(
+        &y[i * 6..i * 6 + 3],
+        &[(i * 6 + 2) as f32, (i * 6 + 1) as f32, (i * 6) as f32]
+    );
     assert!(a.apply_batch_indexed(&x, 0, 0, &indices[1..]).is_err());
 }
 
@@ -444,7 +450,11 @@ fn reflected_crops_show_only_image_pixels_shifted_by_at_most_the_pad() {
     }
     assert!(shifts.len() > 1, "the windows should move");
     assert!(Augmentation::new(0)
-        .then(AugmentStep::ReflectCrop { height: 4, width: 4, pad: 4 })
+        .then(AugmentStep::ReflectCrop {
+            height: 4,
+            width: 4,
+            pad: 4
+        })
         .output_shape([1, 4, 4])
         .is_err());
 }

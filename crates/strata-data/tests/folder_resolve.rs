@@ -222,3 +222,19 @@ fn resolves_shared_data() {
         Err(DataError::NotFound { .. })
     ));
 }
+
+/// Train and test images of different shapes are refused when the data set
+/// is opened, naming the folder and both shapes (issue 24, defect 5).
+#[test]
+fn train_and_test_of_different_shapes_are_refused() {
+    let dir = common::TempDir::new("shapes");
+    common::write_mnist_like(dir.path(), 6, 2, 4, 4, false);
+    // Replace the test images by 2×8 ones: the same pixels per image.
+    let px: Vec<u8> = (0..2 * 16).map(|i| i as u8).collect();
+    strata_data::write_idx(dir.join("t10k-images-idx3-ubyte"), &[2, 2, 8], &px, false).unwrap();
+    let e = strata_data::load(dir.path().to_str().unwrap(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("1×4×4") && e.contains("1×2×8"), "{e}");
+    assert!(e.contains(dir.path().to_str().unwrap()), "{e}");
+}

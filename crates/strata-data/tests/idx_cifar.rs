@@ -357,3 +357,17 @@ fn cifar_binary_layout() {
     let empty = TempDir::new("cifar-none");
     assert!(load_cifar10_binary(empty.path()).is_err());
 }
+
+/// A header with a zero dimension in front of data says so, not "found more"
+/// (issue 24, defect 11).
+#[test]
+fn zero_dimension_before_data_is_named() {
+    let dir = common::TempDir::new("zero-dim");
+    let p = dir.join("a.idx");
+    // Magic 0x00000803, dims [0, 2, 2], then four bytes of pixels.
+    let bytes = [0u8, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2, 1, 2, 3, 4];
+    std::fs::write(&p, bytes).unwrap();
+    let e = strata_data::read_idx(&p, None).unwrap_err().to_string();
+    assert!(e.contains("dimension 0") && e.contains("is 0"), "{e}");
+    assert!(e.contains("a.idx"), "{e}");
+}

@@ -160,7 +160,9 @@ impl Lookahead {
 
     fn validate(&self) -> Result<(), OptimError> {
         if self.every == 0 {
-            return Err(OptimError::Config("lookahead every must be at least 1 step".into()));
+            return Err(OptimError::Config(
+                "lookahead every must be at least 1 step".into(),
+            ));
         }
         if !(0.0..1.0).contains(&self.decay) {
             return Err(OptimError::Config(format!(
@@ -277,7 +279,7 @@ impl<T: Real> Optimizer<T> {
         let Some(la) = &self.lookahead else {
             return Ok(false);
         };
-        if !finish && (self.step == 0 || self.step % la.every != 0) {
+        if !finish && (self.step == 0 || !self.step.is_multiple_of(la.every)) {
             return Ok(false);
         }
         let w = if finish {
@@ -389,11 +391,7 @@ impl<T: Real> Optimizer<T> {
         let mut g = grad.to_vec();
         if penalised {
             // ∇[(λ/2) wᵀw] = λw
-            elementwise::axpy(
-                T::of(weight_decay),
-                &p.value.to_contiguous_slice(),
-                &mut g,
-            );
+            elementwise::axpy(T::of(weight_decay), &p.value.to_contiguous_slice(), &mut g);
         }
         let state = slot(&mut self.state, name, n, self.method.slots().len())?;
         let theta = p.value.data_mut();
@@ -416,11 +414,7 @@ impl<T: Real> Optimizer<T> {
                 k::rmsprop(theta, &g, &mut state[0], lr_t, T::of(*decay), T::of(*alpha))
             }
             Method::Adam { beta1, beta2, eps } | Method::AdamW { beta1, beta2, eps } => {
-                let wd = if decoupled {
-                    weight_decay
-                } else {
-                    0.0
-                };
+                let wd = if decoupled { weight_decay } else { 0.0 };
                 let (m, v) = state.split_at_mut(1);
                 k::adam(
                     theta,
@@ -439,13 +433,12 @@ impl<T: Real> Optimizer<T> {
         Ok(())
     }
 
-    /// The optimiser's state as named tensors (`<param>.<slot>`, plus
-    /// `__step`), ready to be written next to a checkpoint.
+    /// The optimiser's state as named tensors (`<param>.<slot>` and
+    /// `lookahead/<param>`), ready to be written next to a checkpoint. The
+    /// step count is not among them: it is an integer ([`Optimizer::steps`]),
+    /// kept exactly beside them (an f32 would round it past 2²⁴ steps).
     pub fn state_tensors(&self) -> Vec<(String, Tensor<T>)> {
-        let mut out = vec![(
-            "__step".to_string(),
-            Tensor::from_vec(vec![T::of(self.step as f64)], &[1]).expect("one element"),
-        )];
+        let mut out = Vec::new();
         for (name, bufs) in &self.state {
             for (slot, b) in self.method.slots().iter().zip(bufs) {
                 out.push((
@@ -464,29 +457,38 @@ impl<T: Real> Optimizer<T> {
     }
 
     /// Restores state written by [`Optimizer::state_tensors`] for the same
-    /// update rule. Checks every buffer against the parameter it belongs to.
+    /// update rule, `steps` steps into training ([`Optimizer::steps`] when it
+    /// was saved). Checks every buffer against the parameter it belongs to:
+    /// a missing, extra, mis-sized or non-finite buffer is an error naming it.
     pub fn load_state_tensors<'a>(
         &mut self,
+        steps: u64,
         tensors: &[(String, Tensor<T>)],
         params: impl IntoIterator<Item = (String, &'a Param<T>)>,
     ) -> Result<(), OptimError> {
-        let step = tensors
-            .iter()
-            .find(|(n, _)| n == "__step")
-            .and_then(|(_, t)| t.to_vec().first().map(|v| v.as_f64()))
-            .ok_or_else(|| OptimError::Config("saved state has no __step entry".into()))?;
         let mut state = BTreeMap::new();
+        let mut known = std::collections::BTreeSet::new();
         for (name, p) in params {
             let mut bufs = Vec::new();
             for slot in self.method.slots() {
                 let key = format!("{name}.{slot}");
+                known.insert(key.clone());
                 match tensors.iter().find(|(n, _)| *n == key) {
+                    // A parameter that never trained (frozen, or no step yet)
+                    // has no state; any other must have all of it, or the
+                    // resumed run would silently restart its momentum.
+                    None if bufs.is_empty() && (p.frozen || steps == 0) => break,
                     None if bufs.is_empty()
                         && !tensors
                             .iter()
                             .any(|(n, _)| n.starts_with(&format!("{name}."))) =>
                     {
-                        break
+                        return Err(OptimError::Shape {
+                            name,
+                            what: format!(
+                                "saved state lacks {key}: the checkpoint does not hold this optimizer's state"
+                            ),
+                        })
                     }
                     None => {
                         return Err(OptimError::Shape {
@@ -504,12 +506,32 @@ impl<T: Real> Optimizer<T> {
                             ),
                         })
                     }
-                    Some((_, t)) => bufs.push(t.to_vec()),
+                    Some((_, t)) => {
+                        let v = t.to_vec();
+                        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                            return Err(OptimError::Shape {
+                                name,
+                                what: format!(
+                                    "saved {slot} holds a non-finite value ({}) at index {i}",
+                                    v[i]
+                                ),
+                            });
+                        }
+                        bufs.push(v)
+                    }
                 }
             }
             if !bufs.is_empty() {
                 state.insert(name, bufs);
             }
+        }
+        if let Some((n, _)) = tensors
+            .iter()
+            .find(|(n, _)| !n.starts_with("lookahead/") && !known.contains(n))
+        {
+            return Err(OptimError::Config(format!(
+                "saved state has {n}, which belongs to no parameter of this model and optimizer"
+            )));
         }
         let mut slow = BTreeMap::new();
         for (n, t) in tensors {
@@ -522,7 +544,7 @@ impl<T: Real> Optimizer<T> {
                 slow.insert(name.to_string(), t.to_vec());
             }
         }
-        self.step = step as u64;
+        self.step = steps;
         self.state = state;
         self.slow = slow;
         Ok(())

@@ -9,7 +9,7 @@ use strata_autograd::Param;
 use strata_optim::{Method, Optimizer, Schedule};
 use strata_tensor::Tensor;
 
-/// One of the six rules, from an index and four numbers in `[0, 1)`.
+/// One of the eight rules, from an index and four numbers in `[0, 1)`.
 fn method(kind: usize, a: f64, b: f64) -> Method {
     match kind {
         0 => Method::Sgd,
@@ -24,10 +24,14 @@ fn method(kind: usize, a: f64, b: f64) -> Method {
             beta2: 0.9 + b * 0.0999,
             eps: 1e-8,
         },
-        _ => Method::AdamW {
+        5 => Method::AdamW {
             beta1: a * 0.99,
             beta2: 0.9 + b * 0.0999,
             eps: 1e-8,
+        },
+        k => Method::MomentumTorch {
+            mu: a * 0.99,
+            nesterov: k == 7,
         },
     }
 }
@@ -55,6 +59,10 @@ fn reference(
                 Method::Momentum { mu } => {
                     s1[i] = mu * s1[i] + lr * gi;
                     theta[i] -= s1[i];
+                }
+                Method::MomentumTorch { mu, nesterov } => {
+                    s1[i] = mu * s1[i] + gi;
+                    theta[i] -= lr * if nesterov { gi + mu * s1[i] } else { s1[i] };
                 }
                 Method::Adagrad { alpha } => {
                     s1[i] += gi * gi;
@@ -91,7 +99,7 @@ fn run(opt: &mut Optimizer<f64>, p: &mut Param<f64>, grads: &[Vec<f64>]) {
 fn setting() -> impl Strategy<Value = (usize, f64, f64, f64, bool, Vec<f64>, Vec<Vec<f64>>)> {
     (1usize..12, 1usize..8).prop_flat_map(|(n, steps)| {
         (
-            0usize..6,
+            0usize..8,
             0.0f64..1.0,
             0.0f64..1.0,
             prop_oneof![Just(0.0), 1e-4f64..0.1],
@@ -136,7 +144,7 @@ proptest! {
         let (mut first, mut q) = (fresh(), param());
         run(&mut first, &mut q, &grads[..cut]);
         let mut second = fresh();
-        second.load_state_tensors(&first.state_tensors(), [("w".to_string(), &q)]).unwrap();
+        second.load_state_tensors(first.steps(), &first.state_tensors(), [("w".to_string(), &q)]).unwrap();
         prop_assert_eq!(second.steps(), cut as u64);
         run(&mut second, &mut q, &grads[cut..]);
         prop_assert_eq!(p.value.to_vec(), q.value.to_vec());

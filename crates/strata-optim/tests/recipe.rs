@@ -23,7 +23,14 @@ fn assert_close(got: &[f64], want: &[f64]) {
 }
 
 /// `b ← μb + g + λθ; θ ← θ − η(nesterov ? g' + μb : b)`, by hand.
-fn torch_by_hand(theta: &[f64], grads: &[&[f64]], lrs: &[f64], mu: f64, wd: f64, nesterov: bool) -> Vec<f64> {
+fn torch_by_hand(
+    theta: &[f64],
+    grads: &[&[f64]],
+    lrs: &[f64],
+    mu: f64,
+    wd: f64,
+    nesterov: bool,
+) -> Vec<f64> {
     let mut t = theta.to_vec();
     let mut b = vec![0.0; t.len()];
     for (g, lr) in grads.iter().zip(lrs) {
@@ -48,10 +55,16 @@ fn torch_momentum_and_nesterov_follow_their_formulas_under_a_changing_rate() {
     let lrs = [0.1, 0.2, 0.3];
     for nesterov in [false, true] {
         let mut p = param(&[1.0, -2.0], true);
-        let mut o = Optimizer::new(Method::MomentumTorch { mu: 0.85, nesterov }, 0.01, schedule.clone()).unwrap();
+        let mut o = Optimizer::new(
+            Method::MomentumTorch { mu: 0.85, nesterov },
+            0.01,
+            schedule.clone(),
+        )
+        .unwrap();
         for g in grads {
             let g = grad(g);
-            o.step([("w".to_string(), &mut p)], |_| Some(g.clone()), 0).unwrap();
+            o.step([("w".to_string(), &mut p)], |_| Some(g.clone()), 0)
+                .unwrap();
         }
         let want = torch_by_hand(&[1.0, -2.0], &grads, &lrs, 0.85, 0.01, nesterov);
         assert_close(&p.value.to_vec(), &want);
@@ -61,7 +74,8 @@ fn torch_momentum_and_nesterov_follow_their_formulas_under_a_changing_rate() {
     let mut o = Optimizer::new(Method::Momentum { mu: 0.85 }, 0.01, schedule).unwrap();
     for g in grads {
         let g = grad(g);
-        o.step([("w".to_string(), &mut p)], |_| Some(g.clone()), 0).unwrap();
+        o.step([("w".to_string(), &mut p)], |_| Some(g.clone()), 0)
+            .unwrap();
     }
     let torch = torch_by_hand(&[1.0, -2.0], &grads, &lrs, 0.85, 0.01, false);
     assert!((p.value.to_vec()[0] - torch[0]).abs() > 1e-6);
@@ -122,7 +136,10 @@ fn groups_scale_rate_and_decay_freeze_after_their_epochs_and_skip_frozen_paramet
     assert!(ParamGroup::new("layers.*.weight").matches("layers.12.weight"));
     let bad = Optimizer::<f64>::new(Method::Sgd, 0.0, Schedule::Constant { lr })
         .unwrap()
-        .with_groups(vec![ParamGroup { lr_scale: -1.0, ..ParamGroup::new("*") }]);
+        .with_groups(vec![ParamGroup {
+            lr_scale: -1.0,
+            ..ParamGroup::new("*")
+        }]);
     assert!(bad.is_err());
 }
 
@@ -144,12 +161,16 @@ fn lookahead_moves_the_slow_copy_restarts_the_weights_and_ends_on_it() {
     let mut seen = Vec::new();
     for step in 1..=5u64 {
         let g = grad(&[-1.0]);
-        o.step([("w".to_string(), &mut p)], |_| Some(g.clone()), 0).unwrap();
+        o.step([("w".to_string(), &mut p)], |_| Some(g.clone()), 0)
+            .unwrap();
         buf.data_mut()[0] += 1.0;
         let finish = step == 5;
         let synced = o
             .lookahead_sync(
-                [("w".to_string(), &mut p.value), ("buf".to_string(), &mut buf)],
+                [
+                    ("w".to_string(), &mut p.value),
+                    ("buf".to_string(), &mut buf),
+                ],
                 finish,
             )
             .unwrap();
@@ -170,14 +191,27 @@ fn lookahead_moves_the_slow_copy_restarts_the_weights_and_ends_on_it() {
         .with_lookahead(la)
         .unwrap();
     let q = param(&[0.0], true);
-    o2.load_state_tensors(&saved, [("w".to_string(), &q)]).unwrap();
+    o2.load_state_tensors(o.steps(), &saved, [("w".to_string(), &q)])
+        .unwrap();
     assert_eq!(o2.state_tensors().len(), saved.len());
     // Without look-ahead, saved copies are refused.
     let mut plain = Optimizer::new(Method::Sgd, 0.0, Schedule::Constant { lr: 1.0 }).unwrap();
-    assert!(plain.load_state_tensors(&saved, [("w".to_string(), &q)]).is_err());
+    assert!(plain
+        .load_state_tensors(o.steps(), &saved, [("w".to_string(), &q)])
+        .is_err());
     // Bad settings are errors.
-    let bad = Lookahead { every: 0, decay: 0.5, power: 1.0, total_steps: 4 };
-    assert!(Optimizer::<f64>::new(Method::Sgd, 0.0, Schedule::Constant { lr: 1.0 }).unwrap().with_lookahead(bad).is_err());
+    let bad = Lookahead {
+        every: 0,
+        decay: 0.5,
+        power: 1.0,
+        total_steps: 4,
+    };
+    assert!(
+        Optimizer::<f64>::new(Method::Sgd, 0.0, Schedule::Constant { lr: 1.0 })
+            .unwrap()
+            .with_lookahead(bad)
+            .is_err()
+    );
 }
 
 #[test]
@@ -200,7 +234,11 @@ fn piecewise_schedule_is_airbench_triangle() {
         vec![(0.0, -1.0)],
         vec![(1.5, 1.0)],
     ] {
-        let s = Schedule::Piecewise { lr: 1.0, points: bad, total_steps: 10 };
+        let s = Schedule::Piecewise {
+            lr: 1.0,
+            points: bad,
+            total_steps: 10,
+        };
         assert!(s.validate().is_err());
     }
 }

@@ -250,7 +250,7 @@ fn state_save_and_restore_continues_identically() {
     }
     let saved = o1.state_tensors();
     let mut o2 = Optimizer::new(method, 1e-3, Schedule::Constant { lr: LR }).unwrap();
-    o2.load_state_tensors(&saved, [("p".to_string(), &q)])
+    o2.load_state_tensors(o1.steps(), &saved, [("p".to_string(), &q)])
         .unwrap();
     assert_eq!(o2.steps(), 2);
     for g in &grads[2..] {
@@ -264,7 +264,7 @@ fn state_save_and_restore_continues_identically() {
     // A state for a differently sized parameter is refused.
     let other = param(&[1.0, 2.0, 3.0], true);
     let e = o2
-        .load_state_tensors(&saved, [("p".to_string(), &other)])
+        .load_state_tensors(2, &saved, [("p".to_string(), &other)])
         .unwrap_err();
     assert!(e.to_string().contains("parameter p"), "{e}");
 }

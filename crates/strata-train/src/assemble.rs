@@ -78,7 +78,10 @@ pub fn build_model_fitted<T: Real>(
             LayerSpec::Gelu => Box::new(Gelu),
             LayerSpec::Scale { factor } => Box::new(Scale { factor: *factor }),
             LayerSpec::Whiten {
-                kernel, eps, images, ..
+                kernel,
+                eps,
+                images,
+                ..
             } => {
                 if i != 0 {
                     return Err(err("the whitening layer is fitted on the training images, so it must be the first layer".into()));
@@ -233,7 +236,11 @@ fn fit_whitening(
 
 /// An f32 tensor in the network's element type.
 fn cast<T: Real>(t: &Tensor<f32>) -> Tensor<T> {
-    let v: Vec<T> = t.to_contiguous_slice().iter().map(|&x| T::of(x as f64)).collect();
+    let v: Vec<T> = t
+        .to_contiguous_slice()
+        .iter()
+        .map(|&x| T::of(x as f64))
+        .collect();
     Tensor::from_vec(v, t.shape()).expect("same shape")
 }
 

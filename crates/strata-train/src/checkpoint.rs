@@ -88,7 +88,37 @@ pub fn save_tensors(
             path: path.into(),
             message: e.to_string(),
         })?;
+    let data = canonical_header(data).map_err(|message| CheckpointError::Format {
+        path: path.into(),
+        message,
+    })?;
     write_atomic(path, &data)
+}
+
+/// safetensors writes `__metadata__` from a `HashMap`, whose order changes
+/// from process to process, so equal runs wrote files equal in content but
+/// not in bytes. The header is rewritten with its keys sorted (serde_json's
+/// map is ordered) and padded with spaces to 8 bytes as safetensors pads it;
+/// the tensor data and their offsets are unchanged.
+fn canonical_header(data: Vec<u8>) -> Result<Vec<u8>, String> {
+    let bad = || "safetensors wrote a header it cannot read back".to_string();
+    let len: [u8; 8] = data
+        .get(..8)
+        .ok_or_else(bad)?
+        .try_into()
+        .map_err(|_| bad())?;
+    let n = usize::try_from(u64::from_le_bytes(len)).map_err(|_| bad())?;
+    let header = data.get(8..8 + n).ok_or_else(bad)?;
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|_| bad())?;
+    let mut h = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + h.len() + data.len() - 8 - n);
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&data[8 + n..]);
+    Ok(out)
 }
 
 /// Named tensors and metadata read from a checkpoint.
@@ -124,9 +154,67 @@ pub fn load_tensors(path: &Path) -> Result<Loaded, CheckpointError> {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
+        // A NaN in a running mean or an optimiser's cache would train or
+        // evaluate on without a word, and end at chance.
+        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+            return Err(fmt(format!(
+                "tensor {name} holds a non-finite value ({}) at index {i}; the file is damaged or the run that wrote it diverged",
+                data[i]
+            )));
+        }
         let t =
             Tensor::from_vec(data, v.shape()).map_err(|e| fmt(format!("tensor {name}: {e}")))?;
         out.push((name, t));
     }
     Ok((out, metadata))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Equal tensors and metadata give equal bytes, however the metadata
+    /// map happens to be ordered (issue 24, defect 8).
+    #[test]
+    fn equal_contents_give_equal_files() {
+        let dir = std::env::temp_dir().join(format!("strata-canonical-{}", std::process::id()));
+        let tensors = vec![
+            (
+                "b".to_string(),
+                Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap(),
+            ),
+            (
+                "a".to_string(),
+                Tensor::from_vec(vec![3.0f32], &[1]).unwrap(),
+            ),
+        ];
+        let mut files = Vec::new();
+        for i in 0..4 {
+            // A new map each time: a new random order of its 12 keys.
+            let meta: HashMap<String, String> = (0..12)
+                .map(|k| (format!("key{k}"), format!("value {k}")))
+                .collect();
+            let path = dir.join(format!("m{i}.safetensors"));
+            save_tensors(&path, &tensors, meta).unwrap();
+            files.push(std::fs::read(&path).unwrap());
+        }
+        assert!(files.windows(2).all(|w| w[0] == w[1]));
+        // Non-finite values are refused on loading, naming the tensor.
+        let nan = vec![(
+            "m.running_mean".to_string(),
+            Tensor::from_vec(vec![0.0f32, f32::NAN], &[2]).unwrap(),
+        )];
+        let bad = dir.join("nan.safetensors");
+        save_tensors(&bad, &nan, HashMap::new()).unwrap();
+        let e = load_tensors(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("m.running_mean") && e.contains("index 1") && e.contains("nan.safetensors"),
+            "{e}"
+        );
+        let (back, meta) = load_tensors(&dir.join("m0.safetensors")).unwrap();
+        assert_eq!(meta.len(), 12);
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].1.to_vec(), vec![3.0]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -165,7 +165,12 @@ pub fn parse_augment(v: &Value) -> Result<Vec<AugmentStep>, String> {
                 width: s,
                 pad,
             }),
-            _ => return Err("crop border is \"zero\" (pad with zeros) or \"reflect\" (mirror the edges)".into()),
+            _ => {
+                return Err(
+                    "crop border is \"zero\" (pad with zeros) or \"reflect\" (mirror the edges)"
+                        .into(),
+                )
+            }
         }
     }
     match t.get("flip") {

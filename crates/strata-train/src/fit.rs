@@ -342,7 +342,9 @@ fn lookahead(
     finish: bool,
 ) -> Result<(), TrainError> {
     let params = model.params_mut().into_iter();
-    let trained = params.filter(|(_, p)| !p.frozen).map(|(n, p)| (n, &mut p.value));
+    let trained = params
+        .filter(|(_, p)| !p.frozen)
+        .map(|(n, p)| (n, &mut p.value));
     opt.lookahead_sync(trained, finish)?;
     opt.lookahead_sync(model.buffers_mut(), finish)?;
     Ok(())
@@ -422,7 +424,10 @@ pub fn evaluate_with(
                     let o = o.to_contiguous_slice();
                     match &mut sum {
                         None => sum = Some(o.iter().map(|x| weight * x).collect()),
-                        Some(s) => s.iter_mut().zip(o.iter()).for_each(|(a, b)| *a += weight * b),
+                        Some(s) => s
+                            .iter_mut()
+                            .zip(o.iter())
+                            .for_each(|(a, b)| *a += weight * b),
                     }
                 }
                 Tensor::from_vec(sum.unwrap_or_default(), &shape)

@@ -59,6 +59,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// Skip the held-out test evaluation (sweeps evaluate only the winner).
     pub skip_test: bool,
+    /// Replace another run found in `out` (without it, and without
+    /// `resume`, such a folder is refused).
+    pub overwrite: bool,
 }
 
 /// `summary.json`.
@@ -76,6 +79,10 @@ pub struct Summary {
     pub parameters: usize,
     /// Mean training throughput.
     pub samples_per_second: f64,
+    /// What a finished run should not have gone quietly past: a test
+    /// accuracy at chance, layers whose units are nearly all dead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The spec's data: train (minus validation), validation, test.
@@ -197,6 +204,14 @@ fn load_raw(spec: &Spec, data_dir: Option<&Path>) -> Result<Splits, RunError> {
     if let Some(n) = spec.data.test_subset {
         test = random_subset(&test, n, spec.train.seed)?;
     }
+    if test.is_empty() {
+        // A run is judged on held-out images: "0.00 %" of none would mislead.
+        return Err(spec_error(
+            spec,
+            "data.dataset",
+            format!("{:?} has no test images to evaluate on", spec.data.dataset),
+        ));
+    }
     let validation = if spec.data.validation > 0 {
         if spec.data.validation >= train.len() {
             return Err(SpecError {
@@ -223,6 +238,62 @@ fn load_raw(spec: &Spec, data_dir: Option<&Path>) -> Result<Splits, RunError> {
         test,
         pipeline: None,
     })
+}
+
+/// The files that say a folder holds a run.
+const RUN_FILES: [&str; 4] = [
+    "summary.json",
+    "metrics.jsonl",
+    "model.safetensors",
+    "checkpoint/state.safetensors",
+];
+
+/// A new run may write into `out` only if no other run is there, or, with
+/// `overwrite`, after the other run's checkpoint and logs are removed (so
+/// that nothing of it is ever named as this run's).
+fn claim_out_folder(out: &Path, overwrite: bool) -> Result<(), RunError> {
+    let Some(held) = RUN_FILES.iter().map(|f| out.join(f)).find(|p| p.exists()) else {
+        return Ok(());
+    };
+    if !overwrite {
+        return Err(RunError::Usage(format!(
+            "{} holds another run ({} exists): pass --overwrite to replace it, --resume to continue it, or choose another --out",
+            out.display(),
+            held.display()
+        )));
+    }
+    let _ = std::fs::remove_dir_all(out.join("checkpoint"));
+    for f in RUN_FILES.iter().chain(&[
+        "metrics.csv",
+        "confusion.txt",
+        "confusion.png",
+        "loss.png",
+        "accuracy.png",
+    ]) {
+        let _ = std::fs::remove_file(out.join(f));
+    }
+    Ok(())
+}
+
+/// Removes the temporary files ([`write_atomic`]'s `<name>.tmp<pid>`) that a
+/// run killed while writing left in `out` or `out/checkpoint`.
+fn remove_stray_temporaries(out: &Path) {
+    for dir in [out.to_path_buf(), out.join("checkpoint")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let stray = p
+                .extension()
+                .and_then(|x| x.to_str())
+                .and_then(|x| x.strip_prefix("tmp"))
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+            if stray && p.is_file() {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> RunError {
@@ -448,8 +519,10 @@ fn save_checkpoint(
             .map(|(n, t)| (format!("optim/{n}"), t)),
     );
     let meta = HashMap::from([
-        ("format".to_string(), "strata-checkpoint-1".to_string()),
+        ("format".to_string(), "strata-checkpoint-2".to_string()),
         ("epoch".to_string(), epoch.to_string()),
+        // An integer, exactly: the schedule is a function of the step count.
+        ("optimizer_steps".to_string(), opt.steps().to_string()),
         ("spec".to_string(), spec.source.clone()),
     ]);
     Ok(save_tensors(
@@ -479,17 +552,39 @@ fn restore_checkpoint(
         .ok_or_else(|| fmt("no epoch in the checkpoint's metadata".into()))?;
     let mut weights = Vec::new();
     let mut optim = Vec::new();
+    let mut legacy_steps = None;
     for (n, t) in tensors {
         if let Some(w) = n.strip_prefix("model/") {
             weights.push((w.to_string(), t));
+        } else if n == "optim/__step" {
+            legacy_steps = t.to_vec().first().copied();
         } else if let Some(o) = n.strip_prefix("optim/") {
             optim.push((o.to_string(), t));
         }
     }
+    let steps = checkpoint_steps(&meta, legacy_steps).map_err(fmt)?;
     load_state_dict(model, &weights).map_err(|e| fmt(e.to_string()))?;
-    opt.load_state_tensors(&optim, model.params())
+    opt.load_state_tensors(steps, &optim, model.params())
         .map_err(|e| fmt(e.to_string()))?;
     Ok(epoch)
+}
+
+/// The optimiser's step count: `optimizer_steps` in the metadata, a decimal
+/// u64; checkpoints of format 1 stored it as the f32 tensor `optim/__step`,
+/// read only when it is a whole number ≥ 0 that an f32 holds exactly.
+fn checkpoint_steps(meta: &HashMap<String, String>, legacy: Option<f32>) -> Result<u64, String> {
+    match (meta.get("optimizer_steps"), legacy) {
+        (Some(s), _) => s
+            .parse::<u64>()
+            .map_err(|_| format!("metadata optimizer_steps is {s:?}, expected a whole number ≥ 0")),
+        (None, Some(v)) if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 16_777_216.0 => {
+            Ok(v as u64)
+        }
+        (None, Some(v)) => Err(format!(
+            "tensor optim/__step holds {v}, expected a whole number of steps below 2^24"
+        )),
+        (None, None) => Err("no optimizer_steps in the checkpoint's metadata".into()),
+    }
 }
 
 /// Rebuilds metrics of epochs `1..=epoch` from an earlier `metrics.jsonl`.
@@ -594,13 +689,16 @@ pub fn train(
     let image = data.train.image_shape();
     let input = network_input(&spec, image)?;
     let classes = data.train.num_classes();
-    let mut model: Sequential<f32> =
-        build_model_fitted(&spec, &input, classes, Some(&data.train))?;
+    let mut model: Sequential<f32> = build_model_fitted(&spec, &input, classes, Some(&data.train))?;
     let steps_per_epoch = data.train.len().div_ceil(spec.train.batch) as u64;
     let mut opt = spec
         .optimizer_for(steps_per_epoch)
         .map_err(RunError::Other)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| io_err(&opts.out, e))?;
+    remove_stray_temporaries(&opts.out);
+    if !opts.resume {
+        claim_out_folder(&opts.out, opts.overwrite)?;
+    }
     let first_epoch = if opts.resume {
         let e = restore_checkpoint(&opts.out, &mut model, &mut opt)?;
         progress.on_message(&format!(
@@ -679,10 +777,29 @@ pub fn train(
         epochs: spec.train.epochs,
         parameters: parameter_count(&model),
         samples_per_second: trained_items / metrics.train_seconds.max(1e-9),
+        warnings: Vec::new(),
     };
+    if let Some(r) = last {
+        for (layer, f) in &r.dead_units {
+            if *f >= 0.9 {
+                summary.warnings.push(format!(
+                    "{:.0} % of the units of {layer} were dead in the last epoch: try a smaller learning rate, a smaller init_epsilon or a warm-up",
+                    f * 100.0
+                ));
+            }
+        }
+    }
     if !opts.skip_test {
         let eval = evaluate_with(&mut model, &data.test, &eval_options(&spec, image, true)?)?;
         summary.test_accuracy = Some(eval.accuracy);
+        let chance = 1.0 / classes.max(1) as f64;
+        if eval.accuracy <= 1.5 * chance {
+            summary.warnings.push(format!(
+                "the test accuracy {:.2} % is at chance level ({:.2} % for {classes} classes): the network learned nothing usable",
+                eval.accuracy * 100.0,
+                chance * 100.0
+            ));
+        }
         let names = data.test.class_names().to_vec();
         write_text(
             &opts.out.join("confusion.txt"),
@@ -693,6 +810,9 @@ pub fn train(
     }
     let json =
         serde_json::to_string_pretty(&summary).map_err(|e| RunError::Other(e.to_string()))?;
+    for w in &summary.warnings {
+        progress.on_message(&format!("warning: {w}"));
+    }
     write_text(&opts.out.join("summary.json"), &json)?;
     Ok(summary)
 }
@@ -762,8 +882,17 @@ fn eval_spec(
 ) -> Result<(Evaluation, Vec<String>), RunError> {
     spec.data.validation = 0;
     spec.data.subset = None;
-    if let Some(m) = multi_crop {
-        spec.eval.multi_crop = m;
+    match multi_crop {
+        // One view: neither crops nor the test-time views of `eval.tta`.
+        Some(false) => {
+            spec.eval.multi_crop = false;
+            spec.eval.pad = 0;
+            spec.eval.tta = None;
+        }
+        // `--multi-crop` on a spec with `eval.tta` keeps its own views.
+        Some(true) if spec.eval.tta.is_some() => {}
+        Some(m) => spec.eval.multi_crop = m,
+        None => {}
     }
     // The test data gets the preprocessing fitted at training time, not a refit.
     let mut test = load_raw(&spec, data_dir)?.test;

@@ -744,6 +744,18 @@ impl Spec {
                 "must be at least 1 epoch".into(),
             ));
         }
+        for (key, v) in [
+            ("subset", self.data.subset),
+            ("test_subset", self.data.test_subset),
+        ] {
+            if v == Some(0) {
+                return Err((
+                    "data",
+                    key,
+                    "must be at least 1 item (leave it out for all)".into(),
+                ));
+            }
+        }
         if self.eval.batch == 0 {
             return Err(("eval", "batch", "must be at least 1".into()));
         }
@@ -756,14 +768,26 @@ impl Spec {
         }
         if let Some(t) = self.eval.tta {
             if self.eval.multi_crop {
-                return Err(("eval", "tta", "is another set of test-time views: use tta or multi_crop, not both".into()));
+                return Err((
+                    "eval",
+                    "tta",
+                    "is another set of test-time views: use tta or multi_crop, not both".into(),
+                ));
             }
             if t > 4 {
-                return Err(("eval", "tta", format!("shifts the test images by at most 4 pixels, got {t}")));
+                return Err((
+                    "eval",
+                    "tta",
+                    format!("shifts the test images by at most 4 pixels, got {t}"),
+                ));
             }
         }
         if self.eval.pad > 16 {
-            return Err(("eval", "pad", format!("must be at most 16 pixels, got {}", self.eval.pad)));
+            return Err((
+                "eval",
+                "pad",
+                format!("must be at most 16 pixels, got {}", self.eval.pad),
+            ));
         }
         self.method().map_err(|m| ("optimizer", "kind", m))?;
         let o = &self.optimizer;
@@ -805,18 +829,34 @@ impl Spec {
                 }
             }
             if g.params.is_empty() {
-                return Err(("optimizer", "groups", format!("groups[{i}]: params must name parameters, e.g. \"*.beta\"")));
+                return Err((
+                    "optimizer",
+                    "groups",
+                    format!("groups[{i}]: params must name parameters, e.g. \"*.beta\""),
+                ));
             }
         }
         if let Some(l) = &o.lookahead {
             if l.every == 0 {
-                return Err(("optimizer", "lookahead", "every must be at least 1 step".into()));
+                return Err((
+                    "optimizer",
+                    "lookahead",
+                    "every must be at least 1 step".into(),
+                ));
             }
             if !(0.0..1.0).contains(&l.decay) {
-                return Err(("optimizer", "lookahead", format!("decay must lie in [0, 1), got {}", l.decay)));
+                return Err((
+                    "optimizer",
+                    "lookahead",
+                    format!("decay must lie in [0, 1), got {}", l.decay),
+                ));
             }
             if !(l.power.is_finite() && l.power >= 0.0) {
-                return Err(("optimizer", "lookahead", format!("power must be ≥ 0, got {}", l.power)));
+                return Err((
+                    "optimizer",
+                    "lookahead",
+                    format!("power must be ≥ 0, got {}", l.power),
+                ));
             }
         }
         let wd = self.optimizer.weight_decay;
@@ -845,8 +885,12 @@ impl Spec {
         if o.nesterov && o.convention.as_deref() == Some("chapter") {
             return Err("Nesterov momentum is written in the PyTorch convention: drop convention = \"chapter\"".into());
         }
-        if (o.nesterov || o.convention.is_some()) && !matches!(o.kind.as_str(), "sgd" | "momentum") {
-            return Err(format!("nesterov and convention apply to sgd, not {}", o.kind));
+        if (o.nesterov || o.convention.is_some()) && !matches!(o.kind.as_str(), "sgd" | "momentum")
+        {
+            return Err(format!(
+                "nesterov and convention apply to sgd, not {}",
+                o.kind
+            ));
         }
         if o.nesterov && o.momentum == 0.0 {
             return Err("Nesterov momentum needs optimizer.momentum > 0".into());
@@ -939,13 +983,18 @@ impl Spec {
                 });
             }
         }
-        out.extend(self.optimizer.groups.iter().map(|g| strata_optim::ParamGroup {
-            pattern: g.params.clone(),
-            lr_scale: g.lr_scale,
-            decay_scale: g.decay_scale,
-            epochs: g.epochs,
-            decay: g.decay,
-        }));
+        out.extend(
+            self.optimizer
+                .groups
+                .iter()
+                .map(|g| strata_optim::ParamGroup {
+                    pattern: g.params.clone(),
+                    lr_scale: g.lr_scale,
+                    decay_scale: g.decay_scale,
+                    epochs: g.epochs,
+                    decay: g.decay,
+                }),
+        );
         out
     }
 
@@ -1237,13 +1286,19 @@ fn number(v: &toml::Value, what: &str) -> Result<f64, String> {
 
 fn parse_whiten(arg: &toml::Value) -> Result<LayerSpec, String> {
     let t = table(arg, "whiten", &["kernel", "eps", "images", "bias_epochs"])?;
-    let eps = t.get("eps").map_or(Ok(5e-4), |v| number(v, "whiten: eps"))?;
+    let eps = t
+        .get("eps")
+        .map_or(Ok(5e-4), |v| number(v, "whiten: eps"))?;
     if !(eps.is_finite() && eps > 0.0) {
-        return Err(format!("whiten: eps must be a small positive number, got {eps}"));
+        return Err(format!(
+            "whiten: eps must be a small positive number, got {eps}"
+        ));
     }
     let kernel = opt_positive(t.get("kernel"), 2, "whiten: kernel")?;
     if kernel > 8 {
-        return Err(format!("whiten: kernel must be at most 8 (2·C·k² filters), got {kernel}"));
+        return Err(format!(
+            "whiten: kernel must be at most 8 (2·C·k² filters), got {kernel}"
+        ));
     }
     Ok(LayerSpec::Whiten {
         kernel,

@@ -94,6 +94,8 @@ pub fn sweep(
             out: dir.clone(),
             skip_test: true,
             resume: false,
+            // A sweep run again replaces its own runs.
+            overwrite: true,
             ..opts.clone()
         };
         let s: Summary = train(&spec, &run, progress).map_err(|e| match e {

@@ -252,3 +252,34 @@ fn label_smoothing_keeps_the_loss_above_the_targets_entropy() {
     );
     assert!(smoothed.validation_accuracy.unwrap() > 0.9, "{smoothed:?}");
 }
+
+/// A run started in a folder where a killed run left `<name>.tmp<pid>`
+/// files removes them (issue 24, defect 9); other files stay.
+#[test]
+fn a_new_run_removes_stray_temporary_files() {
+    let out = std::env::temp_dir().join(format!("strata-stray-{}", std::process::id()));
+    std::fs::create_dir_all(out.join("checkpoint")).unwrap();
+    for f in [
+        "loss.tmp4242",
+        "checkpoint/state.tmp17",
+        "notes.tmpx",
+        "keep.txt",
+    ] {
+        std::fs::write(out.join(f), b"x").unwrap();
+    }
+    let spec = strata_train::spec::Spec::parse(
+        "[data]\ndataset = \"digits\"\n[model]\nlayers = [\"flatten\", { linear = 10 }]\n[train]\nepochs = 1\n",
+        "stray.toml",
+    )
+    .unwrap();
+    let opts = strata_train::run::RunOptions {
+        out: out.clone(),
+        ..Default::default()
+    };
+    let summary = strata_train::run::train(&spec, &opts, &mut ()).unwrap();
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+    assert!(!out.join("loss.tmp4242").exists());
+    assert!(!out.join("checkpoint/state.tmp17").exists());
+    assert!(out.join("notes.tmpx").exists() && out.join("keep.txt").exists());
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -386,7 +386,14 @@ fn fast_recipe_parses_into_its_layers_optimiser_and_schedule() {
         }
     );
     assert_eq!(s.layers[1], LayerSpec::Gelu);
-    assert!(matches!(s.layers[2], LayerSpec::Conv { dirac: true, bias: false, .. }));
+    assert!(matches!(
+        s.layers[2],
+        LayerSpec::Conv {
+            dirac: true,
+            bias: false,
+            ..
+        }
+    ));
     assert_eq!(
         s.layers[4],
         LayerSpec::BatchNorm {
@@ -395,7 +402,13 @@ fn fast_recipe_parses_into_its_layers_optimiser_and_schedule() {
             eps: 1e-12
         }
     );
-    assert_eq!(s.layers[8], LayerSpec::Linear { out: 10, bias: false });
+    assert_eq!(
+        s.layers[8],
+        LayerSpec::Linear {
+            out: 10,
+            bias: false
+        }
+    );
     assert_eq!(s.layers[9], LayerSpec::Scale { factor: 0.125 });
     assert_eq!(
         s.method().unwrap(),
@@ -417,8 +430,14 @@ fn fast_recipe_parses_into_its_layers_optimiser_and_schedule() {
     );
     // The whitening layer's biases train two epochs; then the spec's groups.
     let g = s.groups();
-    assert_eq!((g[0].pattern.as_str(), g[0].epochs), ("layers.0.bias", Some(2)));
-    assert_eq!((g[1].pattern.as_str(), g[1].lr_scale, g[1].decay), ("*.beta", 64.0, Some(true)));
+    assert_eq!(
+        (g[0].pattern.as_str(), g[0].epochs),
+        ("layers.0.bias", Some(2))
+    );
+    assert_eq!(
+        (g[1].pattern.as_str(), g[1].lr_scale, g[1].decay),
+        ("*.beta", 64.0, Some(true))
+    );
     // 10 steps an epoch, 40 in all: the triangle peaks at 23 % of them.
     let sch = s.schedule_for(10);
     assert!((sch.lr(0, 0) - 0.3).abs() < 1e-12);
@@ -437,20 +456,56 @@ fn fast_recipe_parses_into_its_layers_optimiser_and_schedule() {
 #[test]
 fn fast_recipe_mistakes_name_their_field() {
     let cases: [(&str, &str, &str); 14] = [
-        ("{ whiten = { kernel = 2, eps = 1e-3, images = 100, bias_epochs = 2 } }", "{ whiten = { kernel = 2, eps = -1.0 } }", "eps must be a small positive"),
-        ("{ whiten = { kernel = 2, eps = 1e-3, images = 100, bias_epochs = 2 } }", "{ whiten = { kernel = 2, colour = 1 } }", "no setting \"colour\""),
-        ("{ scale = 0.125 }", "{ scale = \"big\" }", "scale: the factor must be a number"),
+        (
+            "{ whiten = { kernel = 2, eps = 1e-3, images = 100, bias_epochs = 2 } }",
+            "{ whiten = { kernel = 2, eps = -1.0 } }",
+            "eps must be a small positive",
+        ),
+        (
+            "{ whiten = { kernel = 2, eps = 1e-3, images = 100, bias_epochs = 2 } }",
+            "{ whiten = { kernel = 2, colour = 1 } }",
+            "no setting \"colour\"",
+        ),
+        (
+            "{ scale = 0.125 }",
+            "{ scale = \"big\" }",
+            "scale: the factor must be a number",
+        ),
         ("{ scale = 0.125 }", "{ scale = 0.0 }", "non-zero"),
-        ("{ batchnorm = { scale = false, momentum = 0.4, eps = 1e-12 } }", "{ batchnorm = { momentum = 1.5 } }", "momentum"),
-        ("{ batchnorm = { scale = false, momentum = 0.4, eps = 1e-12 } }", "{ batchnorm = { scale = 1 } }", "batchnorm: scale is true or false"),
+        (
+            "{ batchnorm = { scale = false, momentum = 0.4, eps = 1e-12 } }",
+            "{ batchnorm = { momentum = 1.5 } }",
+            "momentum",
+        ),
+        (
+            "{ batchnorm = { scale = false, momentum = 0.4, eps = 1e-12 } }",
+            "{ batchnorm = { scale = 1 } }",
+            "batchnorm: scale is true or false",
+        ),
         ("init = \"dirac\"", "init = \"orthogonal\"", "dirac"),
-        ("{ linear = { out = 10, bias = false } }", "{ linear = { out = 10, bias = 0 } }", "linear: bias is true or false"),
-        ("border = \"reflect\"", "border = \"wrap\"", "crop border is"),
+        (
+            "{ linear = { out = 10, bias = false } }",
+            "{ linear = { out = 10, bias = 0 } }",
+            "linear: bias is true or false",
+        ),
+        (
+            "border = \"reflect\"",
+            "border = \"wrap\"",
+            "crop border is",
+        ),
         ("flip = \"alternate\"", "flip = \"sometimes\"", "alternate"),
         ("tta = 1", "tta = 9", "at most 4"),
         ("decay = 0.77", "decay = 1.5", "decay must lie in [0, 1)"),
-        ("lr_scale = 64.0", "lr_scale = -64.0", "lr_scale must be ≥ 0"),
-        ("[0.23, 1.0], [1.0, 0.07]", "[1.0, 1.0], [0.5, 0.07]", "fractions must increase"),
+        (
+            "lr_scale = 64.0",
+            "lr_scale = -64.0",
+            "lr_scale must be ≥ 0",
+        ),
+        (
+            "[0.23, 1.0], [1.0, 0.07]",
+            "[1.0, 1.0], [0.5, 0.07]",
+            "fractions must increase",
+        ),
     ];
     for (from, to, want) in cases {
         assert!(FAST.contains(from), "{from}");
@@ -460,17 +515,48 @@ fn fast_recipe_mistakes_name_their_field() {
         assert!(e.to_string().contains(want), "{to}: {e}");
     }
     // Nesterov needs sgd; conventions are named; TTA is not multi-crop.
-    let e = Spec::parse(&FAST.replace("nesterov = true", "nesterov = true\nkind = \"adam\""), "f.toml").unwrap_err();
+    let e = Spec::parse(
+        &FAST.replace("nesterov = true", "nesterov = true\nkind = \"adam\""),
+        "f.toml",
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("apply to sgd"), "{e}");
-    let e = Spec::parse(&FAST.replace("nesterov = true", "convention = \"keras\""), "f.toml").unwrap_err();
+    let e = Spec::parse(
+        &FAST.replace("nesterov = true", "convention = \"keras\""),
+        "f.toml",
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("convention"), "{e}");
-    let e = Spec::parse(&FAST.replace("tta = 1", "tta = 1\nmulti_crop = true"), "f.toml").unwrap_err();
+    let e = Spec::parse(
+        &FAST.replace("tta = 1", "tta = 1\nmulti_crop = true"),
+        "f.toml",
+    )
+    .unwrap_err();
     assert_eq!(e.field, "eval.tta");
-    let e = Spec::parse(&FAST.replace("tta = 1", "multi_crop = true\npad = 3000"), "f.toml").unwrap_err();
+    let e = Spec::parse(
+        &FAST.replace("tta = 1", "multi_crop = true\npad = 3000"),
+        "f.toml",
+    )
+    .unwrap_err();
     assert_eq!(e.field, "eval.pad");
     // The whitening layer is fitted on the images, so it comes first.
-    let moved = FAST.replacen("{ whiten = { kernel = 2, eps = 1e-3, images = 100, bias_epochs = 2 } }, \"gelu\",", "\"gelu\", { whiten = { kernel = 2 } },", 1);
+    let moved = FAST.replacen(
+        "{ whiten = { kernel = 2, eps = 1e-3, images = 100, bias_epochs = 2 } }, \"gelu\",",
+        "\"gelu\", { whiten = { kernel = 2 } },",
+        1,
+    );
     let s = Spec::parse(&moved, "f.toml").unwrap();
-    let e = strata_train::build_model::<f32>(&s, &[3, 8, 8], 10).unwrap_err();
+    let Err(e) = strata_train::build_model::<f32>(&s, &[3, 8, 8], 10) else {
+        panic!("a whitening layer after another layer was accepted");
+    };
     assert!(e.to_string().contains("must be the first layer"), "{e}");
+}
+
+#[test]
+fn empty_subsets_are_refused() {
+    for key in ["subset", "test_subset"] {
+        let e = Spec::parse_with(BASE, "s.toml", &[format!("data.{key}=0")]).unwrap_err();
+        assert_eq!(e.field, format!("data.{key}"));
+        assert!(e.message.contains("at least 1"), "{e}");
+    }
 }
