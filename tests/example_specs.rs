@@ -25,6 +25,7 @@ fn quick(name: &str, overrides: &[&str]) -> f64 {
         threads: None,
         resume: false,
         skip_test: false,
+        overwrite: true,
     };
     let summary = train(&spec, &opts, &mut ()).expect("training runs");
     assert!(Path::new(&out).join("summary.json").is_file());
@@ -98,14 +99,16 @@ fn fashion_resnet_quick() {
             "data.subset=3000",
             "data.validation=500",
             "data.test_subset=1000",
-            "train.epochs=2",
+            // Four epochs (80 steps): after two, the batch-norm running
+            // estimates still trail the fast-moving weights and the test
+            // accuracy swung from 20 % to 55 % with the seed (2026-12-03);
+            // after four it is 70–77 % for seeds 1–4.
+            "train.epochs=4",
             // A short run warms up over its first steps, not the full run's hundreds.
             "optimizer.warmup_steps=10",
         ],
     );
-    // 47.5 % on 2026-11-29 after 40 steps (chance is 10 %): the flattened
-    // 2,048 features into the last layer learn slower at first than averaged ones.
-    assert!(acc >= 0.4, "fashion-resnet test accuracy {acc}");
+    assert!(acc >= 0.6, "fashion-resnet test accuracy {acc}");
 }
 
 #[test]
@@ -134,10 +137,8 @@ fn cifar10_fast_quick() {
             "data.test_subset=1000",
             "train.epochs=2",
             "train.batch=200",
-            // The whitening is fitted on the subset itself.
-            "model.layers[0]={ whiten = { kernel = 2, eps = 5e-4, images = 2000, bias_epochs = 1 } }",
         ],
     );
-    // Chance is 10 %.
+    // Chance is 10 %. The whitening layer is fitted on the 2,000 images.
     assert!(acc >= 0.25, "cifar10-fast test accuracy {acc}");
 }
