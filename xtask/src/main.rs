@@ -7,18 +7,31 @@
 //! `../shared/bench/torch_bench.py` with that interpreter between strata's
 //! rounds and prints strata/torch ratios; `--profile` prints where a step's
 //! time goes, op by op.
+//!
+//! `cargo xtask test [ARGS…]` is the README's test command: it installs what
+//! the tests need on a fresh machine (the Fashion-MNIST Debian package),
+//! then runs `cargo test --workspace ARGS…`.
 
 mod bench;
+mod test;
 
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: cargo xtask bench [WORKLOAD…] [--threads N] [--json] [--window-ms MS] \
-                     [--windows W] [--rounds R] [--compare-torch PYTHON] [--profile]";
+                     [--windows W] [--rounds R] [--compare-torch PYTHON] [--profile]\n       \
+                     cargo xtask test [CARGO TEST ARGS…]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::Opts::parse(&args[1..]).and_then(|o| bench::run(&o)),
+        Some("test") => match test::test(&args[1..]) {
+            Ok(()) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         _ => Err(String::new()),
     };
     match result {

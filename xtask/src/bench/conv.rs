@@ -26,8 +26,9 @@ type ConvShape = (&'static str, usize, usize, usize, usize, usize);
 
 /// The measured shapes: the 64→64 case first, then the 3×3 layers
 /// of the reference networks (ResNet-20's three stages, the CNN's second conv)
-/// and the small late layers of examples/fashion-resnet.toml.
-const SHAPES: [ConvShape; 14] = [
+/// the small late layers of examples/fashion-resnet.toml and the layers of
+/// examples/cifar10-fast.toml.
+const SHAPES: [ConvShape; 19] = [
     ("3×3 64→64 32×32 b64", 64, 64, 64, 32, 1),
     ("3×3 16→16 32×32 b128", 128, 16, 16, 32, 1),
     ("3×3 32→32 16×16 b128", 128, 32, 32, 16, 1),
@@ -44,6 +45,12 @@ const SHAPES: [ConvShape; 14] = [
     ("3×3 32→32 14×14 b128", 128, 32, 32, 14, 1),
     ("3×3 32→64 14×14 s2 b128", 128, 32, 64, 14, 2),
     ("3×3 64→128 7×7 s2 b128", 128, 64, 128, 7, 2),
+    // examples/cifar10-fast.toml (airbench): odd sides after 2×2 pools.
+    ("3×3 24→64 31×31 b128", 128, 24, 64, 31, 1),
+    ("3×3 64→64 15×15 b128", 128, 64, 64, 15, 1),
+    ("3×3 64→256 15×15 b128", 128, 64, 256, 15, 1),
+    ("3×3 256→256 7×7 b128", 128, 256, 256, 7, 1),
+    ("3×3 256→256 3×3 b128", 128, 256, 256, 3, 1),
 ];
 
 /// Measures the three passes for each shape, windows interleaved.

@@ -20,7 +20,7 @@ const WORKLOADS: &[Workload] = &[
     },
     Workload {
         name: "fma-peak",
-        about: "AVX2 FMA rate of a register-only loop: the ceiling right now",
+        about: "FMA rate of register-only loops, 256- and 512-bit: the higher is the ceiling right now",
         run: peak::fma_peak,
     },
     Workload {

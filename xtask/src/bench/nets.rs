@@ -15,8 +15,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use strata_autograd::{Profiler, Tape};
 use strata_nn::{
     BatchNorm, Conv2dConfig, Ctx, Dropout, Flatten, Gelu, GlobalAvgPool, Linear, MaxPool2d, Mode,
-    Module,
-    Padding, Relu, ResNetConfig, Residual, ResidualKind, Sequential,
+    Module, Padding, Relu, ResNetConfig, Residual, ResidualKind, Sequential,
 };
 use strata_optim::{Method, Optimizer, Schedule};
 use strata_tensor::Tensor;
@@ -390,7 +389,7 @@ impl Line for NetRecord {
         );
         if let Some(p) = self.peak {
             s += &format!(
-                ",\"peak_gflops\":{p:.1},\"peak\":\"fma-peak (AVX2 FMA loop, measured)\",\"peak_fraction\":{:.3}",
+                ",\"peak_gflops\":{p:.1},\"peak\":\"fma-peak (the faster of the 256- and 512-bit FMA loops, measured)\",\"peak_fraction\":{:.3}",
                 self.gflops_train / p
             );
         }

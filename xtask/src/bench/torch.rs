@@ -14,9 +14,16 @@ pub struct TorchRates {
     pub line: String,
 }
 
-/// The script, next to the repository: `<workspace>/../shared/bench/torch_bench.py`.
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/torch_bench.py")
+/// The script, next to the repository: `<workspace>/../shared/bench/torch_bench.py`,
+/// or, for the network the shared script lacks (`airbench`), the repository's
+/// `benches/torch_bench_airbench.py`, which runs the shared script's loop on it.
+fn script(workload: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if workload == "airbench" {
+        root.join("../benches/torch_bench_airbench.py")
+    } else {
+        root.join("../../shared/bench/torch_bench.py")
+    }
 }
 
 /// Runs the script for `workload` on `threads` threads for `seconds` per phase.
@@ -28,13 +35,13 @@ pub fn run(
     seconds: f64,
 ) -> Result<TorchRates, String> {
     let out = Command::new(python)
-        .arg(script())
+        .arg(script(workload))
         .args(["--threads", &threads.to_string()])
         .args(["--batch", &batch.to_string()])
         .args(["--seconds", &seconds.to_string()])
         .args(["--only", workload])
         .output()
-        .map_err(|e| format!("running {python} {}: {e}", script().display()))?;
+        .map_err(|e| format!("running {python} {}: {e}", script(workload).display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
