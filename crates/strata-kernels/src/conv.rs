@@ -48,8 +48,8 @@
 //! chunk order, so results do not depend on timing or thread count.
 
 use crate::gemm::{
-    copy_run, direct_tiles, gemm, gemm_packed_b, DirectTiles, GemmScalar, PackB, PackTransposed,
-    Trans,
+    copy_run, direct_tile_sets, direct_tiles, direct_tiles_for, gemm, gemm_packed_b, DirectTiles,
+    GemmScalar, PackB, PackTransposed, Trans,
 };
 use rayon::prelude::*;
 
@@ -733,11 +733,19 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
         return;
     }
     let algo = choose(g);
-    if let Some(dt) = direct_tiles::<T>().filter(|_| !x.is_empty()) {
+    if !x.is_empty() {
         match algo {
-            ConvAlgo::Direct => return direct_forward(g, x, w, bias, residual, relu, y, dt),
+            ConvAlgo::Direct => {
+                // The sweep's columns: output rows in the (phase) padded width.
+                let cols = g.out_h() * PhaseLayout::new(g).pw;
+                if let Some(dt) = direct_tiles_for::<T>(cols) {
+                    return direct_forward(g, x, w, bias, residual, relu, y, dt);
+                }
+            }
             ConvAlgo::Winograd => {
-                return crate::winograd::forward(g, x, w, bias, residual, relu, y, dt)
+                if let Some(dt) = direct_tiles::<T>() {
+                    return crate::winograd::forward(g, x, w, bias, residual, relu, y, dt);
+                }
             }
             _ => {}
         }
@@ -1352,7 +1360,9 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
     }
     let algo = choose_gemm(g);
     if !x.is_empty() {
-        if let Some(dt) = direct_tiles::<T>().filter(|d| direct_weights(g, d.nr)) {
+        // The widest tiles whose width divides c_in (AVX2's 16 for a
+        // 16-slice layer on an AVX-512 host).
+        if let Some(dt) = direct_tile_sets::<T>().find(|d| direct_weights(g, d.nr)) {
             return direct_backward_weights(g, x, dy, dw, dt);
         }
     }
@@ -1837,34 +1847,33 @@ mod tests {
     #[test]
     fn direct_forward_matches_naive() {
         fn check<T: GemmScalar + Into<f64>>(tol: f64, conv: impl Fn(f32) -> T) {
-            let Some(tiles) = direct_tiles::<T>() else {
-                return;
-            };
-            let mut shapes: Vec<ConvGeometry> = geoms()
-                .into_iter()
-                .filter(|g| g.stride_h == 1 && g.stride_w == 1)
-                .collect();
-            shapes.push(ConvGeometry {
-                kh: 1,
-                kw: 3,
-                pad_top: 0,
-                pad_bottom: 2,
-                ..shapes[1]
-            });
-            for g in shapes {
-                let v = |n, seed| data(n, seed).into_iter().map(&conv).collect::<Vec<T>>();
-                let (x, w, b) = (
-                    v(g.batch * g.in_image(), 1),
-                    v(g.weight_len(), 2),
-                    v(g.c_out, 3),
-                );
-                let n = g.batch * g.out_image();
-                let (mut got, mut want) = (vec![T::zero(); n], vec![T::zero(); n]);
-                direct_forward(&g, &x, &w, Some(&b), None, true, &mut got, tiles);
-                conv2d_naive(&g, &x, &w, Some(&b), &mut want);
-                for (&a, &e) in got.iter().zip(&want) {
-                    let (a, e): (f64, f64) = (a.into(), e.into());
-                    assert!((a - e.max(0.0)).abs() < tol, "{g:?}: {a} vs {e}");
+            for tiles in direct_tile_sets::<T>() {
+                let mut shapes: Vec<ConvGeometry> = geoms()
+                    .into_iter()
+                    .filter(|g| g.stride_h == 1 && g.stride_w == 1)
+                    .collect();
+                shapes.push(ConvGeometry {
+                    kh: 1,
+                    kw: 3,
+                    pad_top: 0,
+                    pad_bottom: 2,
+                    ..shapes[1]
+                });
+                for g in shapes {
+                    let v = |n, seed| data(n, seed).into_iter().map(&conv).collect::<Vec<T>>();
+                    let (x, w, b) = (
+                        v(g.batch * g.in_image(), 1),
+                        v(g.weight_len(), 2),
+                        v(g.c_out, 3),
+                    );
+                    let n = g.batch * g.out_image();
+                    let (mut got, mut want) = (vec![T::zero(); n], vec![T::zero(); n]);
+                    direct_forward(&g, &x, &w, Some(&b), None, true, &mut got, tiles);
+                    conv2d_naive(&g, &x, &w, Some(&b), &mut want);
+                    for (&a, &e) in got.iter().zip(&want) {
+                        let (a, e): (f64, f64) = (a.into(), e.into());
+                        assert!((a - e.max(0.0)).abs() < tol, "{g:?}: {a} vs {e}");
+                    }
                 }
             }
         }
@@ -1906,9 +1915,12 @@ mod tests {
     /// kernel (1×1, stride 2: phases without taps) and mixed strides.
     #[test]
     fn strided_direct_paths_match_definition() {
-        let Some(dt) = direct_tiles::<f64>() else {
-            return;
-        };
+        for dt in direct_tile_sets::<f64>() {
+            strided_direct_paths_match_definition_on(dt);
+        }
+    }
+
+    fn strided_direct_paths_match_definition_on(dt: DirectTiles<f64>) {
         let shapes = [
             // (batch, c_in, c_out, h, w, kh, kw, stride, pads)
             (3, 20, 17, 14, 14, 3, 3, (2, 2), (1, 1, 1, 1)),
@@ -2016,7 +2028,7 @@ mod tests {
                 g(17, 1, 9, 9, 6, 5, 5, (2, 2, 2, 2)),
                 g(2, 2, 7, 45, 16, 1, 3, (0, 0, 1, 1)),
             ];
-            let direct = direct_tiles::<T>().into_iter().flat_map(|dt| {
+            let direct = direct_tile_sets::<T>().flat_map(|dt| {
                 shapes.map(|g| {
                     let c_in = g.c_in.div_ceil(dt.nr) * dt.nr;
                     (ConvGeometry { c_in, ..g }, Some(dt))

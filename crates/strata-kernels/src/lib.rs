@@ -6,6 +6,32 @@
 //! rayon pool whose size [`parallel::set_num_threads`] (or `RAYON_NUM_THREADS`)
 //! controls.
 //!
+//! A Linear layer's product through [`gemm::gemm`] (`C ← α·op(A)·op(B) + β·C` on
+//! row-major slices), then with the bias and ReLU fused by [`gemm::gemm_bias_act`]:
+//!
+//! ```rust
+//! use strata_kernels::gemm::{gemm, gemm_bias_act, Bias, Epilogue, Trans};
+//!
+//! // A Linear layer's product Y = X·Wᵀ: X is 2×3 (two samples), W is stored
+//! // out × in (2×3), so op(B) = Wᵀ. m = 2, n = 2, k = 3; row-major leading
+//! // dimensions lda = 3, ldb = 3 (W's rows), ldc = 2.
+//! let x = [1.0f32, 2., 3., 4., 5., 6.];
+//! let w = [1.0f32, 0., 0., 1., 1., 1.];
+//! let mut y = [0.0f32; 4];
+//! gemm(Trans::No, Trans::Yes, 2, 2, 3, 1.0, &x, 3, &w, 3, 0.0, &mut y, 2);
+//! assert_eq!(y, [1., 6., 4., 15.]);
+//!
+//! // β = 1 accumulates: Y ← 0.5·X·Wᵀ + Y.
+//! gemm(Trans::No, Trans::Yes, 2, 2, 3, 0.5, &x, 3, &w, 3, 1.0, &mut y, 2);
+//! assert_eq!(y, [1.5, 9., 6., 22.5]);
+//!
+//! // The same product with a per-column bias and ReLU fused into the store.
+//! let bias = [-2.0f32, -10.0];
+//! let epilogue = Epilogue { bias: Bias::PerCol(&bias[..]), relu: true };
+//! gemm_bias_act(Trans::No, Trans::Yes, 2, 2, 3, 1.0, &x, 3, &w, 3, 0.0, &mut y, 2, epilogue);
+//! assert_eq!(y, [0., 0., 2., 5.]);
+//! ```
+//!
 //! ```
 //! use strata_kernels::gemm::{gemm, Trans};
 //!

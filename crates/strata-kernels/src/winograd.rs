@@ -491,7 +491,7 @@ fn output_body<T: GemmScalar>(
 mod tests {
     use super::*;
     use crate::conv::conv2d_naive;
-    use crate::gemm::direct_tiles;
+    use crate::gemm::direct_tile_sets;
 
     fn data(n: usize, seed: u64) -> Vec<f64> {
         let mut s = seed.wrapping_mul(6364136223846793005) | 1;
@@ -512,49 +512,48 @@ mod tests {
     #[test]
     fn forward_matches_the_definition_on_any_shape() {
         fn check<T: GemmScalar + Into<f64>>(tol: f64, of: impl Fn(f64) -> T) {
-            let Some(dt) = direct_tiles::<T>() else {
-                return;
-            };
-            let shapes = [
-                (3, 1, 1, 1, 1, (1, 1, 1, 1)),
-                (2, 5, 7, 7, 13, (1, 1, 1, 1)),
-                (3, 16, 14, 9, 16, (1, 1, 1, 1)),
-                (1, 3, 2, 11, 7, (0, 2, 2, 0)),
-                (5, 20, 4, 4, 70, (1, 1, 1, 1)),
-                (40, 64, 8, 8, 64, (1, 1, 1, 1)),
-                (2, 2, 33, 31, 3, (2, 1, 0, 1)),
-            ];
-            for (batch, c_in, h, w, c_out, pads) in shapes {
-                let g = ConvGeometry {
-                    batch,
-                    c_in,
-                    h,
-                    w,
-                    c_out,
-                    kh: 3,
-                    kw: 3,
-                    stride_h: 1,
-                    stride_w: 1,
-                    pad_top: pads.0,
-                    pad_bottom: pads.1,
-                    pad_left: pads.2,
-                    pad_right: pads.3,
-                };
-                let v = |n, seed| data(n, seed).into_iter().map(&of).collect::<Vec<T>>();
-                let (x, k, b) = (
-                    v(batch * g.in_image(), 1),
-                    v(g.weight_len(), 2),
-                    v(c_out, 3),
-                );
-                let n = batch * g.out_image();
-                let r = v(n, 4);
-                let mut got = vec![T::nan(); n];
-                forward(&g, &x, &k, Some(&b), Some(&r), true, &mut got, dt);
-                let mut want = vec![T::zero(); n];
-                conv2d_naive(&g, &x, &k, Some(&b), &mut want);
-                for ((&a, &e), &r) in got.iter().zip(&want).zip(&r) {
-                    let (a, e): (f64, f64) = (a.into(), (e + r).into());
-                    assert!((a - e.max(0.0)).abs() < tol, "{g:?}: {a} vs {}", e.max(0.0));
+            for dt in direct_tile_sets::<T>() {
+                let shapes = [
+                    (3, 1, 1, 1, 1, (1, 1, 1, 1)),
+                    (2, 5, 7, 7, 13, (1, 1, 1, 1)),
+                    (3, 16, 14, 9, 16, (1, 1, 1, 1)),
+                    (1, 3, 2, 11, 7, (0, 2, 2, 0)),
+                    (5, 20, 4, 4, 70, (1, 1, 1, 1)),
+                    (40, 64, 8, 8, 64, (1, 1, 1, 1)),
+                    (2, 2, 33, 31, 3, (2, 1, 0, 1)),
+                ];
+                for (batch, c_in, h, w, c_out, pads) in shapes {
+                    let g = ConvGeometry {
+                        batch,
+                        c_in,
+                        h,
+                        w,
+                        c_out,
+                        kh: 3,
+                        kw: 3,
+                        stride_h: 1,
+                        stride_w: 1,
+                        pad_top: pads.0,
+                        pad_bottom: pads.1,
+                        pad_left: pads.2,
+                        pad_right: pads.3,
+                    };
+                    let v = |n, seed| data(n, seed).into_iter().map(&of).collect::<Vec<T>>();
+                    let (x, k, b) = (
+                        v(batch * g.in_image(), 1),
+                        v(g.weight_len(), 2),
+                        v(c_out, 3),
+                    );
+                    let n = batch * g.out_image();
+                    let r = v(n, 4);
+                    let mut got = vec![T::nan(); n];
+                    forward(&g, &x, &k, Some(&b), Some(&r), true, &mut got, dt);
+                    let mut want = vec![T::zero(); n];
+                    conv2d_naive(&g, &x, &k, Some(&b), &mut want);
+                    for ((&a, &e), &r) in got.iter().zip(&want).zip(&r) {
+                        let (a, e): (f64, f64) = (a.into(), (e + r).into());
+                        assert!((a - e.max(0.0)).abs() < tol, "{g:?}: {a} vs {}", e.max(0.0));
+                    }
                 }
             }
         }

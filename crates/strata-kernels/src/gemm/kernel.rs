@@ -276,6 +276,55 @@ wrapper!(avx2_f64_r5, "avx2,fma", Avx2F64, f64, 6, 5, 2);
 // AVX-512: 32 zmm registers → 12×32 f32 (24 accumulators), 12×16 f64.
 wrapper!(avx512_f32, "avx512f", Avx512F32, f32, 12, 2);
 wrapper!(avx512_f64, "avx512f", Avx512F64, f64, 12, 2);
+// Bottom-edge tiles and direct-convolution tiles of the AVX-512 kernels, as
+// for AVX2: a host with full-rate 512-bit FMAs then runs its convolutions
+// (direct, Winograd products, backward) at twice the AVX2 tiles' ceiling.
+wrapper!(avx512_f32_r1, "avx512f", Avx512F32, f32, 12, 1, 2);
+wrapper!(avx512_f32_r2, "avx512f", Avx512F32, f32, 12, 2, 2);
+wrapper!(avx512_f32_r3, "avx512f", Avx512F32, f32, 12, 3, 2);
+wrapper!(avx512_f32_r4, "avx512f", Avx512F32, f32, 12, 4, 2);
+wrapper!(avx512_f32_r5, "avx512f", Avx512F32, f32, 12, 5, 2);
+wrapper!(avx512_f32_r6, "avx512f", Avx512F32, f32, 12, 6, 2);
+wrapper!(avx512_f32_r7, "avx512f", Avx512F32, f32, 12, 7, 2);
+wrapper!(avx512_f32_r8, "avx512f", Avx512F32, f32, 12, 8, 2);
+wrapper!(avx512_f32_r9, "avx512f", Avx512F32, f32, 12, 9, 2);
+wrapper!(avx512_f32_r10, "avx512f", Avx512F32, f32, 12, 10, 2);
+wrapper!(avx512_f32_r11, "avx512f", Avx512F32, f32, 12, 11, 2);
+wrapper!(avx512_f64_r1, "avx512f", Avx512F64, f64, 12, 1, 2);
+wrapper!(avx512_f64_r2, "avx512f", Avx512F64, f64, 12, 2, 2);
+wrapper!(avx512_f64_r3, "avx512f", Avx512F64, f64, 12, 3, 2);
+wrapper!(avx512_f64_r4, "avx512f", Avx512F64, f64, 12, 4, 2);
+wrapper!(avx512_f64_r5, "avx512f", Avx512F64, f64, 12, 5, 2);
+wrapper!(avx512_f64_r6, "avx512f", Avx512F64, f64, 12, 6, 2);
+wrapper!(avx512_f64_r7, "avx512f", Avx512F64, f64, 12, 7, 2);
+wrapper!(avx512_f64_r8, "avx512f", Avx512F64, f64, 12, 8, 2);
+wrapper!(avx512_f64_r9, "avx512f", Avx512F64, f64, 12, 9, 2);
+wrapper!(avx512_f64_r10, "avx512f", Avx512F64, f64, 12, 10, 2);
+wrapper!(avx512_f64_r11, "avx512f", Avx512F64, f64, 12, 11, 2);
+taps_wrapper!(taps512_f32_r1, "avx512f", Avx512F32, f32, 12, 1, 2);
+taps_wrapper!(taps512_f32_r2, "avx512f", Avx512F32, f32, 12, 2, 2);
+taps_wrapper!(taps512_f32_r3, "avx512f", Avx512F32, f32, 12, 3, 2);
+taps_wrapper!(taps512_f32_r4, "avx512f", Avx512F32, f32, 12, 4, 2);
+taps_wrapper!(taps512_f32_r5, "avx512f", Avx512F32, f32, 12, 5, 2);
+taps_wrapper!(taps512_f32_r6, "avx512f", Avx512F32, f32, 12, 6, 2);
+taps_wrapper!(taps512_f32_r7, "avx512f", Avx512F32, f32, 12, 7, 2);
+taps_wrapper!(taps512_f32_r8, "avx512f", Avx512F32, f32, 12, 8, 2);
+taps_wrapper!(taps512_f32_r9, "avx512f", Avx512F32, f32, 12, 9, 2);
+taps_wrapper!(taps512_f32_r10, "avx512f", Avx512F32, f32, 12, 10, 2);
+taps_wrapper!(taps512_f32_r11, "avx512f", Avx512F32, f32, 12, 11, 2);
+taps_wrapper!(taps512_f32_r12, "avx512f", Avx512F32, f32, 12, 12, 2);
+taps_wrapper!(taps512_f64_r1, "avx512f", Avx512F64, f64, 12, 1, 2);
+taps_wrapper!(taps512_f64_r2, "avx512f", Avx512F64, f64, 12, 2, 2);
+taps_wrapper!(taps512_f64_r3, "avx512f", Avx512F64, f64, 12, 3, 2);
+taps_wrapper!(taps512_f64_r4, "avx512f", Avx512F64, f64, 12, 4, 2);
+taps_wrapper!(taps512_f64_r5, "avx512f", Avx512F64, f64, 12, 5, 2);
+taps_wrapper!(taps512_f64_r6, "avx512f", Avx512F64, f64, 12, 6, 2);
+taps_wrapper!(taps512_f64_r7, "avx512f", Avx512F64, f64, 12, 7, 2);
+taps_wrapper!(taps512_f64_r8, "avx512f", Avx512F64, f64, 12, 8, 2);
+taps_wrapper!(taps512_f64_r9, "avx512f", Avx512F64, f64, 12, 9, 2);
+taps_wrapper!(taps512_f64_r10, "avx512f", Avx512F64, f64, 12, 10, 2);
+taps_wrapper!(taps512_f64_r11, "avx512f", Avx512F64, f64, 12, 11, 2);
+taps_wrapper!(taps512_f64_r12, "avx512f", Avx512F64, f64, 12, 12, 2);
 
 /// The AVX2 + FMA f32 kernel (6×16 tile).
 #[cfg(target_arch = "x86_64")]
@@ -339,8 +388,33 @@ pub const AVX512_F32: Kernel<f32> = Kernel {
     nc: 4096,
     ukr: avx512_f32,
     pack_bt: Some(pack_bt_f32_avx),
-    edge: &[],
-    taps: &[],
+    edge: &[
+        avx512_f32_r1,
+        avx512_f32_r2,
+        avx512_f32_r3,
+        avx512_f32_r4,
+        avx512_f32_r5,
+        avx512_f32_r6,
+        avx512_f32_r7,
+        avx512_f32_r8,
+        avx512_f32_r9,
+        avx512_f32_r10,
+        avx512_f32_r11,
+    ],
+    taps: &[
+        taps512_f32_r1,
+        taps512_f32_r2,
+        taps512_f32_r3,
+        taps512_f32_r4,
+        taps512_f32_r5,
+        taps512_f32_r6,
+        taps512_f32_r7,
+        taps512_f32_r8,
+        taps512_f32_r9,
+        taps512_f32_r10,
+        taps512_f32_r11,
+        taps512_f32_r12,
+    ],
 };
 /// The AVX-512 f64 kernel (12×16 tile).
 #[cfg(target_arch = "x86_64")]
@@ -352,8 +426,33 @@ pub const AVX512_F64: Kernel<f64> = Kernel {
     nc: 4096,
     ukr: avx512_f64,
     pack_bt: None,
-    edge: &[],
-    taps: &[],
+    edge: &[
+        avx512_f64_r1,
+        avx512_f64_r2,
+        avx512_f64_r3,
+        avx512_f64_r4,
+        avx512_f64_r5,
+        avx512_f64_r6,
+        avx512_f64_r7,
+        avx512_f64_r8,
+        avx512_f64_r9,
+        avx512_f64_r10,
+        avx512_f64_r11,
+    ],
+    taps: &[
+        taps512_f64_r1,
+        taps512_f64_r2,
+        taps512_f64_r3,
+        taps512_f64_r4,
+        taps512_f64_r5,
+        taps512_f64_r6,
+        taps512_f64_r7,
+        taps512_f64_r8,
+        taps512_f64_r9,
+        taps512_f64_r10,
+        taps512_f64_r11,
+        taps512_f64_r12,
+    ],
 };
 
 /// The AVX-512 kernels' tile loop and blocking, on emulated 512-bit registers
@@ -391,12 +490,20 @@ pub mod emulated {
     pub const EMU512_F32: Kernel<f32> = Kernel {
         ukr: emu_f32,
         pack_bt: None,
+        // The real AVX-512 edge and direct tiles would not run where this
+        // emulation is needed; edges then go through a scratch tile.
+        edge: &[],
+        taps: &[],
         ..AVX512_F32
     };
     /// AVX-512 f64 geometry (12×16, same blocking), emulated.
     pub const EMU512_F64: Kernel<f64> = Kernel {
         ukr: emu_f64,
         pack_bt: None,
+        // The real AVX-512 edge and direct tiles would not run where this
+        // emulation is needed; edges then go through a scratch tile.
+        edge: &[],
+        taps: &[],
         ..AVX512_F64
     };
 }

@@ -54,11 +54,13 @@ impl GemmImpl {
         }
     }
 
-    /// Whether this CPU can run it.
+    /// Whether this CPU can run it. `STRATA_ISA=avx2` rules the AVX-512
+    /// kernels out (for A/B benchmarks of the two widths on one host, and for
+    /// hosts whose 512-bit FMAs run at half rate).
     pub fn is_available(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
-            GemmImpl::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            GemmImpl::Avx512 => std::arch::is_x86_feature_detected!("avx512f") && !avx512_capped(),
             #[cfg(target_arch = "x86_64")]
             GemmImpl::Avx2 => {
                 std::arch::is_x86_feature_detected!("avx2")
@@ -69,6 +71,13 @@ impl GemmImpl {
             _ => false,
         }
     }
+}
+
+/// Whether `STRATA_ISA=avx2` is set (read once).
+fn avx512_capped() -> bool {
+    static CAPPED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CAPPED
+        .get_or_init(|| std::env::var("STRATA_ISA").is_ok_and(|v| v.eq_ignore_ascii_case("avx2")))
 }
 
 /// The implementation [`gemm`] uses for an `m × n × k` product of `T` on this CPU.
@@ -111,13 +120,35 @@ impl<T> DirectTiles<T> {
     }
 }
 
-/// The direct-convolution tiles for `T` on this CPU, if it has them.
+/// The direct-convolution tiles for `T` on this CPU, if it has them: the
+/// widest set.
 pub(crate) fn direct_tiles<T: GemmScalar>() -> Option<DirectTiles<T>> {
+    direct_tile_sets::<T>().next()
+}
+
+/// The tiles for a sweep of `cols` output columns: the widest set, unless a
+/// narrower one rounds `cols` up to at most ¾ as many computed columns (a
+/// 3×3 image's 15 flattened columns fill half of a 32-wide AVX-512 tile and
+/// all but one of a 16-wide AVX2 tile: 0.80× → 1.0× there, `cargo xtask
+/// bench conv` with and without `STRATA_ISA=avx2`).
+pub(crate) fn direct_tiles_for<T: GemmScalar>(cols: usize) -> Option<DirectTiles<T>> {
+    let mut sets = direct_tile_sets::<T>();
+    let widest = sets.next()?;
+    let computed = |d: &DirectTiles<T>| cols.div_ceil(d.nr) * d.nr;
+    let narrow = sets
+        .filter(|d| 4 * computed(d) <= 3 * computed(&widest))
+        .min_by_key(computed);
+    Some(narrow.unwrap_or(widest))
+}
+
+/// Every set of direct-convolution tiles this CPU runs, widest first (the
+/// AVX-512 12×32 f32 tiles, then AVX2's 6×16).
+pub(crate) fn direct_tile_sets<T: GemmScalar>() -> impl Iterator<Item = DirectTiles<T>> {
     GemmImpl::ALL
         .into_iter()
         .filter(|i| i.is_available())
         .filter_map(T::kernel)
-        .find(|k| !k.taps.is_empty() && k.edge.len() + 1 == k.mr)
+        .filter(|k| !k.taps.is_empty() && k.edge.len() + 1 == k.mr)
         .map(|k| DirectTiles {
             mr: k.mr,
             nr: k.nr,

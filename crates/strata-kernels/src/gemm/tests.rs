@@ -477,3 +477,30 @@ fn prepacked_b_matches_packing_per_call() {
     check::<f32>();
     check::<f64>();
 }
+
+/// The tile width follows the sweep: the widest set unless a narrower one
+/// computes at most ¾ as many columns (on a host with AVX-512 and AVX2, a
+/// 3×3 image's 15 columns take the 16-wide tiles, a 7×7 image's 63 the
+/// 32-wide ones); with one set, that set.
+#[test]
+fn direct_tiles_follow_the_sweep_width() {
+    let sets: Vec<usize> = super::direct_tile_sets::<f32>().map(|d| d.nr).collect();
+    let Some(&widest) = sets.first() else {
+        return;
+    };
+    for cols in [1, 15, 22, 63, 64, 255, 900] {
+        let nr = super::direct_tiles_for::<f32>(cols).unwrap().nr;
+        let computed = |nr: usize| cols.div_ceil(nr) * nr;
+        let best = sets.iter().copied().min_by_key(|&n| computed(n)).unwrap();
+        let want = if 4 * computed(best) <= 3 * computed(widest) {
+            best
+        } else {
+            widest
+        };
+        assert_eq!(nr, want, "{cols} columns");
+    }
+    if sets == [32, 16] {
+        assert_eq!(super::direct_tiles_for::<f32>(15).unwrap().nr, 16);
+        assert_eq!(super::direct_tiles_for::<f32>(63).unwrap().nr, 32);
+    }
+}
