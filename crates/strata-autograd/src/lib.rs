@@ -5,6 +5,35 @@
 //! 12.2.2's recursion `v^{i−1} = v^i 𝒥`, never a materialised Jacobian), and
 //! numerical gradient checking in f64.
 //!
+//! A tape, a small function, backward, and a gradient check
+//! ([`gradcheck::check_gradients`]):
+//!
+//! ```rust
+//! use strata_autograd::gradcheck::{check_gradients, GradCheckOptions};
+//! use strata_autograd::{Tape, Var};
+//! use strata_tensor::Tensor;
+//!
+//! // The function: mean softmax cross-entropy of the logits x Wᵀ + b, v = [x, W, b].
+//! fn loss(tape: &mut Tape<f64>, v: &[Var]) -> strata_autograd::Result<Var> {
+//!     let logits = tape.linear(v[0], v[1], Some(v[2]), false)?;
+//!     tape.softmax_cross_entropy(logits, &[2, 0])
+//! }
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let x = Tensor::from_vec(vec![0.5, -1.0, 2.0, 0.1, 0.3, -0.7], &[2, 3])?; // 2 samples
+//! let w = Tensor::from_vec((0..9).map(|i| 0.1 * i as f64 - 0.4).collect(), &[3, 3])?; // 3 classes
+//! let b = Tensor::<f64>::zeros(&[3]);
+//! let mut tape = Tape::new();
+//! let v = [tape.leaf(x.clone()), tape.leaf(w.clone()), tape.leaf(b.clone())];
+//! let y = loss(&mut tape, &v)?;
+//! let grads = tape.backward(y)?;
+//! // ∂E/∂b is the row mean of softmax − one-hot: its entries sum to 0.
+//! assert!(grads.get(v[2]).unwrap().to_vec().iter().sum::<f64>().abs() < 1e-12);
+//! // Backprop against central differences in f64, entry by entry.
+//! let reports = check_gradients(&[("x", x), ("w", w), ("b", b)], loss, &GradCheckOptions::default())?;
+//! assert!(reports.iter().all(|r| r.checked > 0 && r.max_rel_error < 1e-6));
+//! # Ok(()) }
+//! ```
+//!
 //! ```
 //! use strata_autograd::{Tape, Param};
 //! use strata_kernels::gemm::Trans;

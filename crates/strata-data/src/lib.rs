@@ -25,6 +25,35 @@
 //!   batcher on the prefetch thread with draws fixed by (seed, epoch, batch).
 //!   Test-time views: [`multi_crop`]. Image grids as PNG: [`save_grid`].
 //!
+//! Fitting per-pixel whitening and ZCA on a small in-memory data set
+//! ([`FittedPipeline`]):
+//!
+//! ```rust
+//! use strata_data::{Dataset, FittedPipeline, Preprocess};
+//!
+//! # fn main() -> Result<(), strata_data::DataError> {
+//! // Six 1×2×2 images of byte pixels (0..=255) in two classes, held in memory.
+//! let pixels: Vec<u8> = vec![10, 200, 30, 40, 20, 180, 60, 80, 30, 220, 90, 20,
+//!                            40, 190, 10, 60, 50, 210, 50, 100, 60, 170, 70, 40];
+//! let classes = vec!["a".to_string(), "b".to_string()];
+//! let mut train = Dataset::from_u8(pixels, [6, 1, 2, 2], vec![0, 1, 0, 1, 0, 1], classes.clone(), 255.0)?;
+//! let mut test = Dataset::from_u8(vec![35, 195, 50, 60], [1, 1, 2, 2], vec![0], classes, 255.0)?;
+//! // Per-pixel whitening, then ZCA of whole images, fitted on the training set only.
+//! let steps = [Preprocess::PixelWhiten { eps: 1e-3 }, Preprocess::Zca { eps: 1e-2 }];
+//! let fitted = FittedPipeline::fit_apply(&steps, &mut train)?; // fits, then transforms `train`
+//! fitted.apply(&mut test)?; // the training statistics, unchanged
+//! assert_eq!((fitted.output_shape(), test.shape()), ([1, 2, 2], [1, 1, 2, 2]));
+//! // Every pixel of the whitened training images has mean 0.
+//! let z = train.to_tensor()?.into_vec();
+//! for p in 0..4 {
+//!     let mean = z.iter().skip(p).step_by(4).sum::<f32>() / 6.0;
+//!     assert!(mean.abs() < 1e-4, "pixel {p}: mean {mean}");
+//! }
+//! // The fitted state as named tensors (for a checkpoint) reads back equal.
+//! assert_eq!(FittedPipeline::from_tensors(&fitted.to_tensors(), &steps)?, fitted);
+//! # Ok(()) }
+//! ```
+//!
 //! Bad input never panics: every reader returns a [`DataError`] naming the file and
 //! what was expected and found.
 //!

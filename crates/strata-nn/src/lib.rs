@@ -8,6 +8,35 @@
 //! monitoring; state save/load; whole-network gradient checking. The mode
 //! (train or eval) is always passed explicitly.
 //!
+//! A [`Linear`] layer forward, then a small [`Sequential`] network, in evaluation:
+//!
+//! ```rust
+//! use rand::SeedableRng;
+//! use rand_xoshiro::Xoshiro256PlusPlus;
+//! use strata_autograd::Tape;
+//! use strata_nn::{Ctx, Flatten, Linear, Mode, Module, Relu, Sequential};
+//! use strata_tensor::Tensor;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+//! // One Linear layer, o = x Wᵀ + b, its weights set by hand (biases start at 0).
+//! let mut layer = Linear::<f32>::new(3, 2, &mut rng)?;
+//! layer.weight.value = Tensor::from_vec(vec![1., 0., 0., 1., 1., 1.], &[2, 3])?;
+//! let mut tape = Tape::inference(); // evaluation: nothing recorded for backward
+//! let x = tape.input(Tensor::from_vec(vec![1., 2., 3.], &[1, 3])?);
+//! let y = layer.forward(&mut tape, x, &mut Ctx::new(Mode::Eval, &mut rng))?;
+//! assert_eq!(tape.value(y)?.to_vec(), vec![1., 6.]);
+//! // A network on 1×4×4 images: flatten, 16 → 8, ReLU, 8 → 3 logits.
+//! let mut net = Sequential::<f32>::new();
+//! net.push(Flatten).push(Linear::new(16, 8, &mut rng)?).push(Relu).push(Linear::new(8, 3, &mut rng)?);
+//! assert_eq!(net.output_shape(&[1, 4, 4])?, [3]);
+//! let mut tape = Tape::inference();
+//! let x = tape.input(Tensor::ones(&[2, 1, 4, 4]));
+//! let logits = net.forward(&mut tape, x, &mut Ctx::new(Mode::Eval, &mut rng))?;
+//! assert_eq!(tape.value(logits)?.shape(), &[2, 3]);
+//! # Ok(()) }
+//! ```
+//!
 //! ```
 //! use rand::SeedableRng;
 //! use rand_xoshiro::Xoshiro256PlusPlus;

@@ -5,6 +5,39 @@
 //! and dead-unit fractions after every epoch (the things section 12.1.3 says to
 //! watch), and a clear stop when the loss stops being finite.
 //!
+//! Training from a spec string as `strata train` does ([`spec::Spec::parse`],
+//! [`run::train`]), on the embedded digits, so no data files are needed:
+//!
+//! ```rust
+//! use strata_train::run::{train, RunOptions};
+//! use strata_train::spec::Spec;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The chapter's softmax classifier on the UCI digits embedded in strata-data.
+//! let text = r#"
+//! [data]
+//! dataset = "digits"
+//! validation = 300
+//! [model]
+//! layers = ["flatten", { linear = 10 }]
+//! [optimizer]
+//! momentum = 0.9
+//! schedule = { kind = "inverse-epoch", a = 10.0, b = 1.0 }
+//! [train]
+//! epochs = 1
+//! batch = 32
+//! "#;
+//! let spec = Spec::parse(text, "digits-doc.toml")?; // the file name is only for messages
+//! let out = std::env::temp_dir().join(format!("strata-train-doc-{}", std::process::id()));
+//! let opts = RunOptions { out: out.clone(), overwrite: true, ..RunOptions::default() };
+//! let summary = train(&spec, &opts, &mut ())?; // `()`: no progress output
+//! assert_eq!(summary.epochs, 1);
+//! assert!(summary.test_accuracy.unwrap() > 0.8);
+//! assert!(out.join("model.safetensors").is_file() && out.join("summary.json").is_file());
+//! std::fs::remove_dir_all(&out)?;
+//! # Ok(()) }
+//! ```
+//!
 //! ```
 //! use strata_data::digits_split;
 //! use strata_nn::{Flatten, Linear, Sequential};
