@@ -121,7 +121,38 @@ fn canonical_header(data: Vec<u8>) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Named tensors and metadata read from a checkpoint.
+/// What a safetensors error means, in words (the crate's `Display` is its
+/// variant name, e.g. `HeaderTooSmall` or `InvalidOffset("layers.1.beta")`).
+fn describe(e: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::HeaderTooSmall => "shorter than the 8-byte header length a safetensors file opens with".into(),
+        E::InvalidHeaderLength => "its header length points past the end of the file (truncated?)".into(),
+        E::HeaderTooLarge => "its header claims more than 100 MB".into(),
+        E::InvalidHeader => "its header is not UTF-8 text".into(),
+        E::InvalidHeaderStart => "its header does not start with `{` (not a safetensors file?)".into(),
+        E::InvalidHeaderDeserialization | E::JsonError(_) => {
+            "its header is not the JSON table of tensors safetensors expects".into()
+        }
+        E::TensorNotFound(n) => format!("tensor {n} is named but not stored"),
+        E::TensorInvalidInfo => "a tensor's shape, dtype and byte range disagree".into(),
+        E::InvalidOffset(n) => format!(
+            "tensor {n}'s byte range does not follow the previous tensor's (the file is damaged)"
+        ),
+        E::IoError(e) => e.to_string(),
+        E::InvalidTensorView(d, shape, len) => {
+            format!("a {d:?} tensor of shape {shape:?} cannot be {len} bytes long")
+        }
+        E::MetadataIncompleteBuffer => {
+            "the tensors' byte ranges do not cover the data part of the file exactly (truncated or extended)".into()
+        }
+        E::ValidationOverflow => "a tensor's shape overflows when multiplied out".into(),
+        #[allow(unreachable_patterns)]
+        other => format!("{other:?}"),
+    }
+}
+
+/// Named tensors and metadata read from a checkpoint or model file.
 pub type Loaded = (Vec<(String, Tensor<f32>)>, HashMap<String, String>);
 
 /// Reads a file written by [`save_tensors`].
@@ -132,17 +163,17 @@ pub fn load_tensors(path: &Path) -> Result<Loaded, CheckpointError> {
         message,
     };
     let (_, meta) = SafeTensors::read_metadata(&buf)
-        .map_err(|e| fmt(format!("not a safetensors checkpoint: {e}")))?;
+        .map_err(|e| fmt(format!("not a readable safetensors file: {}", describe(&e))))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(&buf)
-        .map_err(|e| fmt(format!("not a safetensors checkpoint: {e}")))?;
+        .map_err(|e| fmt(format!("not a readable safetensors file: {}", describe(&e))))?;
     let mut out = Vec::new();
     let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
     names.sort();
     for name in names {
         let v = st
             .tensor(&name)
-            .map_err(|e| fmt(format!("tensor {name}: {e}")))?;
+            .map_err(|e| fmt(format!("tensor {name}: {}", describe(&e))))?;
         if v.dtype() != Dtype::F32 {
             return Err(fmt(format!(
                 "tensor {name} has dtype {:?}, expected F32",
@@ -215,6 +246,62 @@ mod tests {
         assert_eq!(meta.len(), 12);
         assert_eq!(back.len(), 2);
         assert_eq!(back[0].1.to_vec(), vec![3.0]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Damaged files are described in words naming the file, never by the
+    /// safetensors crate's variant names (issue 24, defect 11).
+    #[test]
+    fn damaged_files_are_described_in_words() {
+        let dir = std::env::temp_dir().join(format!("strata-damaged-{}", std::process::id()));
+        let t = vec![(
+            "layers.1.beta".to_string(),
+            Tensor::from_vec(vec![1.0f32; 8], &[8]).unwrap(),
+        )];
+        let good = dir.join("model.safetensors");
+        save_tensors(&good, &t, HashMap::new()).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let cases: [(&str, Vec<u8>, &str); 4] = [
+            ("tiny", vec![1, 2, 3], "shorter than the 8-byte header"),
+            ("short", bytes[..bytes.len() - 4].to_vec(), "byte ranges"),
+            (
+                "long-header",
+                {
+                    let mut b = bytes.clone();
+                    b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+                    b
+                },
+                "header",
+            ),
+            (
+                "not-json",
+                {
+                    let mut b = bytes.clone();
+                    b[8] = b'x';
+                    b
+                },
+                "header",
+            ),
+        ];
+        for (name, b, want) in cases {
+            let path = dir.join(format!("{name}.safetensors"));
+            std::fs::write(&path, &b).unwrap();
+            let e = load_tensors(&path).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{name}.safetensors")) && e.contains(want),
+                "{name}: {e}"
+            );
+            for variant in [
+                "HeaderTooSmall",
+                "InvalidHeader",
+                "MetadataIncompleteBuffer",
+                "InvalidOffset",
+                "HeaderTooLarge",
+                "checkpoint",
+            ] {
+                assert!(!e.contains(variant), "{name}: {e}");
+            }
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -553,6 +553,42 @@ struct RawModel {
 }
 
 /// 1-based line of byte offset `pos` in `text`.
+/// The key assigned on `line` of `text` (`every` for `every = -3`), or "".
+fn key_on_line(text: &str, line: usize) -> String {
+    let l = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    match l.split_once('=') {
+        Some((k, _)) if !k.trim_start().starts_with('#') => k.trim().to_string(),
+        _ => String::new(),
+    }
+}
+
+/// serde's wording for a mistyped value, in words a spec writer can act on.
+fn explain(message: &str) -> String {
+    let kinds = "a table such as { kind = \"cosine\", lr = 0.1 }: kind is \"constant\", \
+                 \"inverse-epoch\", \"step\", \"cosine\" or \"piecewise\", rates and factors are \
+                 numbers, `every` a whole number ≥ 1";
+    if message.contains("ScheduleSpec") {
+        format!(
+            "optimizer.schedule: expected {kinds} ({})",
+            message.replace("internally tagged enum ScheduleSpec", "a schedule")
+        )
+    } else if message.contains("number too large to fit in target type") {
+        "the number is too large for this field".into()
+    } else if let Some(rest) = message.strip_prefix("invalid value: integer `") {
+        let v = rest.split('`').next().unwrap_or("");
+        if message.contains("expected usize")
+            || message.contains("expected u64")
+            || message.contains("expected u32")
+        {
+            format!("expected a whole number ≥ 0, found {v}")
+        } else {
+            message.to_string()
+        }
+    } else {
+        message.to_string()
+    }
+}
+
 fn line_of(text: &str, pos: usize) -> usize {
     text[..pos.min(text.len())].matches('\n').count() + 1
 }
@@ -641,11 +677,9 @@ impl Spec {
             toml::to_string(&doc).map_err(|e| err(None, "", e.to_string()))?
         };
         let raw: RawSpec = toml::from_str(&source).map_err(|e| {
-            err(
-                e.span().map(|s| line_of(&source, s.start)),
-                "",
-                e.message().trim().to_string(),
-            )
+            let line = e.span().map(|s| line_of(&source, s.start));
+            let key = line.map_or(String::new(), |l| key_on_line(&source, l));
+            err(line, &key, explain(e.message().trim()))
         })?;
         let mut layers = Vec::with_capacity(raw.model.layers.len());
         let mut layer_lines = Vec::with_capacity(raw.model.layers.len());

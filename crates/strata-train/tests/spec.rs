@@ -560,3 +560,35 @@ fn empty_subsets_are_refused() {
         assert!(e.message.contains("at least 1"), "{e}");
     }
 }
+
+/// serde's wording for a mistyped value comes out in words, with the line and
+/// the key (issue 24, defect 11).
+#[test]
+fn mistyped_values_are_explained() {
+    let base = "[model]\nlayers = [\"flatten\", { linear = 10 }]\n[optimizer]\n";
+    let cases = [
+        (
+            "schedule = { kind = \"step\", lr = 0.1, gamma = 0.5, every = -30 }\n",
+            "schedule",
+            "whole number ≥ 0, found -30",
+        ),
+        ("schedule = -30\n", "schedule", "expected a table such as"),
+        (
+            "[train]\nepochs = -3\n",
+            "epochs",
+            "whole number ≥ 0, found -3",
+        ),
+        (
+            "[train]\nbatch = 99999999999999999999\n",
+            "batch",
+            "too large",
+        ),
+    ];
+    for (tail, key, want) in cases {
+        let e = Spec::parse(&format!("{base}{tail}"), "m.toml").unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("m.toml:"), "{text}");
+        assert!(text.contains(key) && text.contains(want), "{tail}: {text}");
+        assert!(!text.contains("ScheduleSpec"), "{text}");
+    }
+}
