@@ -299,6 +299,25 @@ fn gemm_speed_for_conv_shapes() {
     }
 }
 
+/// A 3×3 stride-1 layer with one pixel of padding (output size = input size).
+fn same_3x3(batch: usize, c_in: usize, c_out: usize, side: usize) -> ConvGeometry {
+    ConvGeometry {
+        batch,
+        c_in,
+        h: side,
+        w: side,
+        c_out,
+        kh: 3,
+        kw: 3,
+        stride_h: 1,
+        stride_w: 1,
+        pad_top: 1,
+        pad_bottom: 1,
+        pad_left: 1,
+        pad_right: 1,
+    }
+}
+
 /// The wide odd-sized layers of examples/cifar10-fast.toml (which now take
 /// Winograd with cropped blocks) through the public entry points: forward
 /// against the definition, backward-data and backward-weights by the adjoint
@@ -306,21 +325,7 @@ fn gemm_speed_for_conv_shapes() {
 #[test]
 fn wide_odd_layers_agree_with_the_definition() {
     for (c_in, c_out, side) in [(64, 64, 15), (64, 96, 7), (64, 64, 9)] {
-        let g = ConvGeometry {
-            batch: 2,
-            c_in,
-            h: side,
-            w: side,
-            c_out,
-            kh: 3,
-            kw: 3,
-            stride_h: 1,
-            stride_w: 1,
-            pad_top: 1,
-            pad_bottom: 1,
-            pad_left: 1,
-            pad_right: 1,
-        };
+        let g = same_3x3(2, c_in, c_out, side);
         let x = data(2 * c_in * side * side, 1);
         let k = data(c_out * c_in * 9, 2);
         let n = 2 * c_out * side * side;
@@ -364,21 +369,7 @@ fn wide_odd_layers_agree_in_f32() {
         (96, 64, 7, 5),
         (64, 64, 7, 128),
     ] {
-        let g = ConvGeometry {
-            batch,
-            c_in,
-            h: side,
-            w: side,
-            c_out,
-            kh: 3,
-            kw: 3,
-            stride_h: 1,
-            stride_w: 1,
-            pad_top: 1,
-            pad_bottom: 1,
-            pad_left: 1,
-            pad_right: 1,
-        };
+        let g = same_3x3(batch, c_in, c_out, side);
         let n = batch * c_out * side * side;
         let (x, k, b, r) = (
             data(batch * c_in * side * side, 7),
