@@ -26,6 +26,7 @@ fn quick(name: &str, overrides: &[&str]) -> f64 {
         resume: false,
         skip_test: false,
         overwrite: true,
+        group: None,
     };
     let summary = train(&spec, &opts, &mut ()).expect("training runs");
     assert!(Path::new(&out).join("summary.json").is_file());

@@ -19,12 +19,20 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: cargo xtask bench [WORKLOAD…] [--threads N] [--json] [--window-ms MS] \
                      [--windows W] [--rounds R] [--compare-torch PYTHON] [--profile]\n       \
-                     cargo xtask test [CARGO TEST ARGS…]";
+                     cargo xtask test [CARGO TEST ARGS…]\n       \
+                     cargo xtask install   (what the tests need: Fashion-MNIST, Open MPI)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::Opts::parse(&args[1..]).and_then(|o| bench::run(&o)),
+        Some("install") => match test::install() {
+            Ok(()) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         Some("test") => match test::test(&args[1..]) {
             Ok(()) => return ExitCode::SUCCESS,
             Err(e) => {

@@ -1,7 +1,11 @@
 //! `cargo xtask test [ARGS…]`: the README's test command. Installs what the
-//! tests read that a fresh machine lacks — the Fashion-MNIST Debian package
-//! (`dataset-fashion-mnist`, into /usr/share/datasets/fashion-mnist) — then
-//! runs `cargo test --workspace ARGS…`. CI runs exactly this.
+//! tests need that a fresh machine lacks — the Fashion-MNIST Debian package
+//! (`dataset-fashion-mnist`, into /usr/share/datasets/fashion-mnist) and Open
+//! MPI with the headers and libclang that the `mpi` crate builds against
+//! (`libopenmpi-dev openmpi-bin libclang-dev`) — then runs `cargo test
+//! --workspace --features strata-cli/mpi ARGS…`, so the CLI's tests run a
+//! binary with MPI support (and `tests/mpi.rs` runs `mpirun -np 2`). CI runs
+//! exactly this.
 
 use std::path::Path;
 use std::process::Command;
@@ -22,30 +26,70 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-/// Installs the Fashion-MNIST package with apt-get when it is missing.
-fn ensure_fashion_mnist() -> Result<(), String> {
-    if Path::new(FASHION).is_dir() {
+/// Installs Debian `packages` with apt-get unless `present` already holds.
+fn ensure(present: bool, packages: &[&str], why: &str) -> Result<(), String> {
+    if present {
         return Ok(());
     }
-    eprintln!("xtask test: {FASHION} is missing; installing dataset-fashion-mnist with apt-get");
+    eprintln!(
+        "xtask test: {why} is missing; installing {} with apt-get",
+        packages.join(" ")
+    );
     let apt = |args: &[&str]| {
         run(Command::new("apt-get")
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive"))
     };
+    let mut install = vec!["install", "-y", "-qq"];
+    install.extend(packages);
     apt(&["update", "-qq"])
-        .and_then(|()| apt(&["install", "-y", "-qq", "dataset-fashion-mnist"]))
+        .and_then(|()| apt(&install))
         .map_err(|e| {
             format!(
-                "{e}\nThe tests read Fashion-MNIST from {FASHION}: install it as root with \
-                 `apt-get install -y dataset-fashion-mnist`, then run `cargo xtask test` again"
+                "{e}\nThe tests need {why}: install it as root with `apt-get install -y {}`, \
+                 then run `cargo xtask test` again",
+                packages.join(" ")
             )
         })
 }
 
+/// Whether `program` is found on the PATH.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}
+
+/// `cargo xtask install`: what the tests need (CI runs it before clippy,
+/// which builds the MPI crate too).
+pub fn install() -> Result<(), String> {
+    ensure(
+        Path::new(FASHION).is_dir(),
+        &["dataset-fashion-mnist"],
+        &format!("Fashion-MNIST in {FASHION}"),
+    )?;
+    // mpicc and mpirun for the `mpi` crate's build script and the tests;
+    // libclang for its bindgen.
+    let clang = Path::new("/usr/lib/llvm-14/lib/libclang.so").exists()
+        || std::fs::read_dir("/usr/lib")
+            .map(|d| {
+                d.flatten().any(|e| {
+                    e.file_name().to_string_lossy().starts_with("llvm-")
+                        && e.path().join("lib").join("libclang.so").exists()
+                })
+            })
+            .unwrap_or(false);
+    ensure(
+        on_path("mpicc") && on_path("mpirun") && clang,
+        &["libopenmpi-dev", "openmpi-bin", "libclang-dev"],
+        "Open MPI (mpicc, mpirun) and libclang",
+    )
+}
+
 /// `cargo xtask test`: install, then test.
 pub fn test(args: &[String]) -> Result<(), String> {
-    ensure_fashion_mnist()?;
+    install()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo).args(["test", "--workspace"]).args(args))
+    run(Command::new(cargo)
+        .args(["test", "--workspace", "--features", "strata-cli/mpi"])
+        .args(args))
 }

@@ -197,6 +197,47 @@ fn main() -> ExitCode {
     }
 }
 
+/// The MPI group when started by `mpirun` (a build with `--features mpi`).
+#[cfg(feature = "mpi")]
+fn mpi_group() -> Result<Option<strata_train::collective::Group>, Failure> {
+    let secs = std::env::var("STRATA_MPI_TIMEOUT")
+        .ok()
+        .map(|v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .ok_or_else(|| {
+                    Failure(
+                        format!("STRATA_MPI_TIMEOUT is {v:?}, expected seconds > 0"),
+                        2,
+                    )
+                })
+        })
+        .transpose()?
+        .unwrap_or(300.0);
+    let group = strata_dist::MpiGroup::init(std::time::Duration::from_secs_f64(secs))
+        .map_err(|e| Failure(format!("MPI: {e}"), 1))?;
+    Ok(group.map(|g| std::sync::Arc::new(g) as strata_train::collective::Group))
+}
+
+/// Without MPI support a launch by `mpirun` would train N unrelated copies
+/// into one folder: refuse instead.
+#[cfg(not(feature = "mpi"))]
+fn mpi_group() -> Result<Option<strata_train::collective::Group>, Failure> {
+    let launched = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if launched {
+        return Err(Failure(
+            "this strata was built without MPI support, so `mpirun` would start unrelated \
+             copies: rebuild with `cargo build --release -p strata-cli --features mpi`"
+                .into(),
+            2,
+        ));
+    }
+    Ok(None)
+}
+
 fn run_command(command: Command) -> Result<(), Failure> {
     match command {
         Command::Train {
@@ -211,6 +252,7 @@ fn run_command(command: Command) -> Result<(), Failure> {
         } => {
             let s = load_spec(&spec, &sets)?;
             let out = out.unwrap_or_else(|| default_out(&spec, ""));
+            let group = mpi_group()?;
             let opts = RunOptions {
                 out: out.clone(),
                 data_dir,
@@ -219,11 +261,18 @@ fn run_command(command: Command) -> Result<(), Failure> {
                 resume,
                 skip_test: false,
                 overwrite,
+                group: group.clone(),
             };
             let mut bar = progress::Progress::new();
             progress::stop_on_ctrl_c();
             let summary = run::train(&s, &opts, &mut bar)?;
             bar.finish();
+            if group.as_ref().is_some_and(|g| g.rank() != 0) {
+                return Ok(());
+            }
+            if let Some(g) = &group {
+                println!("data-parallel over {} ranks", g.size());
+            }
             if let Some(v) = summary.validation_accuracy {
                 println!("validation accuracy {:.2}%", 100.0 * v);
             }
@@ -274,6 +323,7 @@ fn run_command(command: Command) -> Result<(), Failure> {
                 resume: false,
                 skip_test: true,
                 overwrite: false,
+                group: None,
             };
             let mut bar = progress::Progress::new();
             progress::stop_on_ctrl_c();

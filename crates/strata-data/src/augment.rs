@@ -540,7 +540,7 @@ impl Augmentation {
     /// Augments minibatch `batch` of epoch `epoch` (`[B, C, H, W]` →
     /// `[B, C, H', W']`); image `j` gets the draws of (`epoch`, `batch`, `j`).
     pub fn apply_batch(&self, images: &Tensor<f32>, epoch: u64, batch: u64) -> Result<Tensor<f32>> {
-        self.apply_batch_with(images, epoch, batch, None)
+        self.apply_batch_with(images, epoch, batch, 0, None)
     }
 
     /// As [`Augmentation::apply_batch`], for images that are items `indices`
@@ -553,6 +553,20 @@ impl Augmentation {
         batch: u64,
         indices: &[usize],
     ) -> Result<Tensor<f32>> {
+        self.apply_batch_at(images, epoch, batch, 0, indices)
+    }
+
+    /// As [`Augmentation::apply_batch_indexed`], for images that are positions
+    /// `first..` of minibatch `batch` (one rank's share of it, in data-parallel
+    /// training): image `j` gets the draws of position `first + j`.
+    pub fn apply_batch_at(
+        &self,
+        images: &Tensor<f32>,
+        epoch: u64,
+        batch: u64,
+        first: usize,
+        indices: &[usize],
+    ) -> Result<Tensor<f32>> {
         if indices.len() != images.shape().first().copied().unwrap_or(0) {
             return Err(DataError::Invalid(format!(
                 "augmentation: {} indices for a batch of shape {:?}",
@@ -560,7 +574,7 @@ impl Augmentation {
                 images.shape()
             )));
         }
-        self.apply_batch_with(images, epoch, batch, Some(indices))
+        self.apply_batch_with(images, epoch, batch, first, Some(indices))
     }
 
     fn apply_batch_with(
@@ -568,6 +582,7 @@ impl Augmentation {
         images: &Tensor<f32>,
         epoch: u64,
         batch: u64,
+        first: usize,
         indices: Option<&[usize]>,
     ) -> Result<Tensor<f32>> {
         let s = images.shape();
@@ -581,11 +596,12 @@ impl Augmentation {
         let x = images.to_contiguous_slice();
         let mut out = Vec::with_capacity(s[0] * numel3(out_shape));
         for (j, img) in x.chunks_exact(numel3(shape).max(1)).take(s[0]).enumerate() {
+            let pos = (first + j) as u64;
             let id = match indices {
                 Some(ix) => ix[j] as u64,
-                None => mix_seed(batch, j as u64),
+                None => mix_seed(batch, pos),
             };
-            out.extend(self.apply_draw(img, shape, epoch, batch, j as u64, id)?.0);
+            out.extend(self.apply_draw(img, shape, epoch, batch, pos, id)?.0);
         }
         let [c, h, w] = out_shape;
         Ok(Tensor::from_vec(out, &[s[0], c, h, w])?)

@@ -20,6 +20,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use strata_tensor::Tensor;
 
+/// A minibatch's (share of) indices and the position of its first item in
+/// the whole minibatch.
+type Planned = (Vec<usize>, usize);
+
 /// One minibatch: images scaled to `[0, 1]` as a `[B, C, H, W]` tensor, their
 /// labels, and their indices in the data set.
 #[derive(Debug, Clone)]
@@ -50,6 +54,8 @@ pub struct Batcher {
     seed: Option<u64>,
     drop_last: bool,
     augment: Option<Augmentation>,
+    /// `(rank, ranks)`: this process assembles only its share of each minibatch.
+    shard: (usize, usize),
 }
 
 impl Batcher {
@@ -64,7 +70,30 @@ impl Batcher {
             seed: None,
             drop_last: false,
             augment: None,
+            shard: (0, 1),
         })
+    }
+
+    /// Assembles only share `rank` of `ranks` of every minibatch (data-parallel
+    /// training): minibatch `b` is planned as without sharding, and this batcher
+    /// yields its positions `⌊m·rank/ranks⌋ .. ⌊m·(rank+1)/ranks⌋` (`m` its size),
+    /// augmented with the draws those positions get in one process — so the
+    /// number of ranks does not change what an image sees. A share may be empty
+    /// (a last minibatch smaller than `ranks`). Fails unless `rank < ranks`.
+    pub fn shard(mut self, rank: usize, ranks: usize) -> Result<Self> {
+        if ranks == 0 || rank >= ranks {
+            return Err(DataError::Invalid(format!(
+                "shard {rank} of {ranks}: expected a rank below the number of ranks (≥ 1)"
+            )));
+        }
+        self.shard = (rank, ranks);
+        Ok(self)
+    }
+
+    /// The positions `lo..hi` of share `rank` of `ranks` in a minibatch of `m` items.
+    pub fn share(m: usize, rank: usize, ranks: usize) -> std::ops::Range<usize> {
+        let ranks = ranks.max(1);
+        m * rank / ranks..m * (rank + 1) / ranks
     }
 
     /// Shuffles the images anew each epoch, the order fixed by `seed` and the epoch.
@@ -116,11 +145,18 @@ impl Batcher {
 
     /// The batches of an epoch, empty if the augmentation does not fit the data
     /// (so that no bad input panics; [`Batcher::check`] says why).
-    fn planned(&self, data: &Dataset, epoch: u64) -> Vec<Vec<usize>> {
+    fn planned(&self, data: &Dataset, epoch: u64) -> Vec<Planned> {
         if self.check(data).is_err() {
             return Vec::new();
         }
+        let (rank, ranks) = self.shard;
         self.batch_indices(data.len(), epoch)
+            .into_iter()
+            .map(|idx| {
+                let r = Self::share(idx.len(), rank, ranks);
+                (idx[r.clone()].to_vec(), r.start)
+            })
+            .collect()
     }
 
     /// The batch size.
@@ -172,7 +208,7 @@ impl Batcher {
     /// loop does not wait for them; the augmentation, if set, runs on that thread
     /// too. Yields exactly what [`Batcher::epoch`] yields.
     pub fn prefetch(&self, data: Arc<Dataset>, epoch: u64, depth: usize) -> Prefetcher {
-        let batches: Vec<(usize, Vec<usize>)> =
+        let batches: Vec<(usize, Planned)> =
             self.planned(&data, epoch).into_iter().enumerate().collect();
         let augment = self.augment.clone().map(|a| (a, epoch));
         let remaining = batches.len();
@@ -216,7 +252,7 @@ impl Batcher {
 fn make_batch(
     data: &Dataset,
     b: usize,
-    indices: Vec<usize>,
+    (indices, first): Planned,
     augment: Option<&(Augmentation, u64)>,
 ) -> Option<Batch> {
     let n = data.image_len();
@@ -230,7 +266,7 @@ fn make_batch(
     let mut images = Tensor::from_vec(buf, &[indices.len(), c, h, w]).ok()?;
     if let Some((aug, epoch)) = augment {
         images = aug
-            .apply_batch_indexed(&images, *epoch, b as u64, &indices)
+            .apply_batch_at(&images, *epoch, b as u64, first, &indices)
             .ok()?;
     }
     let labels = indices.iter().map(|&i| data.labels()[i]).collect();
@@ -245,7 +281,7 @@ fn make_batch(
 #[derive(Debug)]
 pub struct Batches<'a> {
     data: &'a Dataset,
-    batches: std::iter::Enumerate<std::vec::IntoIter<Vec<usize>>>,
+    batches: std::iter::Enumerate<std::vec::IntoIter<Planned>>,
     augment: Option<(Augmentation, u64)>,
 }
 
@@ -268,7 +304,7 @@ impl ExactSizeIterator for Batches<'_> {}
 /// could be started: the data, the numbered index lists, the augmentation and epoch.
 type Fallback = (
     Arc<Dataset>,
-    std::vec::IntoIter<(usize, Vec<usize>)>,
+    std::vec::IntoIter<(usize, Planned)>,
     Option<(Augmentation, u64)>,
 );
 

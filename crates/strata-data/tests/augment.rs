@@ -458,3 +458,38 @@ fn reflected_crops_show_only_image_pixels_shifted_by_at_most_the_pad() {
         .output_shape([1, 4, 4])
         .is_err());
 }
+
+#[test]
+fn shards_of_a_minibatch_see_what_one_process_sees() {
+    // Concatenating the shares of every rank gives back each augmented
+    // minibatch of one process, bit for bit, for several rank counts —
+    // including a last minibatch (300 = 9·32 + 12) and shares that are empty.
+    let data = Arc::new(digits().take(300));
+    let aug = Augmentation::new(5).crop(8, 8, 2).flip().rotate(10.0);
+    let one = Batcher::new(32).unwrap().shuffle(2).augment(aug.clone());
+    let whole: Vec<Batch> = one.epoch(&data, 3).collect();
+    for ranks in [2usize, 3, 5] {
+        let shares: Vec<Vec<Batch>> = (0..ranks)
+            .map(|r| {
+                let b = one.clone().shard(r, ranks).unwrap();
+                b.prefetch(Arc::clone(&data), 3, 2).collect()
+            })
+            .collect();
+        for (k, w) in whole.iter().enumerate() {
+            let mut idx: Vec<usize> = Vec::new();
+            let mut px: Vec<f32> = Vec::new();
+            for s in &shares {
+                idx.extend(&s[k].indices);
+                px.extend(s[k].images.to_vec());
+            }
+            assert_eq!(idx, w.indices, "{ranks} ranks, batch {k}");
+            assert_eq!(px, w.images.to_vec(), "{ranks} ranks, batch {k}");
+        }
+    }
+    // A minibatch of 3 over 5 ranks: two shares are empty.
+    let tiny = Arc::new(digits().take(3));
+    let empty = Batcher::new(3).unwrap().shard(0, 5).unwrap();
+    assert_eq!(empty.epoch(&tiny, 0).next().unwrap().indices.len(), 0);
+    assert!(Batcher::new(3).unwrap().shard(5, 5).is_err());
+    assert!(Batcher::new(3).unwrap().shard(0, 0).is_err());
+}

@@ -279,7 +279,10 @@ impl<T: Real> Module<T> for Dropout {
 
     fn forward(&mut self, tape: &mut Tape<T>, x: Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let train = ctx.train();
-        Ok(tape.dropout(x, self.p, train, ctx.rng)?)
+        match ctx.next_item_streams() {
+            Some((seed, first)) => Ok(tape.dropout_items(x, self.p, train, seed, first)?),
+            None => Ok(tape.dropout(x, self.p, train, ctx.rng)?),
+        }
     }
 }
 

@@ -25,6 +25,10 @@ pub struct Ctx<'a> {
     pub rng: &'a mut Xoshiro256PlusPlus,
     /// When set, ReLU layers record which of their units were ever active.
     pub monitor: Option<&'a mut DeadUnits>,
+    /// `(seed, first item)` when dropout draws each item's mask from its own
+    /// stream ([`Ctx::with_item_streams`]), and the number of dropout layers run.
+    items: Option<(u64, u64)>,
+    draws: u64,
     scope: Vec<String>,
 }
 
@@ -35,8 +39,28 @@ impl<'a> Ctx<'a> {
             mode,
             rng,
             monitor: None,
+            items: None,
+            draws: 0,
             scope: Vec::new(),
         }
+    }
+
+    /// Dropout draws the mask of batch item `b` from a stream of its own,
+    /// seeded by `seed`, the item's position `first_item + b` and the dropout
+    /// layer's place in the pass, instead of from [`Ctx::rng`]: the masks are
+    /// then the same whether a minibatch runs in one process or is split
+    /// across several.
+    pub fn with_item_streams(mut self, seed: u64, first_item: u64) -> Self {
+        self.items = Some((seed, first_item));
+        self
+    }
+
+    /// For a dropout layer: `(seed, first item)` of its item streams (each
+    /// call a new seed), or `None` to draw from [`Ctx::rng`].
+    pub fn next_item_streams(&mut self) -> Option<(u64, u64)> {
+        let (seed, first) = self.items?;
+        self.draws += 1;
+        Some((seed ^ self.draws.wrapping_mul(0xd134_2543_de82_ef95), first))
     }
 
     /// Also records dead units into `monitor`.

@@ -158,14 +158,20 @@ pub type Loaded = (Vec<(String, Tensor<f32>)>, HashMap<String, String>);
 /// Reads a file written by [`save_tensors`].
 pub fn load_tensors(path: &Path) -> Result<Loaded, CheckpointError> {
     let buf = std::fs::read(path).map_err(io(path))?;
+    load_tensors_from(path, &buf)
+}
+
+/// As [`load_tensors`], from the bytes of the file at `path` read already
+/// (e.g. by another process and broadcast); `path` names it in errors.
+pub fn load_tensors_from(path: &Path, buf: &[u8]) -> Result<Loaded, CheckpointError> {
     let fmt = |message: String| CheckpointError::Format {
         path: path.into(),
         message,
     };
-    let (_, meta) = SafeTensors::read_metadata(&buf)
+    let (_, meta) = SafeTensors::read_metadata(buf)
         .map_err(|e| fmt(format!("not a readable safetensors file: {}", describe(&e))))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(&buf)
+    let st = SafeTensors::deserialize(buf)
         .map_err(|e| fmt(format!("not a readable safetensors file: {}", describe(&e))))?;
     let mut out = Vec::new();
     let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();

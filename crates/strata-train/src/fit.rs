@@ -1,6 +1,6 @@
 //! The training loop and held-out evaluation.
 
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +11,8 @@ use strata_nn::{Ctx, DeadUnits, Mode, Module, NnError};
 use strata_optim::{OptimError, Optimizer};
 use strata_tensor::Tensor;
 use thiserror::Error;
+
+use crate::collective::{rank_size, GradientBucket, Group};
 
 /// Why training stopped early.
 #[derive(Debug, Error)]
@@ -43,6 +45,9 @@ pub enum TrainError {
     /// An impossible setting.
     #[error("{0}")]
     Config(String),
+    /// The group of processes failed (a rank was lost, a sum failed).
+    #[error("data-parallel training: {0}")]
+    Collective(String),
     /// The observer asked to stop ([`Observer::stop_requested`], e.g. Ctrl-C).
     #[error("interrupted in epoch {epoch} after step {done}/{steps}")]
     Interrupted {
@@ -71,6 +76,9 @@ pub struct FitOptions {
     /// Label smoothing `ε` of the training loss (targets `(1 − ε)·onehot + ε/C`;
     /// 0: the plain cross-entropy).
     pub label_smoothing: f64,
+    /// The processes this training is split over (data-parallel, see
+    /// [`crate::collective`]); `None`: this process alone.
+    pub group: Option<Group>,
 }
 
 impl Default for FitOptions {
@@ -82,6 +90,7 @@ impl Default for FitOptions {
             augment: None,
             eval: EvalOptions::default(),
             label_smoothing: 0.0,
+            group: None,
         }
     }
 }
@@ -102,6 +111,10 @@ pub struct EvalOptions {
     /// this shift, their logits averaged with the views' weights (instead
     /// of `multi_crop`).
     pub tta: Option<usize>,
+    /// The processes the evaluation is split over: each evaluates a
+    /// contiguous share of the items and the counts are summed; `None`:
+    /// this process alone.
+    pub group: Option<Group>,
 }
 
 impl Default for EvalOptions {
@@ -112,6 +125,7 @@ impl Default for EvalOptions {
             multi_crop: None,
             mirror: true,
             tta: None,
+            group: None,
         }
     }
 }
@@ -239,12 +253,20 @@ pub fn fit_from(
     if train.is_empty() {
         return Err(TrainError::Config("the training set is empty".into()));
     }
+    let (rank, ranks) = rank_size(opts.group.as_ref());
     let mut batcher = Batcher::new(opts.batch)?.shuffle(opts.seed);
     if let Some(a) = &opts.augment {
         batcher = batcher.augment(a.clone());
     }
     let image = batcher.check(train)?;
     model.output_shape(&image)?;
+    if ranks > 1 {
+        batcher = batcher.shard(rank, ranks)?;
+    }
+    // Extras of the fused step buffer: the loss, the right answers, the
+    // ranks asking to stop.
+    let bucket = GradientBucket::new(model, 3);
+    let mut fused = Vec::new();
     let data = Arc::new(train.clone());
     let mut history = Vec::with_capacity(opts.epochs);
     for epoch in first_epoch..opts.epochs {
@@ -255,38 +277,95 @@ pub fn fit_from(
         let batches = batcher.prefetch(Arc::clone(&data), epoch as u64, 2);
         let steps_in_epoch = batches.len();
         for (step_in_epoch, batch) in batches.enumerate() {
+            // The whole minibatch's size and this rank's first position in it.
+            let m = opts.batch.min(train.len() - step_in_epoch * opts.batch);
+            let first = Batcher::share(m, rank, ranks).start;
+            let n = batch.labels.len();
             let mut tape = Tape::new();
-            let x = tape.input(batch.images);
-            let mut ctx = Ctx::new(Mode::Train, &mut rng).with_monitor(&mut monitor);
-            let logits = model.forward(&mut tape, x, &mut ctx)?;
-            let loss = tape
-                .softmax_cross_entropy_smoothed(logits, &batch.labels, opts.label_smoothing)
-                .map_err(NnError::from)?;
-            let l = tape.value(loss).map_err(NnError::from)?.to_vec()[0] as f64;
-            if !l.is_finite() {
-                return Err(TrainError::Diverged {
-                    step: opt.steps(),
-                    epoch: epoch + 1,
-                    loss: l,
-                });
+            let (mut l, mut r) = (0.0, 0usize);
+            let mut local = None;
+            if n > 0 {
+                let x = tape.input(batch.images);
+                // Dropout masks are functions of (seed, epoch, step, position).
+                let step_seed =
+                    epoch_rng(opts.seed ^ ((step_in_epoch as u64) << 32), epoch).next_u64();
+                let mut ctx = Ctx::new(Mode::Train, &mut rng)
+                    .with_monitor(&mut monitor)
+                    .with_item_streams(step_seed, first as u64);
+                let logits = model.forward(&mut tape, x, &mut ctx)?;
+                let loss = tape
+                    .softmax_cross_entropy_smoothed(logits, &batch.labels, opts.label_smoothing)
+                    .map_err(NnError::from)?;
+                l = tape.value(loss).map_err(NnError::from)?.to_vec()[0] as f64;
+                if ranks == 1 && !l.is_finite() {
+                    return Err(TrainError::Diverged {
+                        step: opt.steps(),
+                        epoch: epoch + 1,
+                        loss: l,
+                    });
+                }
+                let out = tape.value(logits).map_err(NnError::from)?;
+                let classes = out.shape()[1];
+                let pred = argmax_rows(&out.to_contiguous_slice(), n, classes);
+                r = pred
+                    .iter()
+                    .zip(&batch.labels)
+                    .filter(|(p, y)| p == y)
+                    .count();
+                local = Some(tape.backward(loss).map_err(NnError::from)?);
             }
-            let out = tape.value(logits).map_err(NnError::from)?;
-            let classes = out.shape()[1];
-            let pred = argmax_rows(&out.to_contiguous_slice(), batch.labels.len(), classes);
-            right += pred
-                .iter()
-                .zip(&batch.labels)
-                .filter(|(p, y)| p == y)
-                .count();
-            seen += batch.labels.len();
-            let grads = tape.backward(loss).map_err(NnError::from)?;
             // The tape holds views of the weights: drop it so the update
             // writes in place instead of copying every weight tensor.
             drop(tape);
-            lr = opt.step(model.params_mut(), |p| grads.param(p.id()).cloned(), epoch)?;
+            let stop = if ranks == 1 {
+                lr = match &local {
+                    Some(g) => opt.step(model.params_mut(), |p| g.param(p.id()).cloned(), epoch)?,
+                    None => opt.lr(epoch),
+                };
+                right += r;
+                observer.stop_requested()
+            } else {
+                // One sum carries the step: Σ_r (n_r/m)·g_r is the minibatch
+                // gradient; the running statistics are averaged the same way.
+                let w = n as f32 / m as f32;
+                let extras = [
+                    w * l as f32,
+                    r as f32,
+                    f32::from(u8::from(observer.stop_requested())),
+                ];
+                bucket
+                    .pack(
+                        &mut fused,
+                        |id| local.as_ref().and_then(|g| g.param(id)),
+                        model,
+                        w,
+                        &extras,
+                    )
+                    .map_err(TrainError::Config)?;
+                opts.group
+                    .as_ref()
+                    .map_or(Ok(()), |g| g.all_reduce_f32(&mut fused))
+                    .map_err(TrainError::Collective)?;
+                let e = bucket.extras(&fused);
+                let (sum_l, sum_r, stops) = (e[0] as f64, e[1] as usize, e[2]);
+                l = sum_l;
+                if !l.is_finite() {
+                    return Err(TrainError::Diverged {
+                        step: opt.steps(),
+                        epoch: epoch + 1,
+                        loss: l,
+                    });
+                }
+                right += sum_r;
+                bucket.write_buffers(&fused, model);
+                let grads = bucket.gradients(&fused);
+                lr = opt.step(model.params_mut(), |p| grads.get(&p.id()).cloned(), epoch)?;
+                stops > 0.0
+            };
             if opt.lookahead().is_some() {
                 lookahead(opt, model, false)?;
             }
+            seen += m;
             losses.push(l);
             observer.on_step(&StepInfo {
                 epoch: epoch + 1,
@@ -295,9 +374,9 @@ pub fn fit_from(
                 steps_in_epoch,
                 loss: l,
                 lr,
-                batch: batch.labels.len(),
+                batch: m,
             });
-            if observer.stop_requested() {
+            if stop {
                 return Err(TrainError::Interrupted {
                     epoch: epoch + 1,
                     done: step_in_epoch + 1,
@@ -310,8 +389,12 @@ pub fn fit_from(
             lookahead(opt, model, true)?;
         }
         let seconds = start.elapsed().as_secs_f64();
+        let eval = EvalOptions {
+            group: opts.eval.group.clone().or_else(|| opts.group.clone()),
+            ..opts.eval.clone()
+        };
         let validation_accuracy = match validation {
-            Some(v) => Some(evaluate_with(model, v, &opts.eval)?.accuracy),
+            Some(v) => Some(evaluate_with(model, v, &eval)?.accuracy),
             None => None,
         };
         let report = EpochReport {
@@ -405,6 +488,47 @@ pub fn evaluate_with(
     data: &Dataset,
     opts: &EvalOptions,
 ) -> Result<Evaluation, TrainError> {
+    let (rank, ranks) = rank_size(opts.group.as_ref());
+    if let (Some(group), true) = (&opts.group, ranks > 1) {
+        // Each rank evaluates a contiguous share; one sum adds the counts.
+        let share = Batcher::share(data.len(), rank, ranks);
+        let part = data.subset(share.start, share.end)?;
+        let local = EvalOptions {
+            group: None,
+            ..opts.clone()
+        };
+        let (right, confusion) = evaluate_counts(model, &part, &local)?;
+        let classes = confusion.len();
+        let mut sums: Vec<f64> = std::iter::once(right as f64)
+            .chain(confusion.iter().flatten().map(|&c| c as f64))
+            .collect();
+        group
+            .all_reduce_f64(&mut sums)
+            .map_err(TrainError::Collective)?;
+        let confusion = sums[1..]
+            .chunks(classes.max(1))
+            .take(classes)
+            .map(|row| row.iter().map(|&c| c as usize).collect())
+            .collect();
+        return Ok(Evaluation {
+            accuracy: sums[0] / data.len().max(1) as f64,
+            confusion,
+        });
+    }
+    let (right, confusion) = evaluate_counts(model, data, opts)?;
+    Ok(Evaluation {
+        accuracy: right as f64 / data.len().max(1) as f64,
+        confusion,
+    })
+}
+
+/// The right answers and the confusion matrix of `model` on `data`, in this
+/// process.
+fn evaluate_counts(
+    model: &mut dyn Module<f32>,
+    data: &Dataset,
+    opts: &EvalOptions,
+) -> Result<(usize, Vec<Vec<usize>>), TrainError> {
     let classes = data.num_classes();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut right = 0;
@@ -464,8 +588,5 @@ pub fn evaluate_with(
             }
         }
     }
-    Ok(Evaluation {
-        accuracy: right as f64 / data.len().max(1) as f64,
-        confusion,
-    })
+    Ok((right, confusion))
 }

@@ -62,6 +62,7 @@
 
 mod assemble;
 pub mod checkpoint;
+pub mod collective;
 pub mod data_spec;
 mod fit;
 pub mod plot;

@@ -2,7 +2,10 @@
 //! checkpoints, evaluate on held-out data; plus `eval`, `sweep` and `gradcheck`.
 
 use crate::assemble::{build_model, build_model_fitted};
-use crate::checkpoint::{load_tensors, save_tensors, write_atomic, CheckpointError};
+use crate::checkpoint::{
+    load_tensors, load_tensors_from, save_tensors, write_atomic, CheckpointError,
+};
+use crate::collective::{rank_size, Group};
 use crate::fit::{
     evaluate_with, fit_from, EpochReport, EvalOptions, Evaluation, FitOptions, Observer, StepInfo,
     TrainError,
@@ -62,6 +65,10 @@ pub struct RunOptions {
     /// Replace another run found in `out` (without it, and without
     /// `resume`, such a folder is refused).
     pub overwrite: bool,
+    /// The processes the run is split over (data-parallel, see
+    /// [`crate::collective`]): only rank 0 writes files and reports
+    /// progress; `None`: this process alone.
+    pub group: Option<Group>,
 }
 
 /// `summary.json`.
@@ -178,6 +185,7 @@ pub fn eval_options(spec: &Spec, image: [usize; 3], test: bool) -> Result<EvalOp
         multi_crop: multi.then_some([input[1], input[2]]),
         mirror: spec.eval.mirror,
         tta: if test { spec.eval.tta } else { None },
+        group: None,
     })
 }
 
@@ -368,6 +376,8 @@ struct RunObserver<'a> {
     /// The epoch whose checkpoint is in `out/checkpoint`, if any.
     checkpointed: Option<usize>,
     inner: &'a mut dyn Observer,
+    /// Rank 0 of its group (or alone): the process that writes.
+    lead: bool,
 }
 
 impl RunObserver<'_> {
@@ -435,6 +445,10 @@ impl Observer for RunObserver<'_> {
         model: &dyn Module<f32>,
         opt: &Optimizer<f32>,
     ) -> Result<(), String> {
+        if !self.lead {
+            self.pending_steps.clear();
+            return self.inner.on_epoch(r, model, opt);
+        }
         for s in self.pending_steps.drain(..) {
             self.metrics.jsonl.push_str(&format!(
                 "{{\"kind\":\"step\",\"step\":{},\"epoch\":{},\"loss\":{},\"lr\":{}}}\n",
@@ -537,9 +551,34 @@ fn restore_checkpoint(
     out: &Path,
     model: &mut dyn Module<f32>,
     opt: &mut Optimizer<f32>,
+    group: Option<&Group>,
 ) -> Result<usize, RunError> {
     let path = out.join("checkpoint").join("state.safetensors");
-    let (tensors, meta) = load_tensors(&path)?;
+    let (tensors, meta) = match group {
+        None => load_tensors(&path)?,
+        Some(g) => {
+            // Rank 0 reads the file and sends its bytes: every rank resumes
+            // from the same checkpoint, whether or not it sees rank 0's disk.
+            let (mut bytes, read) = if g.rank() == 0 {
+                match std::fs::read(&path) {
+                    Ok(b) => (b, Ok(())),
+                    Err(e) => (Vec::new(), Err(io_err(&path, e))),
+                }
+            } else {
+                (Vec::new(), Ok(()))
+            };
+            g.broadcast_bytes(&mut bytes)
+                .map_err(|e| RunError::Other(format!("data-parallel training: {e}")))?;
+            read?;
+            if bytes.is_empty() {
+                return Err(RunError::Other(format!(
+                    "rank 0 could not read the checkpoint {}",
+                    path.display()
+                )));
+            }
+            load_tensors_from(&path, &bytes)?
+        }
+    };
     let fmt = |message: String| {
         RunError::Checkpoint(CheckpointError::Format {
             path: path.clone(),
@@ -694,13 +733,32 @@ pub fn train(
     let mut opt = spec
         .optimizer_for(steps_per_epoch)
         .map_err(RunError::Other)?;
-    std::fs::create_dir_all(&opts.out).map_err(|e| io_err(&opts.out, e))?;
-    remove_stray_temporaries(&opts.out);
-    if !opts.resume {
-        claim_out_folder(&opts.out, opts.overwrite)?;
-    }
+    // Under a group only rank 0 writes files and reports progress.
+    let lead = rank_size(opts.group.as_ref()).0 == 0;
+    let mut quiet;
+    let progress: &mut dyn Observer = if lead {
+        progress
+    } else {
+        quiet = Quiet(progress);
+        &mut quiet
+    };
+    let claimed = if lead {
+        std::fs::create_dir_all(&opts.out)
+            .map_err(|e| io_err(&opts.out, e))
+            .and_then(|()| {
+                remove_stray_temporaries(&opts.out);
+                if opts.resume {
+                    Ok(())
+                } else {
+                    claim_out_folder(&opts.out, opts.overwrite)
+                }
+            })
+    } else {
+        Ok(())
+    };
+    agree(opts.group.as_ref(), claimed, "prepare the output folder")?;
     let first_epoch = if opts.resume {
-        let e = restore_checkpoint(&opts.out, &mut model, &mut opt)?;
+        let e = restore_checkpoint(&opts.out, &mut model, &mut opt, opts.group.as_ref())?;
         progress.on_message(&format!(
             "resuming after epoch {e} from {}",
             opts.out.join("checkpoint").display()
@@ -709,8 +767,10 @@ pub fn train(
     } else {
         0
     };
-    write_text(&opts.out.join("spec.toml"), &spec.source)?;
-    let metrics = if opts.resume {
+    if lead {
+        write_text(&opts.out.join("spec.toml"), &spec.source)?;
+    }
+    let metrics = if opts.resume && lead {
         restore_metrics(&opts.out, first_epoch)
     } else {
         Metrics {
@@ -727,6 +787,7 @@ pub fn train(
         augment: spec.augmentation(),
         eval: eval_options(&spec, image, false)?,
         label_smoothing: spec.train.label_smoothing,
+        group: opts.group.clone(),
     };
     let mut observer = RunObserver {
         out: opts.out.clone(),
@@ -736,6 +797,7 @@ pub fn train(
         pending_steps: Vec::new(),
         checkpointed: (first_epoch > 0).then_some(first_epoch),
         inner: progress,
+        lead,
     };
     let result = fit_from(
         &mut model,
@@ -790,7 +852,11 @@ pub fn train(
         }
     }
     if !opts.skip_test {
-        let eval = evaluate_with(&mut model, &data.test, &eval_options(&spec, image, true)?)?;
+        let test_opts = EvalOptions {
+            group: opts.group.clone(),
+            ..eval_options(&spec, image, true)?
+        };
+        let eval = evaluate_with(&mut model, &data.test, &test_opts)?;
         summary.test_accuracy = Some(eval.accuracy);
         let chance = 1.0 / classes.max(1) as f64;
         if eval.accuracy <= 1.5 * chance {
@@ -801,20 +867,53 @@ pub fn train(
             ));
         }
         let names = data.test.class_names().to_vec();
-        write_text(
-            &opts.out.join("confusion.txt"),
-            &confusion_text(&eval, &names),
-        )?;
-        plot::confusion_plot(&opts.out.join("confusion.png"), &eval.confusion, &names)
-            .map_err(RunError::Other)?;
+        if lead {
+            write_text(
+                &opts.out.join("confusion.txt"),
+                &confusion_text(&eval, &names),
+            )?;
+            plot::confusion_plot(&opts.out.join("confusion.png"), &eval.confusion, &names)
+                .map_err(RunError::Other)?;
+        }
     }
     let json =
         serde_json::to_string_pretty(&summary).map_err(|e| RunError::Other(e.to_string()))?;
     for w in &summary.warnings {
         progress.on_message(&format!("warning: {w}"));
     }
-    write_text(&opts.out.join("summary.json"), &json)?;
+    if lead {
+        write_text(&opts.out.join("summary.json"), &json)?;
+    }
     Ok(summary)
+}
+
+/// Passes on only [`Observer::stop_requested`]: the progress of a rank
+/// other than 0, which stays silent.
+struct Quiet<'a>(&'a mut dyn Observer);
+
+impl Observer for Quiet<'_> {
+    fn stop_requested(&self) -> bool {
+        self.0.stop_requested()
+    }
+}
+
+/// Whether every rank of `group` managed a step only rank 0 did (`done`,
+/// `Ok` on the others): rank 0 returns its own error, the others say that
+/// rank 0 could not `what`.
+fn agree(group: Option<&Group>, done: Result<(), RunError>, what: &str) -> Result<(), RunError> {
+    let Some(g) = group else {
+        return done;
+    };
+    let mut failed = [f64::from(u8::from(done.is_err()))];
+    g.all_reduce_f64(&mut failed)
+        .map_err(|e| RunError::Other(format!("data-parallel training: {e}")))?;
+    done?;
+    if failed[0] > 0.0 {
+        return Err(RunError::Other(format!(
+            "rank 0 could not {what}: see its message"
+        )));
+    }
+    Ok(())
 }
 
 impl<O: Observer + ?Sized> Observer for &mut O {

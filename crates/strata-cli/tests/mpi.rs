@@ -1,0 +1,305 @@
+//! Data-parallel training under `mpirun -np 2` (built with `--features mpi`;
+//! `cargo xtask test` installs Open MPI and turns the feature on).
+#![cfg(feature = "mpi")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A small MLP with dropout on the embedded digits: dropout exercises the
+/// per-item mask streams, momentum the optimiser state.
+const SPEC: &str = r#"
+[data]
+dataset = "digits"
+validation = 300
+[model]
+layers = ["flatten", { linear = 64 }, "relu", { dropout = 0.2 }, { linear = 10 }]
+[optimizer]
+momentum = 0.9
+weight_decay = 1e-4
+schedule = { kind = "inverse-epoch", a = 10.0, b = 1.0 }
+[train]
+epochs = 6
+batch = 32
+seed = 3
+"#;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("strata-mpi-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn mpirun(np: usize) -> Command {
+    let mut c = Command::new("mpirun");
+    c.args(["--oversubscribe", "-np", &np.to_string()])
+        // CI runs as root; Open MPI refuses root without these.
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .arg(env!("CARGO_BIN_EXE_strata"));
+    c
+}
+
+fn check(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The tensors of a safetensors file, by name, as f32 values.
+fn weights(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let b = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+    let data = &b[8 + n..];
+    let mut out: Vec<(String, Vec<f32>)> = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            let o = &v["data_offsets"];
+            let (s, e) = (
+                o[0].as_u64().unwrap() as usize,
+                o[1].as_u64().unwrap() as usize,
+            );
+            let vals = data[s..e]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            (k.clone(), vals)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn test_accuracy(out: &Path) -> f64 {
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    s["test_accuracy"].as_f64().unwrap()
+}
+
+#[test]
+fn two_ranks_train_like_one_process_and_repeat_bit_for_bit() {
+    let d = dir("equal");
+    let spec = d.join("mlp.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let spec = spec.to_str().unwrap();
+    let run = |np: usize, name: &str| {
+        let out = d.join(name);
+        let o = if np == 1 {
+            Command::new(env!("CARGO_BIN_EXE_strata"))
+                .args(["train", spec, "--threads", "1", "--out"])
+                .arg(&out)
+                .output()
+                .unwrap()
+        } else {
+            mpirun(np)
+                .args(["train", spec, "--threads", "1", "--out"])
+                .arg(&out)
+                .output()
+                .unwrap()
+        };
+        check(&o, name);
+        (out, String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    let (one, _) = run(1, "one");
+    let (a, stdout) = run(2, "a");
+    let (b, _) = run(2, "b");
+    // Rank 0 alone reports.
+    assert_eq!(stdout.matches("test accuracy").count(), 1, "{stdout}");
+    assert!(stdout.contains("data-parallel over 2 ranks"), "{stdout}");
+    // The same floor as one process.
+    assert!(test_accuracy(&a) > 0.9, "{}", test_accuracy(&a));
+    // Two runs with N = 2: bit-identical.
+    assert_eq!(
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(b.join("model.safetensors")).unwrap()
+    );
+    // N = 2 against one process of the same global batch: the sums differ
+    // only in f32 reduction order. Stated tolerance: every weight within
+    // 1e-4 of the largest weight's magnitude (measured: ~1e-7 relative).
+    let (wa, w1) = (
+        weights(&a.join("model.safetensors")),
+        weights(&one.join("model.safetensors")),
+    );
+    assert_eq!(wa.len(), w1.len());
+    for ((n, x), (_, y)) in wa.iter().zip(&w1) {
+        let scale = y.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            diff <= 1e-4 * scale,
+            "{n}: max |Δ| {diff} against max |w| {scale}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn resume_under_mpi_reaches_the_uninterrupted_weights() {
+    let d = dir("resume");
+    let spec = d.join("mlp.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let spec = spec.to_str().unwrap();
+    let whole = d.join("whole");
+    check(
+        &mpirun(2)
+            .args([
+                "train",
+                spec,
+                "--threads",
+                "1",
+                "--set",
+                "train.checkpoint_every=1",
+                "--out",
+            ])
+            .arg(&whole)
+            .output()
+            .unwrap(),
+        "uninterrupted",
+    );
+    let part = d.join("part");
+    check(
+        &mpirun(2)
+            .args([
+                "train",
+                spec,
+                "--threads",
+                "1",
+                "--set",
+                "train.checkpoint_every=1",
+            ])
+            .args(["--epochs", "3", "--out"])
+            .arg(&part)
+            .output()
+            .unwrap(),
+        "first half",
+    );
+    check(
+        &mpirun(2)
+            .args([
+                "train",
+                spec,
+                "--threads",
+                "1",
+                "--set",
+                "train.checkpoint_every=1",
+            ])
+            .args(["--epochs", "6", "--resume", "--out"])
+            .arg(&part)
+            .output()
+            .unwrap(),
+        "resumed",
+    );
+    assert_eq!(
+        weights(&whole.join("model.safetensors")),
+        weights(&part.join("model.safetensors"))
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The pid of the process of `rank` started by the `mpirun` whose pid is `parent`.
+fn rank_pid(parent: u32, rank: usize) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        let mine = env
+            .split(|&b| b == 0)
+            .any(|kv| kv == format!("OMPI_COMM_WORLD_RANK={rank}").as_bytes());
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // Field 4 of /proc/PID/stat is the parent pid (after "(comm)").
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if mine && ppid.is_some_and(|p| p == parent || is_descendant(p, parent)) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn is_descendant(pid: u32, ancestor: u32) -> bool {
+    let mut p = pid;
+    for _ in 0..8 {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        match stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok())
+        {
+            Some(q) if q == ancestor => return true,
+            Some(q) if q > 1 => p = q,
+            _ => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn a_killed_rank_ends_the_job_with_a_message_not_a_hang() {
+    let d = dir("kill");
+    let spec = d.join("mlp.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let mut child = mpirun(2)
+        .env("STRATA_MPI_TIMEOUT", "5")
+        .args([
+            "train",
+            spec.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--epochs",
+            "100000",
+        ])
+        .arg("--out")
+        .arg(d.join("run"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the training to start (rank 0 writes spec.toml once every
+    // rank has joined), then kill rank 1.
+    let start = Instant::now();
+    while !d.join("run").join("spec.toml").exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = rank_pid(child.id(), 1).expect("rank 1's process");
+    assert!(Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if killed.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the job did not end within 60 s of losing rank 1");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("rank 1"),
+        "the message should name rank 1:\n{err}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
