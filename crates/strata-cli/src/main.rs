@@ -265,7 +265,19 @@ fn run_command(command: Command) -> Result<(), Failure> {
             };
             let mut bar = progress::Progress::new();
             progress::stop_on_ctrl_c();
-            let summary = run::train(&s, &opts, &mut bar)?;
+            let summary = match run::train(&s, &opts, &mut bar) {
+                Ok(summary) => summary,
+                // A rank that fails alone must not finalise MPI while the
+                // others wait in a sum: leave at once, so mpirun ends the job
+                // (instead of the others' watchdog, minutes later).
+                Err(e) if group.as_ref().is_some_and(|g| g.size() > 1) => {
+                    let Failure(msg, code) = Failure::from(e);
+                    let rank = group.as_ref().map_or(0, |g| g.rank());
+                    eprintln!("error: rank {rank}: {msg}");
+                    std::process::exit(i32::from(code));
+                }
+                Err(e) => return Err(e.into()),
+            };
             bar.finish();
             if group.as_ref().is_some_and(|g| g.rank() != 0) {
                 return Ok(());

@@ -303,3 +303,34 @@ fn a_killed_rank_ends_the_job_with_a_message_not_a_hang() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_folder_rank_0_refuses_stops_every_rank_with_its_reason() {
+    let d = dir("refuse");
+    let spec = d.join("mlp.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let out = d.join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("summary.json"), "{}").unwrap();
+    let o = mpirun(2)
+        .args(["train", spec.to_str().unwrap(), "--threads", "1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("rank 0:") && err.contains("holds another run"),
+        "{err}"
+    );
+    assert!(
+        err.contains("rank 1: rank 0 could not prepare the output folder"),
+        "{err}"
+    );
+    // Nothing of the older run was touched.
+    assert_eq!(
+        std::fs::read_to_string(out.join("summary.json")).unwrap(),
+        "{}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
