@@ -323,7 +323,8 @@ pub fn fit_from(
                     None => opt.lr(epoch),
                 };
                 right += r;
-                observer.stop_requested()
+                // Polled after `on_step`, below, as before groups existed.
+                None
             } else {
                 // One sum carries the step: Σ_r (n_r/m)·g_r is the minibatch
                 // gradient; the running statistics are averaged the same way.
@@ -360,7 +361,8 @@ pub fn fit_from(
                 bucket.write_buffers(&fused, model);
                 let grads = bucket.gradients(&fused);
                 lr = opt.step(model.params_mut(), |p| grads.get(&p.id()).cloned(), epoch)?;
-                stops > 0.0
+                // Polled before the sum, so every rank learns of it in this step.
+                Some(stops > 0.0)
             };
             if opt.lookahead().is_some() {
                 lookahead(opt, model, false)?;
@@ -376,7 +378,7 @@ pub fn fit_from(
                 lr,
                 batch: m,
             });
-            if stop {
+            if stop.unwrap_or_else(|| observer.stop_requested()) {
                 return Err(TrainError::Interrupted {
                     epoch: epoch + 1,
                     done: step_in_epoch + 1,
