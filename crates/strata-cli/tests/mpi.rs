@@ -31,6 +31,15 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
+/// A fresh folder `name` holding SPEC as `mlp.toml`, and that file's path.
+fn with_spec(name: &str) -> (PathBuf, String) {
+    let d = dir(name);
+    let spec = d.join("mlp.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let spec = spec.to_str().unwrap().to_string();
+    (d, spec)
+}
+
 fn mpirun(np: usize) -> Command {
     let mut c = Command::new("mpirun");
     c.args(["--oversubscribe", "-np", &np.to_string()])
@@ -86,10 +95,8 @@ fn test_accuracy(out: &Path) -> f64 {
 
 #[test]
 fn two_ranks_train_like_one_process_and_repeat_bit_for_bit() {
-    let d = dir("equal");
-    let spec = d.join("mlp.toml");
-    std::fs::write(&spec, SPEC).unwrap();
-    let spec = spec.to_str().unwrap();
+    let (d, spec) = with_spec("equal");
+    let spec = spec.as_str();
     let run = |np: usize, name: &str| {
         let out = d.join(name);
         let o = if np == 1 {
@@ -142,10 +149,8 @@ fn two_ranks_train_like_one_process_and_repeat_bit_for_bit() {
 
 #[test]
 fn resume_under_mpi_reaches_the_uninterrupted_weights() {
-    let d = dir("resume");
-    let spec = d.join("mlp.toml");
-    std::fs::write(&spec, SPEC).unwrap();
-    let spec = spec.to_str().unwrap();
+    let (d, spec) = with_spec("resume");
+    let spec = spec.as_str();
     let whole = d.join("whole");
     check(
         &mpirun(2)
@@ -205,36 +210,27 @@ fn resume_under_mpi_reaches_the_uninterrupted_weights() {
 
 /// The pid of the process of `rank` started by the `mpirun` whose pid is `parent`.
 fn rank_pid(parent: u32, rank: usize) -> Option<u32> {
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
-        let mine = env
-            .split(|&b| b == 0)
-            .any(|kv| kv == format!("OMPI_COMM_WORLD_RANK={rank}").as_bytes());
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        // Field 4 of /proc/PID/stat is the parent pid (after "(comm)").
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if mine && ppid.is_some_and(|p| p == parent || is_descendant(p, parent)) {
-            return Some(pid);
-        }
-    }
-    None
+    let var = format!("OMPI_COMM_WORLD_RANK={rank}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+        let env = std::fs::read(e.path().join("environ")).ok()?;
+        let mine = env.split(|&b| b == 0).any(|kv| kv == var.as_bytes());
+        (mine && is_descendant(pid, parent)).then_some(pid)
+    })
 }
 
+/// Field 4 of /proc/PID/stat, the parent pid (after "(comm)").
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `ancestor` is among the first few ancestors of `pid`.
 fn is_descendant(pid: u32, ancestor: u32) -> bool {
     let mut p = pid;
     for _ in 0..8 {
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        match stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok())
-        {
+        match parent_pid(p) {
             Some(q) if q == ancestor => return true,
             Some(q) if q > 1 => p = q,
             _ => return false,
@@ -245,19 +241,10 @@ fn is_descendant(pid: u32, ancestor: u32) -> bool {
 
 #[test]
 fn a_killed_rank_ends_the_job_with_a_message_not_a_hang() {
-    let d = dir("kill");
-    let spec = d.join("mlp.toml");
-    std::fs::write(&spec, SPEC).unwrap();
+    let (d, spec) = with_spec("kill");
     let mut child = mpirun(2)
         .env("STRATA_MPI_TIMEOUT", "5")
-        .args([
-            "train",
-            spec.to_str().unwrap(),
-            "--threads",
-            "1",
-            "--epochs",
-            "100000",
-        ])
+        .args(["train", &spec, "--threads", "1", "--epochs", "100000"])
         .arg("--out")
         .arg(d.join("run"))
         .stdout(Stdio::null())
@@ -306,14 +293,12 @@ fn a_killed_rank_ends_the_job_with_a_message_not_a_hang() {
 
 #[test]
 fn a_folder_rank_0_refuses_stops_every_rank_with_its_reason() {
-    let d = dir("refuse");
-    let spec = d.join("mlp.toml");
-    std::fs::write(&spec, SPEC).unwrap();
+    let (d, spec) = with_spec("refuse");
     let out = d.join("run");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("summary.json"), "{}").unwrap();
     let o = mpirun(2)
-        .args(["train", spec.to_str().unwrap(), "--threads", "1", "--out"])
+        .args(["train", &spec, "--threads", "1", "--out"])
         .arg(&out)
         .output()
         .unwrap();
