@@ -145,6 +145,9 @@ struct Failure(String, u8);
 
 impl From<RunError> for Failure {
     fn from(e: RunError) -> Self {
+        if let RunError::EveryRank(inner) = e {
+            return Failure::from(*inner);
+        }
         let code = match e {
             RunError::Spec(_) | RunError::Usage(_) => 2,
             // 128 + SIGINT, as a shell reports a process stopped by Ctrl-C.
@@ -271,9 +274,22 @@ fn run_command(command: Command) -> Result<(), Failure> {
                 // others wait in a sum: leave at once, so mpirun ends the job
                 // (instead of the others' watchdog, minutes later).
                 Err(e) if group.as_ref().is_some_and(|g| g.size() > 1) => {
+                    let together = e.reached_by_every_rank();
                     let Failure(msg, code) = Failure::from(e);
                     let rank = group.as_ref().map_or(0, |g| g.rank());
-                    eprintln!("error: rank {rank}: {msg}");
+                    // One write, so mpirun's forwarding cannot interleave
+                    // two ranks' lines.
+                    let line = format!("error: rank {rank}: {msg}\n");
+                    let _ =
+                        std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+                    if together {
+                        // Every rank is here: wait until all have printed,
+                        // or the first to exit could get the others killed
+                        // before their reason is out.
+                        if let Some(g) = &group {
+                            let _ = g.all_reduce_f64(&mut [0.0]);
+                        }
+                    }
                     std::process::exit(i32::from(code));
                 }
                 Err(e) => return Err(e.into()),

@@ -45,6 +45,25 @@ pub enum RunError {
     /// Something else, with context.
     #[error("{0}")]
     Other(String),
+    /// A failure every rank of a group reached together (rank 0 could not
+    /// write its folder or read its checkpoint), so all may leave together.
+    #[error(transparent)]
+    EveryRank(Box<RunError>),
+}
+
+impl RunError {
+    /// Whether every rank of a data-parallel group met this error at the
+    /// same point, so none is left waiting in a collective call: a failure
+    /// shared through [`RunError::EveryRank`], an interruption or a
+    /// divergence (both decided on sums every rank holds).
+    pub fn reached_by_every_rank(&self) -> bool {
+        matches!(
+            self,
+            RunError::EveryRank(_)
+                | RunError::Interrupted(_)
+                | RunError::Train(TrainError::Diverged { .. })
+        )
+    }
 }
 
 /// Options of [`train`] beyond the spec (the CLI flags).
@@ -758,7 +777,14 @@ pub fn train(
     };
     agree(opts.group.as_ref(), claimed, "prepare the output folder")?;
     let first_epoch = if opts.resume {
-        let e = restore_checkpoint(&opts.out, &mut model, &mut opt, opts.group.as_ref())?;
+        // Under a group every rank decodes the same bytes, so every rank
+        // fails alike.
+        let e = restore_checkpoint(&opts.out, &mut model, &mut opt, opts.group.as_ref()).map_err(
+            |e| match opts.group {
+                Some(_) => RunError::EveryRank(Box::new(e)),
+                None => e,
+            },
+        )?;
         progress.on_message(&format!(
             "resuming after epoch {e} from {}",
             opts.out.join("checkpoint").display()
@@ -907,11 +933,11 @@ fn agree(group: Option<&Group>, done: Result<(), RunError>, what: &str) -> Resul
     let mut failed = [f64::from(u8::from(done.is_err()))];
     g.all_reduce_f64(&mut failed)
         .map_err(|e| RunError::Other(format!("data-parallel training: {e}")))?;
-    done?;
+    done.map_err(|e| RunError::EveryRank(Box::new(e)))?;
     if failed[0] > 0.0 {
-        return Err(RunError::Other(format!(
+        return Err(RunError::EveryRank(Box::new(RunError::Other(format!(
             "rank 0 could not {what}: see its message"
-        )));
+        )))));
     }
     Ok(())
 }
