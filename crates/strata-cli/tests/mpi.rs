@@ -24,6 +24,23 @@ batch = 32
 seed = 3
 "#;
 
+/// An MLP with batch norm on 1,000 training digits (no remainder at batch 50).
+const BN_SPEC: &str = r#"
+[data]
+dataset = "digits"
+subset = 1200
+validation = 200
+[model]
+layers = ["flatten", { linear = 64 }, "batchnorm", "relu", { linear = 10 }]
+[optimizer]
+momentum = 0.9
+schedule = { kind = "constant", lr = 0.05 }
+[train]
+epochs = 4
+batch = 50
+seed = 5
+"#;
+
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("strata-mpi-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -85,6 +102,27 @@ fn weights(path: &Path) -> Vec<(String, Vec<f32>)> {
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// The largest difference between two weight files, as a fraction of the
+/// largest weight magnitude in the model (a per-tensor measure would be
+/// meaningless for the bias before a batch norm, which the normalisation
+/// cancels and which stays at round-off size), and the tensor it is in.
+fn max_relative_gap(a: &Path, b: &Path) -> (f32, String) {
+    let (wa, wb) = (weights(a), weights(b));
+    assert_eq!(wa.len(), wb.len());
+    let scale = wb
+        .iter()
+        .flat_map(|(_, y)| y.iter())
+        .fold(0f32, |m, v| m.max(v.abs()));
+    let mut worst = (0f32, String::new());
+    for ((n, x), (_, y)) in wa.iter().zip(&wb) {
+        let diff = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        if diff / scale > worst.0 {
+            worst = (diff / scale, n.clone());
+        }
+    }
+    worst
 }
 
 fn test_accuracy(out: &Path) -> f64 {
@@ -316,6 +354,62 @@ fn a_folder_rank_0_refuses_stops_every_rank_with_its_reason() {
     assert_eq!(
         std::fs::read_to_string(out.join("summary.json")).unwrap(),
         "{}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn synchronised_batch_norm_trains_like_one_process() {
+    let d = dir("syncbn");
+    let spec = d.join("bn.toml");
+    std::fs::write(&spec, BN_SPEC).unwrap();
+    let spec = spec.to_str().unwrap();
+    let train = |mut c: Command, name: &str, sync: bool| {
+        let out = d.join(name);
+        let set = format!("train.sync_batchnorm={sync}");
+        let o = c
+            .args(["train", spec, "--threads", "1", "--set", &set, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        check(&o, name);
+        out.join("model.safetensors")
+    };
+    let one = train(Command::new(env!("CARGO_BIN_EXE_strata")), "one", false);
+    let synced = train(mpirun(2), "synced", true);
+    let per_rank = train(mpirun(2), "per-rank", false);
+    // Synchronised: the whole minibatch's statistics on both ranks, so the
+    // weights and running statistics are one process's up to f32 round-off
+    // (the tolerance of two_ranks_train_like_one_process_and_repeat_bit_for_bit).
+    let (gap, name) = max_relative_gap(&synced, &one);
+    assert!(
+        gap <= 1e-4,
+        "synchronised: {name} off by {gap} of its largest entry"
+    );
+    // Per-rank statistics (the default) normalise each half by itself: a
+    // different training, as under PyTorch's DistributedDataParallel.
+    let (gap, name) = max_relative_gap(&per_rank, &one);
+    assert!(gap > 1e-3, "per rank: only {gap} ({name}) from one process");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn synchronised_batch_norm_refuses_a_minibatch_a_rank_would_sit_out() {
+    let d = dir("syncbn-refuse");
+    let spec = d.join("bn.toml");
+    // 1,001 training images in minibatches of 50: the last holds one image.
+    std::fs::write(&spec, BN_SPEC.replace("subset = 1200", "subset = 1201")).unwrap();
+    let o = mpirun(2)
+        .args(["train", spec.to_str().unwrap(), "--threads", "1"])
+        .args(["--set", "train.sync_batchnorm=true", "--out"])
+        .arg(d.join("run"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("synchronised batch norm") && err.contains("train.batch"),
+        "{err}"
     );
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -151,14 +151,32 @@ pub fn batch_norm_train_act<T: Element>(
         "batch_norm_train: stats"
     );
     let m = T::of((n * s).max(1) as f64);
-    let (sums, _) = channel_sums(x, None, n, c, s);
-    for (mu, &sm) in mean.iter_mut().zip(&sums) {
+    for (mu, sm) in mean.iter_mut().zip(channel_sum(x, n, c, s)) {
         *mu = sm / m;
     }
     // Second pass about the mean: no cancellation for data far from zero.
-    let mean_ref = &*mean;
+    let sqs = channel_sq_dev(x, n, c, s, mean);
+    for ((v, k), q) in var.iter_mut().zip(invstd.iter_mut()).zip(sqs) {
+        *v = q / m;
+        *k = T::one() / (*v + eps).sqrt();
+    }
+    batch_norm_normalise_act(x, n, c, s, gamma, beta, mean, invstd, relu, y);
+}
+
+/// Per-channel `Σ x` over `[N, C, S]`, parallel over channels (the first
+/// pass of the statistics, exposed so that processes sharing a minibatch can
+/// add theirs before dividing).
+pub fn channel_sum<T: Element>(x: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
+    check("channel_sum", x, n, c, s);
+    channel_sums(x, None, n, c, s).0
+}
+
+/// Per-channel `Σ (x − mean)²` over `[N, C, S]` (the second pass).
+pub fn channel_sq_dev<T: Element>(x: &[T], n: usize, c: usize, s: usize, mean: &[T]) -> Vec<T> {
+    check("channel_sq_dev", x, n, c, s);
+    assert_eq!(mean.len(), c, "channel_sq_dev: mean length");
     let sq = |ch: usize| {
-        let mu = mean_ref[ch];
+        let mu = mean[ch];
         (0..n)
             .map(|i| {
                 let off = (i * c + ch) * s;
@@ -166,11 +184,28 @@ pub fn batch_norm_train_act<T: Element>(
             })
             .fold(T::zero(), |a, b| a + b)
     };
-    let sqs: Vec<T> = crate::parallel::install(|| (0..c).into_par_iter().map(sq).collect());
-    for ((v, k), q) in var.iter_mut().zip(invstd.iter_mut()).zip(sqs) {
-        *v = q / m;
-        *k = T::one() / (*v + eps).sqrt();
-    }
+    crate::parallel::install(|| (0..c).into_par_iter().map(sq).collect())
+}
+
+/// `y = γ·(x − mean)·invstd + β` per channel (then ReLU when `relu`), with
+/// statistics computed elsewhere.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_normalise_act<T: Element>(
+    x: &[T],
+    n: usize,
+    c: usize,
+    s: usize,
+    gamma: &[T],
+    beta: &[T],
+    mean: &[T],
+    invstd: &[T],
+    relu: bool,
+    y: &mut [T],
+) {
+    assert!(
+        gamma.len() == c && beta.len() == c && mean.len() == c && invstd.len() == c,
+        "batch_norm_normalise: per-channel lengths"
+    );
     let scale: Vec<T> = gamma
         .iter()
         .zip(invstd.iter())
@@ -204,6 +239,36 @@ pub fn batch_norm_train_backward<T: Element>(
         dy.len() == x.len() && dx.len() == x.len(),
         "batch_norm_train_backward: lengths"
     );
+    let (sg, sgx) = batch_norm_grad_sums(x, dy, relu_out, n, c, s, mean, invstd, dx);
+    dbeta.copy_from_slice(&sg);
+    dgamma.copy_from_slice(&sgx);
+    let inv_m = T::one() / T::of((n * s).max(1) as f64);
+    let mg: Vec<T> = sg.iter().map(|&v| v * inv_m).collect();
+    let mgx: Vec<T> = sgx.iter().map(|&v| v * inv_m).collect();
+    let gated = relu_out.is_some();
+    batch_norm_grad_apply(x, dy, gated, n, c, s, gamma, mean, invstd, &mg, &mgx, dx);
+}
+
+/// The first half of [`batch_norm_train_backward`]: per channel `(Σ g,
+/// Σ g·x̂)`, which are `∂E/∂β` and `∂E/∂γ`. With `relu_out` (a fused ReLU's
+/// output) `g` is `dy` gated by it, and is left in `dx`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_grad_sums<T: Element>(
+    x: &[T],
+    dy: &[T],
+    relu_out: Option<&[T]>,
+    n: usize,
+    c: usize,
+    s: usize,
+    mean: &[T],
+    invstd: &[T],
+    dx: &mut [T],
+) -> (Vec<T>, Vec<T>) {
+    check("batch_norm_grad_sums", x, n, c, s);
+    assert!(
+        dy.len() == x.len() && dx.len() == x.len(),
+        "batch_norm_grad_sums: lengths"
+    );
     // A fused ReLU gates ∂E/∂y first, written straight into dx, which the
     // passes below then read and overwrite in place (gating on the fly inside
     // them reads y twice and measured slower).
@@ -211,18 +276,46 @@ pub fn batch_norm_train_backward<T: Element>(
         crate::elementwise::relu_backward(y, dy, dx);
     }
     let g: &[T] = if relu_out.is_some() { dx } else { dy };
-    let (sg, sgx) = channel_sums(g, Some((x, mean, invstd)), n, c, s);
-    dbeta.copy_from_slice(&sg);
-    dgamma.copy_from_slice(&sgx);
+    channel_sums(g, Some((x, mean, invstd)), n, c, s)
+}
+
+/// The second half of [`batch_norm_train_backward`]:
+/// `∂E/∂x = γ·invstd·(g − mg − x̂·mgx)` per channel, with the means
+/// `mg = (Σ g)/M`, `mgx = (Σ g·x̂)/M` given (over however many processes
+/// share the minibatch). `g` is `dy`, or already in `dx` when `gated`
+/// ([`batch_norm_grad_sums`] left it there).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_grad_apply<T: Element>(
+    x: &[T],
+    dy: &[T],
+    gated: bool,
+    n: usize,
+    c: usize,
+    s: usize,
+    gamma: &[T],
+    mean: &[T],
+    invstd: &[T],
+    mg: &[T],
+    mgx: &[T],
+    dx: &mut [T],
+) {
+    check("batch_norm_grad_apply", x, n, c, s);
+    assert!(
+        dy.len() == x.len() && dx.len() == x.len(),
+        "batch_norm_grad_apply: lengths"
+    );
+    assert!(
+        gamma.len() == c && mean.len() == c && invstd.len() == c && mg.len() == c && mgx.len() == c,
+        "batch_norm_grad_apply: per-channel lengths"
+    );
     if s == 0 || c == 0 || n == 0 {
         return;
     }
-    let inv_m = T::one() / T::of((n * s).max(1) as f64);
     // `gc` is ∂E/∂y's slice, or None when it already sits in `dc`.
     let channel = |ch: usize, dc: &mut [T], gc: Option<&[T]>, xc: &[T]| {
         let (mu, k) = (mean[ch], invstd[ch]);
         let a = gamma[ch] * k;
-        let (mg, mgx) = (sg[ch] * inv_m, sgx[ch] * inv_m);
+        let (mg, mgx) = (mg[ch], mgx[ch]);
         match gc {
             Some(gc) => {
                 for ((o, &gv), &xv) in dc.iter_mut().zip(gc).zip(xc) {
@@ -236,14 +329,13 @@ pub fn batch_norm_train_backward<T: Element>(
             }
         }
     };
-    let in_place = relu_out.is_some();
     crate::parallel::install(|| {
         dx.par_chunks_exact_mut(c * s)
             .zip(dy.par_chunks_exact(c * s))
             .zip(x.par_chunks_exact(c * s))
             .for_each(|((d, g), xs)| {
                 for (ch, (dc, xc)) in d.chunks_exact_mut(s).zip(xs.chunks_exact(s)).enumerate() {
-                    let gc = (!in_place).then(|| &g[ch * s..(ch + 1) * s]);
+                    let gc = (!gated).then(|| &g[ch * s..(ch + 1) * s]);
                     channel(ch, dc, gc, xc);
                 }
             })

@@ -68,7 +68,10 @@ impl<T: Real> BatchNorm<T> {
         let (g, b) = (tape.param(&self.gamma), tape.param(&self.beta));
         match ctx.mode {
             Mode::Train => {
-                let (y, stats) = tape.batch_norm_train_act(x, g, b, self.eps, relu)?;
+                let (y, stats) = match &ctx.batch_sum {
+                    Some(sum) => tape.batch_norm_train_synced(x, g, b, self.eps, relu, sum)?,
+                    None => tape.batch_norm_train_act(x, g, b, self.eps, relu)?,
+                };
                 self.update_running(&stats.mean, &stats.var, stats.count);
                 Ok(y)
             }

@@ -3,6 +3,8 @@
 use crate::error::Result;
 use crate::monitor::DeadUnits;
 use rand_xoshiro::Xoshiro256PlusPlus;
+use std::sync::Arc;
+use strata_autograd::ops::batchnorm::BatchSum;
 use strata_autograd::{Param, Real, Tape, Var};
 use strata_tensor::Tensor;
 
@@ -30,6 +32,9 @@ pub struct Ctx<'a> {
     items: Option<(u64, u64)>,
     draws: u64,
     scope: Vec<String>,
+    /// When set, batch norm in training adds its statistics over the
+    /// processes sharing the minibatch (synchronised batch norm).
+    pub batch_sum: Option<Arc<dyn BatchSum>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -42,7 +47,16 @@ impl<'a> Ctx<'a> {
             items: None,
             draws: 0,
             scope: Vec::new(),
+            batch_sum: None,
         }
+    }
+
+    /// Batch norm layers normalise by the statistics of the whole minibatch
+    /// that `sum` adds up over processes, not by this process's share
+    /// ([`strata_autograd::Tape::batch_norm_train_synced`]).
+    pub fn with_batch_sum(mut self, sum: Arc<dyn BatchSum>) -> Self {
+        self.batch_sum = Some(sum);
+        self
     }
 
     /// Dropout draws the mask of batch item `b` from a stream of its own,

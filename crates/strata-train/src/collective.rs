@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
+use strata_autograd::ops::batchnorm::BatchSum;
 use strata_autograd::ParamId;
 use strata_nn::Module;
 use strata_tensor::Tensor;
@@ -66,6 +67,16 @@ pub type Group = Arc<dyn Collective>;
 /// The rank and size of an optional group (`None`: rank 0 of 1).
 pub fn rank_size(group: Option<&Group>) -> (usize, usize) {
     group.map_or((0, 1), |g| (g.rank(), g.size()))
+}
+
+/// A group as the sum synchronised batch norm calls (its f64 all-reduce).
+#[derive(Clone, Debug)]
+pub struct GroupSum(pub Group);
+
+impl BatchSum for GroupSum {
+    fn sum(&self, values: &mut [f64]) -> Result<(), String> {
+        self.0.all_reduce_f64(values)
+    }
 }
 
 /// Where each trainable parameter's gradient, each buffer and a few extra

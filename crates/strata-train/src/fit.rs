@@ -12,7 +12,8 @@ use strata_optim::{OptimError, Optimizer};
 use strata_tensor::Tensor;
 use thiserror::Error;
 
-use crate::collective::{rank_size, GradientBucket, Group};
+use crate::collective::{rank_size, GradientBucket, Group, GroupSum};
+use strata_autograd::ops::batchnorm::BatchSum;
 
 /// Why training stopped early.
 #[derive(Debug, Error)]
@@ -79,6 +80,12 @@ pub struct FitOptions {
     /// The processes this training is split over (data-parallel, see
     /// [`crate::collective`]); `None`: this process alone.
     pub group: Option<Group>,
+    /// Under a group of more than one process, batch norm normalises by the
+    /// statistics of the whole minibatch, added over the processes
+    /// (synchronised batch norm), instead of by each process's share (the
+    /// default, as PyTorch's DistributedDataParallel). Alone it changes
+    /// nothing.
+    pub sync_batchnorm: bool,
 }
 
 impl Default for FitOptions {
@@ -91,6 +98,7 @@ impl Default for FitOptions {
             eval: EvalOptions::default(),
             label_smoothing: 0.0,
             group: None,
+            sync_batchnorm: false,
         }
     }
 }
@@ -263,6 +271,24 @@ pub fn fit_from(
     if ranks > 1 {
         batcher = batcher.shard(rank, ranks)?;
     }
+    // Synchronised batch norm sums inside every rank's forward and backward
+    // pass, so a rank may not sit a minibatch out.
+    let batch_sum = match &opts.group {
+        Some(g) if ranks > 1 && opts.sync_batchnorm => {
+            let last = train.len() % opts.batch;
+            if last != 0 && last < ranks {
+                return Err(TrainError::Config(format!(
+                    "synchronised batch norm needs an image for every one of the {ranks} \
+                     ranks in each minibatch, but the last minibatch of each epoch holds \
+                     {last} ({} training images, train.batch = {}): change train.batch",
+                    train.len(),
+                    opts.batch
+                )));
+            }
+            Some(Arc::new(GroupSum(Arc::clone(g))) as Arc<dyn BatchSum>)
+        }
+        _ => None,
+    };
     // Extras of the fused step buffer: the loss, the right answers, the
     // ranks asking to stop.
     let bucket = GradientBucket::new(model, 3);
@@ -292,6 +318,7 @@ pub fn fit_from(
                 let mut ctx = Ctx::new(Mode::Train, &mut rng)
                     .with_monitor(&mut monitor)
                     .with_item_streams(step_seed, first as u64);
+                ctx.batch_sum = batch_sum.clone();
                 let logits = model.forward(&mut tape, x, &mut ctx)?;
                 let loss = tape
                     .softmax_cross_entropy_smoothed(logits, &batch.labels, opts.label_smoothing)

@@ -814,6 +814,7 @@ pub fn train(
         eval: eval_options(&spec, image, false)?,
         label_smoothing: spec.train.label_smoothing,
         group: opts.group.clone(),
+        sync_batchnorm: spec.train.sync_batchnorm,
     };
     let mut observer = RunObserver {
         out: opts.out.clone(),

@@ -303,6 +303,11 @@ pub struct TrainSpec {
     /// `(1 − ε)·onehot + ε/C` (0, the default: plain cross-entropy).
     #[serde(default)]
     pub label_smoothing: f64,
+    /// Under `mpirun`: batch norm normalises by the whole minibatch's
+    /// statistics, added over the ranks, instead of each rank's share
+    /// (false, the default). No effect in one process.
+    #[serde(default)]
+    pub sync_batchnorm: bool,
 }
 
 fn default_epochs() -> usize {

@@ -9,12 +9,51 @@
 //! `∂E/∂x = γ/√(s² + ε) · (g − mean(g) − x̂·mean(g·x̂))` per channel, with
 //! `∂E/∂γ = Σ g·x̂`, `∂E/∂β = Σ g`. In evaluation `m`, `s²` are fixed
 //! estimates, so the op is a per-channel affine map.
+//!
+//! Synchronised batch norm ([`Tape::batch_norm_train_synced`]) is the same op
+//! when a minibatch of `G` values per channel is split over processes that
+//! each hold `c_r` of them: the sums behind `m`, `s²` and the two backward
+//! means are added over the processes by a [`BatchSum`] before dividing by
+//! `G`, so every process normalises by the whole minibatch's statistics.
 
 use crate::error::{shape_err, Result};
 use crate::ops::tensor;
 use crate::{Backward, Real, Tape, Var};
+use std::sync::Arc;
 use strata_kernels::batchnorm as bn;
 use strata_tensor::{buffers, Tensor};
+
+/// Adds `f64` values elementwise over the processes that share a minibatch
+/// (an all-reduce sum; every process calls it in the same order with the
+/// same length). What synchronised batch norm needs of a process group.
+pub trait BatchSum: Send + Sync {
+    /// Replaces `values` by their sum over the processes.
+    fn sum(&self, values: &mut [f64]) -> std::result::Result<(), String>;
+}
+
+/// The sum over one process: the values as they are.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AloneSum;
+
+impl BatchSum for AloneSum {
+    fn sum(&self, _: &mut [f64]) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Cross-process state of a synchronised batch norm's backward pass.
+struct Synced {
+    sum: Arc<dyn BatchSum>,
+    /// Values per channel here (`c_r`) and in the whole minibatch (`G`).
+    local: usize,
+    global: f64,
+}
+
+/// `sum` as an error of this crate (a lost process, a failed call).
+fn sum_over(sum: &dyn BatchSum, values: &mut [f64]) -> Result<()> {
+    sum.sum(values)
+        .map_err(|e| crate::AutogradError::Backward(format!("synchronised batch norm: {e}")))
+}
 
 /// Per-channel minibatch statistics of a training-mode batch norm.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +73,8 @@ struct BatchNormBackward<T> {
     train: bool,
     /// ReLU fused after the normalisation: the output gates the gradient.
     relu: bool,
+    /// Set when the statistics span several processes.
+    synced: Option<Synced>,
 }
 
 impl<T: Real> Backward<T> for BatchNormBackward<T> {
@@ -53,7 +94,45 @@ impl<T: Real> Backward<T> for BatchNormBackward<T> {
         let g = grad.to_contiguous_slice();
         let mut dx = buffers::take(x.len());
         let (mut dg, mut db) = (vec![T::zero(); c], vec![T::zero(); c]);
-        if self.train {
+        if let Some(sy) = &self.synced {
+            // ∂E/∂x = γ·invstd·(g − A/c_r − x̂·B/c_r), where A and B are
+            // Σ g and Σ g·x̂ over all processes, each weighted by c_r/G: a
+            // process's loss is the mean over its c_r values, and the caller
+            // weights its gradient by c_r/G before summing (see fit).
+            let (sg, sgx) = bn::batch_norm_grad_sums(
+                &x,
+                &g,
+                out.as_deref(),
+                n,
+                c,
+                s,
+                &self.mean,
+                &self.invstd,
+                &mut dx,
+            );
+            let w = sy.local as f64 / sy.global;
+            let mut sums: Vec<f64> = sg.iter().chain(&sgx).map(|v| w * v.as_f64()).collect();
+            sum_over(&*sy.sum, &mut sums)?;
+            let per = 1.0 / sy.local.max(1) as f64;
+            let mg: Vec<T> = sums[..c].iter().map(|&v| T::of(v * per)).collect();
+            let mgx: Vec<T> = sums[c..].iter().map(|&v| T::of(v * per)).collect();
+            bn::batch_norm_grad_apply(
+                &x,
+                &g,
+                self.relu,
+                n,
+                c,
+                s,
+                &gamma,
+                &self.mean,
+                &self.invstd,
+                &mg,
+                &mgx,
+                &mut dx,
+            );
+            dg.copy_from_slice(&sgx);
+            db.copy_from_slice(&sg);
+        } else if self.train {
             bn::batch_norm_train_backward(
                 &x,
                 &g,
@@ -169,6 +248,92 @@ impl<T: Real> Tape<T> {
                 invstd,
                 train: true,
                 relu,
+                synced: None,
+            })
+        })?;
+        Ok((v, stats))
+    }
+
+    /// [`Tape::batch_norm_train_act`] over a minibatch split across
+    /// processes: `sum` adds the per-channel sums of every process (three
+    /// calls forward, for the count and `Σ x`, then `Σ (x − m)²`; one
+    /// backward, for `Σ g` and `Σ g·x̂`), so `m` and `s²` are the whole
+    /// minibatch's. The returned statistics are those, with the whole
+    /// minibatch's count. Every process must record the same layers in the
+    /// same order. With [`AloneSum`] it equals the unsynchronised op.
+    pub fn batch_norm_train_synced(
+        &mut self,
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        eps: f64,
+        relu: bool,
+        sum: &Arc<dyn BatchSum>,
+    ) -> Result<(Var, BatchStats<T>)> {
+        let (n, c, s) = self.bn_dims(x, gamma, beta)?;
+        let local = n * s;
+        // The count first, so that the check below fails on every process.
+        let mut count = [local as f64];
+        sum_over(&**sum, &mut count)?;
+        let global = count[0];
+        if global < 2.0 {
+            return Err(shape_err(
+                "batch_norm",
+                "training needs more than one value per channel",
+                &[self.shape(x)?],
+            ));
+        }
+        let (xv, gv, bv) = (self.value(x)?, self.value(gamma)?, self.value(beta)?);
+        let shape = xv.shape().to_vec();
+        let xs = xv.to_contiguous_slice();
+        let mut sums: Vec<f64> = bn::channel_sum(&xs, n, c, s)
+            .iter()
+            .map(|v| v.as_f64())
+            .collect();
+        sum_over(&**sum, &mut sums)?;
+        let mean: Vec<T> = sums.iter().map(|&v| T::of(v / global)).collect();
+        let mut sq: Vec<f64> = bn::channel_sq_dev(&xs, n, c, s, &mean)
+            .iter()
+            .map(|v| v.as_f64())
+            .collect();
+        sum_over(&**sum, &mut sq)?;
+        let var: Vec<T> = sq.iter().map(|&v| T::of(v / global)).collect();
+        let invstd: Vec<T> = sq
+            .iter()
+            .map(|&v| T::of(1.0 / (v / global + eps).sqrt()))
+            .collect();
+        let mut y = buffers::take(xv.numel());
+        bn::batch_norm_normalise_act(
+            &xs,
+            n,
+            c,
+            s,
+            &gv.to_contiguous_slice(),
+            &bv.to_contiguous_slice(),
+            &mean,
+            &invstd,
+            relu,
+            &mut y,
+        );
+        let stats = BatchStats {
+            mean: mean.clone(),
+            var,
+            count: global as usize,
+        };
+        let out = tensor(y, &shape);
+        let synced = Synced {
+            sum: Arc::clone(sum),
+            local,
+            global,
+        };
+        let v = self.push_op(&[x, gamma, beta], out, || {
+            Box::new(BatchNormBackward {
+                dims: (n, c, s),
+                mean,
+                invstd,
+                train: true,
+                relu,
+                synced: Some(synced),
             })
         })?;
         Ok((v, stats))
@@ -237,6 +402,7 @@ impl<T: Real> Tape<T> {
                 invstd,
                 train: false,
                 relu,
+                synced: None,
             })
         })
     }
