@@ -298,8 +298,13 @@ fn run_command(command: Command) -> Result<(), Failure> {
             if group.as_ref().is_some_and(|g| g.rank() != 0) {
                 return Ok(());
             }
-            if let Some(g) = &group {
-                println!("data-parallel over {} ranks", g.size());
+            if let Some(d) = &summary.data_parallel {
+                println!(
+                    "data-parallel over {} ranks: {:.1} s in collective calls ({:.1} % of the training's wall time)",
+                    d.ranks,
+                    d.collective_seconds,
+                    100.0 * d.collective_share
+                );
             }
             if let Some(v) = summary.validation_accuracy {
                 println!("validation accuracy {:.2}%", 100.0 * v);

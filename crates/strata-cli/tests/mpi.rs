@@ -159,6 +159,13 @@ fn two_ranks_train_like_one_process_and_repeat_bit_for_bit() {
     // Rank 0 alone reports.
     assert_eq!(stdout.matches("test accuracy").count(), 1, "{stdout}");
     assert!(stdout.contains("data-parallel over 2 ranks"), "{stdout}");
+    // The time in collective calls, as rank 0 measured it.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap()).unwrap();
+    let dp = &summary["data_parallel"];
+    assert_eq!(dp["ranks"].as_u64(), Some(2), "{summary}");
+    let share = dp["collective_share"].as_f64().unwrap();
+    assert!(share > 0.0 && share < 1.0, "{summary}");
     // The same floor as one process.
     assert!(test_accuracy(&a) > 0.9, "{}", test_accuracy(&a));
     // Two runs with N = 2: bit-identical.

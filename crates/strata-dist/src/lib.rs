@@ -219,10 +219,14 @@ impl Collective for MpiGroup {
 
     fn all_reduce_f64(&self, buf: &mut [f64]) -> Result<(), String> {
         let send = buf.to_vec();
-        self.watched("an all-reduce of counts", || {
+        self.watched("an all-reduce of counts or batch-norm sums", || {
             self.world
                 .all_reduce_into(&send[..], buf, SystemOperation::sum())
         })
+    }
+
+    fn busy_seconds(&self) -> f64 {
+        MpiGroup::busy_seconds(self)
     }
 
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>) -> Result<(), String> {

@@ -36,6 +36,11 @@ pub trait Collective: Debug + Send + Sync {
     fn all_reduce_f64(&self, buf: &mut [f64]) -> Result<(), String>;
     /// Replaces `bytes` on every rank by rank 0's `bytes`.
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>) -> Result<(), String>;
+    /// Seconds this process has spent in collective calls so far, waiting
+    /// for the others included (0 where it is not measured).
+    fn busy_seconds(&self) -> f64 {
+        0.0
+    }
 }
 
 /// One process alone: rank 0 of 1; the sums and the broadcast change nothing.

@@ -109,6 +109,22 @@ pub struct Summary {
     /// accuracy at chance, layers whose units are nearly all dead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Present when the run was split over several processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_parallel: Option<DataParallel>,
+}
+
+/// How a data-parallel run spent its time (`summary.json`'s
+/// `data_parallel`), as rank 0 saw it, over this invocation's training.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct DataParallel {
+    /// Processes the minibatches were split over.
+    pub ranks: usize,
+    /// Seconds rank 0 spent in collective calls (the all-reduce of each step,
+    /// batch-norm sums, evaluation counts), waiting for the others included.
+    pub collective_seconds: f64,
+    /// Those seconds as a fraction of the training's wall time.
+    pub collective_share: f64,
 }
 
 /// The spec's data: train (minus validation), validation, test.
@@ -826,6 +842,10 @@ pub fn train(
         inner: progress,
         lead,
     };
+    let (wall, busy) = (
+        std::time::Instant::now(),
+        opts.group.as_ref().map_or(0.0, |g| g.busy_seconds()),
+    );
     let result = fit_from(
         &mut model,
         &mut opt,
@@ -835,6 +855,14 @@ pub fn train(
         first_epoch,
         &mut observer,
     );
+    let data_parallel = opts.group.as_ref().filter(|g| g.size() > 1).map(|g| {
+        let seconds = g.busy_seconds() - busy;
+        DataParallel {
+            ranks: g.size(),
+            collective_seconds: seconds,
+            collective_share: seconds / wall.elapsed().as_secs_f64().max(1e-9),
+        }
+    });
     if let Err(e @ TrainError::Interrupted { .. }) = result {
         let kept = match observer.checkpointed {
             Some(epoch) => format!(
@@ -867,6 +895,7 @@ pub fn train(
         parameters: parameter_count(&model),
         samples_per_second: trained_items / metrics.train_seconds.max(1e-9),
         warnings: Vec::new(),
+        data_parallel,
     };
     if let Some(r) = last {
         for (layer, f) in &r.dead_units {
