@@ -420,3 +420,113 @@ fn synchronised_batch_norm_refuses_a_minibatch_a_rank_would_sit_out() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn an_mnist_subset_reaches_one_process_accuracy_under_mpirun() {
+    let d = dir("mnist");
+    let spec = d.join("mnist.toml");
+    std::fs::write(
+        &spec,
+        r#"
+[data]
+dataset = "mnist"
+subset = 4000
+test_subset = 2000
+validation = 0
+[model]
+layers = ["flatten", { linear = 128 }, "relu", { linear = 10 }]
+[optimizer]
+momentum = 0.9
+schedule = { kind = "constant", lr = 0.05 }
+[train]
+epochs = 2
+batch = 64
+seed = 2
+"#,
+    )
+    .unwrap();
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data");
+    let train = |mut c: Command, name: &str| {
+        let out = d.join(name);
+        let o = c
+            .args(["train", spec.to_str().unwrap(), "--threads", "1"])
+            .args(["--data-dir", data, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        check(&o, name);
+        out
+    };
+    let one = train(Command::new(env!("CARGO_BIN_EXE_strata")), "one");
+    let two = train(mpirun(2), "two");
+    let (a1, a2) = (test_accuracy(&one), test_accuracy(&two));
+    // The same floor, and the same model up to f32 round-off.
+    assert!(a1 > 0.88 && a2 > 0.88, "one process {a1}, two ranks {a2}");
+    assert!((a1 - a2).abs() <= 0.002, "one process {a1}, two ranks {a2}");
+    let (gap, name) = max_relative_gap(
+        &two.join("model.safetensors"),
+        &one.join("model.safetensors"),
+    );
+    assert!(gap <= 1e-4, "{name} off by {gap} of the largest weight");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn sigterm_on_one_rank_stops_every_rank_after_the_step() {
+    let (d, spec) = with_spec("sigterm");
+    let mut child = mpirun(2)
+        .env("STRATA_MPI_TIMEOUT", "120")
+        .args(["train", &spec, "--threads", "1", "--epochs", "100000"])
+        .arg("--out")
+        .arg(d.join("run"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Past the first epoch, so that a checkpoint exists to resume from.
+    let ckpt = d.join("run").join("checkpoint").join("state.safetensors");
+    let start = Instant::now();
+    while !ckpt.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = rank_pid(child.id(), 1).expect("rank 1's process");
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        // Well inside the 120 s watchdog: the stop travels in a step's sum.
+        if sent.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the job did not stop within 30 s of SIGTERM to rank 1");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
+    // Both ranks stopped on the interruption (not on a lost rank), and rank
+    // 0 says how to continue.
+    assert!(err.contains("rank 0:") && err.contains("rank 1:"), "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains("--resume"),
+        "{err}"
+    );
+    assert!(!err.contains("lost"), "{err}");
+    assert!(
+        err.contains("rank 1: ") && err.contains("rank 0 writes the checkpoints"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

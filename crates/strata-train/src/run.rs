@@ -865,6 +865,7 @@ pub fn train(
     });
     if let Err(e @ TrainError::Interrupted { .. }) = result {
         let kept = match observer.checkpointed {
+            _ if !observer.lead => "rank 0 writes the checkpoints: see its message".into(),
             Some(epoch) => format!(
                 "the checkpoint after epoch {epoch} is in {}; `strata train {} --out {} --resume` continues from there",
                 opts.out.join("checkpoint").display(),
@@ -877,7 +878,7 @@ pub fn train(
     }
     if let Err(e) = result {
         let kept = opts.out.join("checkpoint");
-        let note = if kept.exists() {
+        let note = if lead && kept.exists() {
             format!("; the last good checkpoint is kept in {}", kept.display())
         } else {
             String::new()
