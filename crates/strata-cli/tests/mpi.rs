@@ -168,6 +168,18 @@ fn two_ranks_train_like_one_process_and_repeat_bit_for_bit() {
     assert!(share > 0.0 && share < 1.0, "{summary}");
     // The same floor as one process.
     assert!(test_accuracy(&a) > 0.9, "{}", test_accuracy(&a));
+    // Dead units are counted over every rank's images, as one process does.
+    let dead = |out: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["kind"] == "epoch")
+            .map(|v| v["dead_units"].clone())
+            .collect()
+    };
+    assert_eq!(dead(&a), dead(&one));
+    assert!(dead(&one).iter().any(|d| d["layers.2"].as_f64() > Some(0.0)));
     // Two runs with N = 2: bit-identical.
     assert_eq!(
         std::fs::read(a.join("model.safetensors")).unwrap(),

@@ -56,9 +56,83 @@ impl DeadUnits {
             .collect()
     }
 
+    /// 1 for every unit that was ever active, 0 for the others, layer after
+    /// layer in name order: what processes sharing the data add up to learn
+    /// which units were active anywhere ([`DeadUnits::set_alive_mask`]).
+    pub fn alive_mask(&self) -> Vec<f64> {
+        self.alive
+            .values()
+            .flatten()
+            .map(|&a| f64::from(u8::from(a)))
+            .collect()
+    }
+
+    /// Marks active the units whose entry of `mask` (laid out as
+    /// [`DeadUnits::alive_mask`]) is positive, the others dead. Returns false,
+    /// changing nothing, when `mask` does not have one entry per unit.
+    pub fn set_alive_mask(&mut self, mask: &[f64]) -> bool {
+        let units: usize = self.alive.values().map(Vec::len).sum();
+        if mask.len() != units {
+            return false;
+        }
+        let mut rest = mask;
+        for v in self.alive.values_mut() {
+            let (head, tail) = rest.split_at(v.len());
+            for (a, &m) in v.iter_mut().zip(head) {
+                *a = m > 0.0;
+            }
+            rest = tail;
+        }
+        true
+    }
+
     /// Forgets everything recorded.
     pub fn clear(&mut self) {
         self.alive.clear();
         self.items = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn monitor(a: &[f32], b: &[f32]) -> DeadUnits {
+        let mut m = DeadUnits::new();
+        m.record("a", a, 2);
+        m.record("b", b, 1);
+        m
+    }
+
+    #[test]
+    fn a_mask_of_the_wrong_length_changes_nothing() {
+        let mut m = monitor(&[1.0, 0.0, 0.0, 0.0], &[0.0, 2.0]);
+        assert_eq!(m.alive_mask(), vec![1.0, 0.0, 0.0, 1.0]);
+        assert!(!m.set_alive_mask(&[1.0; 3]));
+        assert_eq!(m.alive_mask(), vec![1.0, 0.0, 0.0, 1.0]);
+    }
+
+    proptest! {
+        /// Summing two monitors' masks gives what one monitor that saw both
+        /// halves of the data records.
+        #[test]
+        fn summed_masks_equal_one_monitor_over_all_items(
+            x in proptest::collection::vec(-1.0f32..1.0, 12),
+            y in proptest::collection::vec(-1.0f32..1.0, 6),
+        ) {
+            let (mut first, second) = (monitor(&x[..6], &y[..3]), monitor(&x[6..], &y[3..]));
+            let mut whole = DeadUnits::new();
+            whole.record("a", &x, 4);
+            whole.record("b", &y, 2);
+            let mask: Vec<f64> = first
+                .alive_mask()
+                .iter()
+                .zip(second.alive_mask())
+                .map(|(p, q)| p + q)
+                .collect();
+            prop_assert!(first.set_alive_mask(&mask));
+            prop_assert_eq!(first.fractions(), whole.fractions());
+        }
     }
 }

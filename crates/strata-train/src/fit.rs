@@ -246,6 +246,28 @@ pub fn fit(
     fit_from(model, opt, train, validation, opts, 0, observer)
 }
 
+/// Every rank's record of which units were ever active this epoch, added up,
+/// so the dead-unit fractions are those of all the epoch's images. When the
+/// ranks' records differ in shape (a rank saw no image), each keeps its own:
+/// `n·Σ l² = (Σ l)²` holds exactly when every rank's length `l` is the same,
+/// so every rank takes the same branch.
+fn merge_dead_units(group: &Group, monitor: &mut DeadUnits) -> Result<(), TrainError> {
+    let mut mask = monitor.alive_mask();
+    let l = mask.len() as f64;
+    let mut lengths = [l, l * l];
+    group
+        .all_reduce_f64(&mut lengths)
+        .map_err(TrainError::Collective)?;
+    if group.size() as f64 * lengths[1] != lengths[0] * lengths[0] {
+        return Ok(());
+    }
+    group
+        .all_reduce_f64(&mut mask)
+        .map_err(TrainError::Collective)?;
+    monitor.set_alive_mask(&mask);
+    Ok(())
+}
+
 /// As [`fit`], starting at epoch `first_epoch` (0-based): continues a run
 /// whose model and optimiser were restored from the checkpoint written after
 /// epoch `first_epoch`. The result is bit-identical to an uninterrupted run.
@@ -416,6 +438,9 @@ pub fn fit_from(
         if epoch + 1 == opts.epochs && opt.lookahead().is_some() {
             // The run ends on the slow weights (look-ahead's last update).
             lookahead(opt, model, true)?;
+        }
+        if let Some(g) = opts.group.as_ref().filter(|_| ranks > 1) {
+            merge_dead_units(g, &mut monitor)?;
         }
         let seconds = start.elapsed().as_secs_f64();
         let eval = EvalOptions {
