@@ -558,12 +558,43 @@ struct RawModel {
 }
 
 /// 1-based line of byte offset `pos` in `text`.
-/// The key assigned on `line` of `text` (`every` for `every = -3`), or "".
-fn key_on_line(text: &str, line: usize) -> String {
-    let l = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
-    match l.split_once('=') {
-        Some((k, _)) if !k.trim_start().starts_with('#') => k.trim().to_string(),
-        _ => String::new(),
+/// The dotted key whose value sits at byte `pos` of `text`, with its section
+/// (`train.epochs` for `epochs = -3` under `[train]`;
+/// `optimizer.schedule.every` for `every = -3` inside `schedule = { … }`
+/// under `[optimizer]`), or "" when `pos` is not in a `key = value` line.
+fn key_at(text: &str, pos: usize) -> String {
+    let pos = pos.min(text.len());
+    let start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[pos..].find('\n').map_or(text.len(), |i| pos + i);
+    let line = &text[start..end];
+    if line.trim_start().starts_with('#') {
+        return String::new();
+    }
+    let Some((outer, _)) = line.split_once('=') else {
+        return String::new();
+    };
+    let mut key = outer.trim().to_string();
+    // Inside an inline table: the innermost key before `pos`.
+    let before = &text[start..pos];
+    if let Some(open) = before.find('{') {
+        let inner = &before[open + 1..];
+        if let Some(eq) = inner.rfind('=') {
+            let k = inner[..eq].rsplit([',', '{']).next().unwrap_or("").trim();
+            if !k.is_empty() {
+                key = format!("{key}.{k}");
+            }
+        }
+    }
+    let section = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .and_then(|l| l.strip_prefix('[')?.split(']').next())
+        .map(str::trim);
+    match section {
+        Some(sec) if !key.is_empty() => format!("{sec}.{key}"),
+        _ => key,
     }
 }
 
@@ -683,7 +714,7 @@ impl Spec {
         };
         let raw: RawSpec = toml::from_str(&source).map_err(|e| {
             let line = e.span().map(|s| line_of(&source, s.start));
-            let key = line.map_or(String::new(), |l| key_on_line(&source, l));
+            let key = e.span().map_or(String::new(), |s| key_at(&source, s.start));
             err(line, &key, explain(e.message().trim()))
         })?;
         let mut layers = Vec::with_capacity(raw.model.layers.len());

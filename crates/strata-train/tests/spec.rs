@@ -569,26 +569,46 @@ fn mistyped_values_are_explained() {
     let cases = [
         (
             "schedule = { kind = \"step\", lr = 0.1, gamma = 0.5, every = -30 }\n",
-            "schedule",
+            "optimizer.schedule",
             "whole number ≥ 0, found -30",
         ),
-        ("schedule = -30\n", "schedule", "expected a table such as"),
+        (
+            "schedule = -30\n",
+            "optimizer.schedule",
+            "expected a table such as",
+        ),
         (
             "[train]\nepochs = -3\n",
-            "epochs",
+            "train.epochs",
             "whole number ≥ 0, found -3",
         ),
         (
             "[train]\nbatch = 99999999999999999999\n",
-            "batch",
+            "train.batch",
             "too large",
+        ),
+        (
+            "[train]\nseed = 1\nlabel_smoothing = \"some\"\n",
+            "train.label_smoothing",
+            "",
+        ),
+        (
+            "momentum = 0.9\nlookahead = { every = \"five\", decay = 0.5 }\n",
+            "optimizer.lookahead",
+            "",
         ),
     ];
     for (tail, key, want) in cases {
         let e = Spec::parse(&format!("{base}{tail}"), "m.toml").unwrap_err();
         let text = e.to_string();
         assert!(text.starts_with("m.toml:"), "{text}");
-        assert!(text.contains(key) && text.contains(want), "{tail}: {text}");
+        // The field with its section, not the bare key.
+        assert!(
+            e.field == key || e.field.starts_with(&format!("{key}.")),
+            "{tail}: field {:?} in {text}",
+            e.field
+        );
+        assert!(text.contains(want), "{tail}: {text}");
         assert!(!text.contains("ScheduleSpec"), "{text}");
     }
 }
