@@ -88,11 +88,51 @@ struct Decoded {
     bytes: Vec<u8>,
 }
 
+/// The decoder's complaint in words a user can act on: what is wrong with
+/// the file, without the decoder's internal structures (a PNG chunk's
+/// `ChunkType { … }` dump, checksums in hex).
+fn decode_message(e: &image::ImageError, len: usize) -> String {
+    use image::ImageError as E;
+    let said = e.to_string();
+    let plain = said
+        .split(" while decoding")
+        .next()
+        .unwrap_or(&said)
+        .trim()
+        .to_string();
+    match e {
+        E::Decoding(_) if said.contains("CRC") || said.contains("checksum") => format!(
+            "a checksum inside the file does not match its data ({len} bytes): the file is \
+             damaged; replace it or remove it from the folder"
+        ),
+        _ if said.contains("Not enough bytes")
+            || said.contains("UnexpectedEof")
+            || said.to_lowercase().contains("unexpected end") =>
+        {
+            format!("the file ({len} bytes) ends before the image does: it was cut short")
+        }
+        _ if said.contains("could not be determined") => {
+            "neither a PNG nor a JPEG file: its first bytes are neither format's signature"
+                .into()
+        }
+        E::Decoding(_) => format!(
+            "the file ({len} bytes) is not a valid PNG or JPEG image, or is cut short: {plain}"
+        ),
+        E::Unsupported(_) => format!(
+            "not a PNG or JPEG image strata can read (PNG and baseline/progressive JPEG \
+             are): {plain}"
+        ),
+        E::Limits(_) => format!("the image is larger than the decoder allows: {plain}"),
+        E::IoError(_) => format!("the file ({len} bytes) ends before the image does: {plain}"),
+        _ => plain,
+    }
+}
+
 fn decode(path: &Path) -> Result<Decoded> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let img = image::load_from_memory(&bytes).map_err(|e| DataError::Decode {
         path: path.into(),
-        message: e.to_string(),
+        message: decode_message(&e, bytes.len()),
     })?;
     let (w, h) = (img.width(), img.height());
     let grey = !img.color().has_color();

@@ -93,6 +93,19 @@ fn bad_folders() {
     let e = load_image_folder(dir.path(), "train").unwrap_err();
     assert!(matches!(e, DataError::Decode { .. }), "{e}");
     assert!(e.to_string().contains("cat/002.png"), "{e}");
+    assert!(e.to_string().contains("neither a PNG nor a JPEG"), "{e}");
+    // A PNG whose header checksum is wrong: said in words, without the
+    // decoder's internal dump.
+    let png = dir.join("train/cat/002.png");
+    rgb(4, 3, 0).save(&png).unwrap();
+    let mut bytes = std::fs::read(&png).unwrap();
+    // Signature (8), IHDR length (4) and type (4), 13 data bytes, then its CRC.
+    bytes[8 + 8 + 13] ^= 0xff;
+    std::fs::write(&png, &bytes).unwrap();
+    let e = load_image_folder(dir.path(), "train").unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("cat/002.png") && msg.contains("checksum"), "{msg}");
+    assert!(!msg.contains("ChunkType") && !msg.contains("0x"), "{msg}");
     // A JPEG cut short.
     let jpg = dir.join("train/cat/003.jpg");
     rgb(4, 3, 0).save(&jpg).unwrap();
@@ -102,6 +115,7 @@ fn bad_folders() {
     let e = load_image_folder(dir.path(), "train").unwrap_err();
     assert!(matches!(e, DataError::Decode { .. }), "{e}");
     assert!(e.to_string().contains("cat/003.jpg"), "{e}");
+    assert!(e.to_string().contains("cut short"), "{e}");
     std::fs::remove_file(&jpg).unwrap();
     // Mismatched size.
     rgb(5, 3, 0).save(&junk).unwrap();
