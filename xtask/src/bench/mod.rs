@@ -58,6 +58,11 @@ const WORKLOADS: &[Workload] = &[
         about: "the CIFAR-10 net of examples/cifar10-fast.toml (airbench94 layout), batch 128",
         run: nets::airbench,
     },
+    Workload {
+        name: "soak",
+        about: "10,000 mlp training steps, RSS every 500: flat within 5 % after a 1,000-step warm-up",
+        run: nets::soak,
+    },
 ];
 
 /// Where a workload's results go.

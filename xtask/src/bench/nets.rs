@@ -156,6 +156,110 @@ pub fn airbench(o: &Opts, out: Out) -> Result<(), String> {
     run(o, "airbench", &[3, 32, 32], build_airbench, out)
 }
 
+/// Resident memory of this process, MiB (`VmRSS` of /proc/self/status).
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Steps of the `soak` workload, how often it samples RSS, and after how
+/// many steps the warm-up (buffer pools filling) is over.
+const SOAK_STEPS: usize = 10_000;
+const SOAK_EVERY: usize = 500;
+const SOAK_WARM: usize = 1_000;
+
+/// The `soak` workload: 10,000 training steps of the mlp, resident memory
+/// sampled every 500; after the warm-up it must stay within 5 % of its
+/// value at the end of the warm-up (a leak of even a few bytes a step in the
+/// tape, the buffer pool or the optimiser would show).
+pub fn soak(_o: &Opts, out: Out) -> Result<(), String> {
+    let mut bench = Bench::new(&[1, 28, 28], build_mlp)?;
+    let start = Instant::now();
+    let (mut base, mut lo, mut hi) = (None, f64::MAX, 0f64);
+    for step in 1..=SOAK_STEPS {
+        bench.train(None)?;
+        if step % SOAK_EVERY != 0 {
+            continue;
+        }
+        let rss = rss_mib().ok_or("soak: /proc/self/status has no VmRSS")?;
+        if step == SOAK_WARM {
+            base = Some(rss);
+        }
+        if step >= SOAK_WARM {
+            (lo, hi) = (lo.min(rss), hi.max(rss));
+        }
+        out(&SoakRow {
+            step,
+            rss_mib: rss,
+            seconds: start.elapsed().as_secs_f64(),
+            verdict: None,
+        });
+    }
+    let base = base.ok_or("soak: too few steps")?;
+    let spread = (hi - lo) / base;
+    out(&SoakRow {
+        step: SOAK_STEPS,
+        rss_mib: hi,
+        seconds: start.elapsed().as_secs_f64(),
+        verdict: Some((base, lo, spread)),
+    });
+    if spread > 0.05 {
+        return Err(format!(
+            "soak: RSS moved {:.1} % after the warm-up ({lo:.1}–{hi:.1} MiB)",
+            100.0 * spread
+        ));
+    }
+    Ok(())
+}
+
+/// A sample of the soak, or (with `verdict`: RSS after warm-up, lowest, and
+/// spread as a fraction) its conclusion.
+struct SoakRow {
+    step: usize,
+    rss_mib: f64,
+    seconds: f64,
+    verdict: Option<(f64, f64, f64)>,
+}
+
+impl Line for SoakRow {
+    fn row(&self) -> String {
+        match self.verdict {
+            None => format!(
+                "soak mlp batch={BATCH} step {:>6}: RSS {:.1} MiB ({:.0} s)",
+                self.step, self.rss_mib, self.seconds
+            ),
+            Some((base, lo, spread)) => format!(
+                "soak mlp: after the warm-up ({SOAK_WARM} steps, {base:.1} MiB) RSS stayed \
+                 within {lo:.1}–{:.1} MiB, a spread of {:.2} % (limit 5 %)",
+                self.rss_mib,
+                100.0 * spread
+            ),
+        }
+    }
+
+    fn json(&self) -> String {
+        match self.verdict {
+            None => format!(
+                "{{\"workload\":\"soak\",\"step\":{},\"rss_mib\":{:.2},\"seconds\":{:.1}}}",
+                self.step, self.rss_mib, self.seconds
+            ),
+            Some((base, lo, spread)) => format!(
+                "{{\"workload\":\"soak\",\"steps\":{},\"rss_after_warmup_mib\":{base:.2},\
+                 \"rss_min_mib\":{lo:.2},\"rss_max_mib\":{:.2},\"spread\":{spread:.4}}}",
+                self.step, self.rss_mib
+            ),
+        }
+    }
+}
+
 /// A network with its optimiser, one fixed minibatch and a random source.
 struct Bench {
     model: Sequential<f32>,
