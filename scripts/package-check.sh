@@ -3,10 +3,10 @@
 #
 # For every crate under crates/, in dependency order, `cargo package --list`
 # (no build) gives the packaged files; the check fails if one lies under
-# tests/data or a results folder, or is larger than 1 MB. Then the leaf crate,
-# strata-tensor, is packaged for real and its package built by cargo's verify
-# step (the others depend on strata crates that are not on crates.io, so they
-# cannot be verified alone).
+# tests/data or a results folder, or is larger than 1 MB. Then all crates are
+# packaged together without a build, and the leaf crate, strata-tensor, is
+# packaged and its package built by cargo's verify step (the others depend on
+# strata crates that are not on crates.io, so they cannot be verified alone).
 #
 # Usage: bash scripts/package-check.sh   (from anywhere in the workspace)
 set -euo pipefail
@@ -58,6 +58,18 @@ if [ "$failed" -ne 0 ]; then
     echo "package-check: FAILED (see above)" >&2
     exit 1
 fi
+
+# All crates packaged together, unbuilt: cargo resolves each one's strata
+# dependencies against the others (a local registry), so manifest problems
+# show here that --list does not check.
+echo
+args=()
+for crate in "${crates[@]}"; do args+=(-p "$crate"); done
+echo "cargo package --no-verify --allow-dirty ${args[*]}"
+cargo package --no-verify --allow-dirty "${args[@]}" 2>&1 | grep -v '^warning: ignoring'
+for crate in "${crates[@]}"; do
+    ls -l "target/package/$crate-"*.crate | awk '{ print $5, $NF }'
+done
 
 echo
 echo "cargo package -p strata-tensor --allow-dirty (packages and builds the .crate)"

@@ -62,15 +62,33 @@ fn main() {
     let a = [1.0f32, 2., 3., 4., 5., 6.];
     let b = [1.0f32, 0., 0., 1., 1., 1.];
     let mut c = [0.0f32; 4];
-    gemm(Trans::No, Trans::No, 2, 2, 3, 1.0, &a, 3, &b, 2, 0.0, &mut c, 2);
+    gemm(
+        Trans::No,
+        Trans::No,
+        2,
+        2,
+        3,
+        1.0,
+        &a,
+        3,
+        &b,
+        2,
+        0.0,
+        &mut c,
+        2,
+    );
     assert_eq!(c, [4., 5., 10., 11.]);
 
     // Sizes that are no multiple of any register tile, so full tiles and edges
     // both run. Entries are multiples of 1/32 and the sums stay far below 2^24/32,
     // so every rounding is exact and the result must equal the definition bit for bit.
     let (m, n, k) = (67, 45, 131);
-    let a: Vec<f64> = (0..m * k).map(|i| ((i * 7 % 13) as f64 - 6.0) / 8.0).collect();
-    let b: Vec<f64> = (0..k * n).map(|i| ((i * 5 % 11) as f64 - 5.0) / 4.0).collect();
+    let a: Vec<f64> = (0..m * k)
+        .map(|i| ((i * 7 % 13) as f64 - 6.0) / 8.0)
+        .collect();
+    let b: Vec<f64> = (0..k * n)
+        .map(|i| ((i * 5 % 11) as f64 - 5.0) / 4.0)
+        .collect();
     let want = reference(false, m, n, k, &a, &b);
     let (a32, b32): (Vec<f32>, Vec<f32>) = (
         a.iter().map(|&v| v as f32).collect(),
@@ -79,16 +97,47 @@ fn main() {
     let mut ran = Vec::new();
     for imp in GemmImpl::ALL.into_iter().filter(|i| i.is_available()) {
         let mut c = vec![0.0f32; m * n];
-        gemm_with(imp, Trans::No, Trans::No, m, n, k, 1.0, &a32, k, &b32, n, 0.0, &mut c, n);
+        gemm_with(
+            imp,
+            Trans::No,
+            Trans::No,
+            m,
+            n,
+            k,
+            1.0,
+            &a32,
+            k,
+            &b32,
+            n,
+            0.0,
+            &mut c,
+            n,
+        );
         let got: Vec<f64> = c.iter().map(|&v| v as f64).collect();
         assert_eq!(got, want, "sgemm through {}", imp.name());
         ran.push(imp.name());
     }
 
     // dgemm with A stored transposed (k×m), the default implementation.
-    let at: Vec<f64> = (0..k * m).map(|i| ((i * 3 % 17) as f64 - 8.0) / 16.0).collect();
+    let at: Vec<f64> = (0..k * m)
+        .map(|i| ((i * 3 % 17) as f64 - 8.0) / 16.0)
+        .collect();
     let mut c = vec![0.0f64; m * n];
-    gemm(Trans::Yes, Trans::No, m, n, k, 1.0, &at, m, &b, n, 0.0, &mut c, n);
+    gemm(
+        Trans::Yes,
+        Trans::No,
+        m,
+        n,
+        k,
+        1.0,
+        &at,
+        m,
+        &b,
+        n,
+        0.0,
+        &mut c,
+        n,
+    );
     assert_eq!(c, reference(true, m, n, k, &at, &b), "dgemm, op(A) = Aᵀ");
 
     println!(
@@ -137,13 +186,18 @@ fn main() -> Result<(), strata_data::DataError> {
         let mean: f64 = (0..n).map(|s| z[s * d + i] as f64).sum::<f64>() / n as f64;
         assert!(mean.abs() < 1e-4, "pixel {i}: mean {mean}");
         for j in 0..d {
-            let cov: f64 =
-                (0..n).map(|s| z[s * d + i] as f64 * z[s * d + j] as f64).sum::<f64>() / n as f64;
+            let cov: f64 = (0..n)
+                .map(|s| z[s * d + i] as f64 * z[s * d + j] as f64)
+                .sum::<f64>()
+                / n as f64;
             let want = if i == j { 1.0 } else { 0.0 };
             worst = worst.max((cov - want).abs());
         }
     }
-    assert!(worst < 0.02, "covariance of the whitened data is {worst} away from I");
+    assert!(
+        worst < 0.02,
+        "covariance of the whitened data is {worst} away from I"
+    );
 
     // The fitted state round-trips through named tensors (what a checkpoint stores).
     let restored = FittedPipeline::from_tensors(&fitted.to_tensors(), &[Preprocess::Zca { eps }])?;
