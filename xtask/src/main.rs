@@ -20,7 +20,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask bench [WORKLOAD…] [--threads N] [--json] [--window-ms MS] \
                      [--windows W] [--rounds R] [--compare-torch PYTHON] [--profile]\n       \
                      cargo xtask test [CARGO TEST ARGS…]\n       \
-                     cargo xtask install   (what the tests need: Fashion-MNIST, Open MPI)";
+                     cargo xtask install   (what the tests need: Fashion-MNIST, Open MPI, onnxruntime in a venv)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

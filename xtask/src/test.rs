@@ -4,8 +4,10 @@
 //! MPI with the headers and libclang that the `mpi` crate builds against
 //! (`libopenmpi-dev openmpi-bin libclang-dev`) — then runs `cargo test
 //! --workspace --features strata-cli/mpi ARGS…`, so the CLI's tests run a
-//! binary with MPI support (and `tests/mpi.rs` runs `mpirun -np 2`). CI runs
-//! exactly this.
+//! binary with MPI support (and `tests/mpi.rs` runs `mpirun -np 2`), and a
+//! Python virtual environment with onnxruntime, onnx and numpy (from PyPI, in
+//! `target/onnx-venv`), which the ONNX export tests run the exported models
+//! in. CI runs exactly this.
 
 use std::path::Path;
 use std::process::Command;
@@ -82,7 +84,59 @@ pub fn install() -> Result<(), String> {
         on_path("mpicc") && on_path("mpirun") && clang,
         &["libopenmpi-dev", "openmpi-bin", "libclang-dev"],
         "Open MPI (mpicc, mpirun) and libclang",
-    )
+    )?;
+    ensure_onnx_venv()
+}
+
+/// The virtual environment the ONNX tests use (`crates/strata-cli/tests/onnx.rs`
+/// looks for it here).
+fn onnx_venv() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("onnx-venv")
+}
+
+/// Python with onnxruntime, onnx and numpy in [`onnx_venv`], made with
+/// `python3 -m venv` (python3-venv from Debian when it is missing) and pip.
+fn ensure_onnx_venv() -> Result<(), String> {
+    let venv = onnx_venv();
+    let python = venv.join("bin").join("python");
+    let ready = Command::new(&python)
+        .args(["-c", "import onnxruntime, onnx, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ready {
+        return Ok(());
+    }
+    let venv_works = Command::new("python3")
+        .args(["-m", "venv", "--help"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && Command::new("python3")
+            .args(["-c", "import ensurepip"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    ensure(
+        venv_works,
+        &["python3", "python3-venv"],
+        "Python 3 with venv (for the ONNX tests' onnxruntime)",
+    )?;
+    eprintln!(
+        "xtask install: creating {} with onnxruntime, onnx and numpy",
+        venv.display()
+    );
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "onnxruntime",
+        "onnx",
+        "numpy",
+    ]))
 }
 
 /// `cargo xtask test`: install, then test.

@@ -76,6 +76,18 @@ enum Command {
         #[arg(long, conflicts_with = "multi_crop")]
         single_crop: bool,
     },
+    /// Write a trained model as an ONNX file (onnxruntime, PyTorch, …): the
+    /// network in evaluation form, with per-pixel preprocessing.
+    Export {
+        /// A folder written by `strata train`.
+        model_dir: PathBuf,
+        /// The ONNX file to write.
+        #[arg(long, value_name = "FILE")]
+        onnx: PathBuf,
+        /// Look for the data set (its image shape and classes) here first.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Train once per value, choose on validation, test only the best.
     Sweep {
         /// The spec file.
@@ -337,6 +349,25 @@ fn run_command(command: Command) -> Result<(), Failure> {
                 run::eval_dir(&model_dir, data.as_deref(), data_dir.as_deref(), views)?;
             print!("{}", run::confusion_text(&eval, &names));
             println!("test accuracy {:.2}%", 100.0 * eval.accuracy);
+            Ok(())
+        }
+        Command::Export {
+            model_dir,
+            onnx,
+            data_dir,
+        } => {
+            let e = strata_train::onnx::export_dir(&model_dir, data_dir.as_deref())?;
+            strata_train::checkpoint::write_atomic(&onnx, &e.bytes)
+                .map_err(|err| Failure(err.to_string(), 1))?;
+            let [c, h, w] = e.input;
+            println!(
+                "wrote {} ({} bytes, {} nodes): input `image` [batch, {c}, {h}, {w}] \
+                 (pixels scaled to [0, 1]), output `logits` [batch, {}]",
+                onnx.display(),
+                e.bytes.len(),
+                e.nodes,
+                e.classes
+            );
             Ok(())
         }
         Command::Sweep {

@@ -234,7 +234,7 @@ fn random_subset(d: &Dataset, n: usize, seed: u64) -> Result<Dataset, RunError> 
     Ok(d.select(&keep)?)
 }
 
-fn load_raw(spec: &Spec, data_dir: Option<&Path>) -> Result<Splits, RunError> {
+pub(crate) fn load_raw(spec: &Spec, data_dir: Option<&Path>) -> Result<Splits, RunError> {
     let TrainTest {
         mut train,
         mut test,

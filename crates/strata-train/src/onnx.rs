@@ -1,0 +1,546 @@
+//! ONNX export of a trained model folder (`strata export MODEL_DIR --onnx
+//! FILE`): the spec's network in its evaluation form, with the preprocessing
+//! when it is a per-pixel affine map, as an ONNX model (IR version 8, opset
+//! 17) that onnxruntime or PyTorch can run.
+//!
+//! The model's input `image` is `[batch, C, H, W]` float pixels scaled to
+//! `[0, 1]` as strata reads them (`strata_data::Dataset::batch`: a byte / 255,
+//! a UCI digit / 16); its output `logits` is `[batch, classes]`.
+//! Each layer becomes the ONNX operator that computes the same function:
+//! linear → `Gemm` (`transB = 1`), convolution → `Conv` (a `Pad` first for a
+//! reflected, replicated or constant border), max pooling → `MaxPool`
+//! (`ceil_mode` for `ceil = true`), global average pooling →
+//! `GlobalAveragePool` + `Flatten`, batch norm → `BatchNormalization` with the
+//! running statistics, GELU → its tanh formula in elementary operators,
+//! dropout → nothing (it is the identity in evaluation), `scale` → `Mul`,
+//! the patch-whitening layer → its frozen `Conv`.
+//!
+//! The file is written by a small protocol-buffers encoder below (ONNX is a
+//! protobuf message; the field numbers are onnx.proto's).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use strata_data::FittedPipeline;
+use strata_nn::{state_dict, Conv2dConfig, Padding, Sequential};
+use strata_tensor::Tensor;
+
+use crate::run::{load_model, network_input, RunError};
+use crate::spec::{LayerSpec, PadSpec, Spec};
+use strata_kernels::pad::Border;
+
+/// Protocol-buffers wire encoding of one message.
+#[derive(Default)]
+struct Pb(Vec<u8>);
+
+impl Pb {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+    fn key(&mut self, field: u32, wire: u8) {
+        self.varint((u64::from(field) << 3) | u64::from(wire));
+    }
+    /// An integer field (int64 / enum / bool; two's complement for negatives).
+    fn int(&mut self, field: u32, v: i64) -> &mut Self {
+        self.key(field, 0);
+        self.varint(v as u64);
+        self
+    }
+    fn float(&mut self, field: u32, v: f32) -> &mut Self {
+        self.key(field, 5);
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn bytes(&mut self, field: u32, b: &[u8]) -> &mut Self {
+        self.key(field, 2);
+        self.varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+        self
+    }
+    fn str(&mut self, field: u32, s: &str) -> &mut Self {
+        self.bytes(field, s.as_bytes())
+    }
+    fn msg(&mut self, field: u32, m: &Pb) -> &mut Self {
+        self.bytes(field, &m.0)
+    }
+}
+
+/// ONNX's element types (TensorProto.DataType).
+const FLOAT: i64 = 1;
+const INT64: i64 = 7;
+
+/// An attribute of a node (AttributeProto).
+enum Attr {
+    Int(i64),
+    Ints(Vec<i64>),
+    Float(f32),
+    Str(String),
+}
+
+/// The graph being built: nodes, initializers, and a counter for fresh names.
+#[derive(Default)]
+struct Graph {
+    nodes: Vec<Pb>,
+    initializers: Vec<Pb>,
+    names: usize,
+}
+
+impl Graph {
+    fn fresh(&mut self, stem: &str) -> String {
+        self.names += 1;
+        format!("{stem}_{}", self.names)
+    }
+
+    /// A float initializer `name` of `dims` (row-major values).
+    fn tensor(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
+        let mut t = Pb::default();
+        for &d in dims {
+            t.int(1, d as i64);
+        }
+        t.int(2, FLOAT).str(8, name);
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        t.bytes(9, &raw);
+        self.initializers.push(t);
+        name.to_string()
+    }
+
+    /// A 1-D int64 initializer (the `pads` input of `Pad`).
+    fn ints(&mut self, name: &str, values: &[i64]) -> String {
+        let mut t = Pb::default();
+        t.int(1, values.len() as i64).int(2, INT64).str(8, name);
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        t.bytes(9, &raw);
+        self.initializers.push(t);
+        name.to_string()
+    }
+
+    /// A scalar float constant.
+    fn scalar(&mut self, v: f32) -> String {
+        let name = self.fresh("const");
+        self.tensor(&name, &[], &[v])
+    }
+
+    /// Appends node `op` reading `inputs`, returning its (fresh) output name.
+    fn node(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
+        let out = self.fresh(&op.to_lowercase());
+        self.node_into(op, inputs, &out, attrs);
+        out
+    }
+
+    fn node_into(&mut self, op: &str, inputs: &[&str], out: &str, attrs: &[(&str, Attr)]) {
+        let mut n = Pb::default();
+        for i in inputs {
+            n.str(1, i);
+        }
+        n.str(2, out).str(3, out).str(4, op);
+        for (name, a) in attrs {
+            let mut p = Pb::default();
+            p.str(1, name);
+            match a {
+                Attr::Float(f) => {
+                    p.float(2, *f).int(20, 1);
+                }
+                Attr::Int(i) => {
+                    p.int(3, *i).int(20, 2);
+                }
+                Attr::Str(s) => {
+                    p.str(4, s).int(20, 3);
+                }
+                Attr::Ints(v) => {
+                    for &i in v {
+                        p.int(8, i);
+                    }
+                    p.int(20, 7);
+                }
+            }
+            n.msg(5, &p);
+        }
+        self.nodes.push(n);
+    }
+}
+
+/// A ValueInfoProto of a float tensor with a symbolic batch dimension.
+fn value_info(name: &str, per_sample: &[usize]) -> Pb {
+    let mut shape = Pb::default();
+    let mut batch = Pb::default();
+    batch.str(2, "batch");
+    shape.msg(1, &batch);
+    for &d in per_sample {
+        let mut dim = Pb::default();
+        dim.int(1, d as i64);
+        shape.msg(1, &dim);
+    }
+    let mut tensor = Pb::default();
+    tensor.int(1, FLOAT).msg(2, &shape);
+    let mut ty = Pb::default();
+    ty.msg(1, &tensor);
+    let mut v = Pb::default();
+    v.str(1, name).msg(2, &ty);
+    v
+}
+
+/// What [`export_dir`] wrote.
+#[derive(Clone, Debug)]
+pub struct Exported {
+    /// The ONNX file's bytes.
+    pub bytes: Vec<u8>,
+    /// The input's per-sample shape `[C, H, W]` (raw pixels).
+    pub input: [usize; 3],
+    /// Classes (the width of `logits`).
+    pub classes: usize,
+    /// ONNX nodes in the graph.
+    pub nodes: usize,
+}
+
+/// Exports the trained model folder `model_dir` (`spec.toml` +
+/// `model.safetensors`). The data set is opened (from `data_dir` first) only
+/// to learn the image shape and the classes.
+pub fn export_dir(model_dir: &Path, data_dir: Option<&Path>) -> Result<Exported, RunError> {
+    for file in ["spec.toml", "model.safetensors"] {
+        if !model_dir.join(file).is_file() {
+            return Err(RunError::Usage(format!(
+                "{} is not a trained model folder: it has no {file}",
+                model_dir.display()
+            )));
+        }
+    }
+    let spec = Spec::load(model_dir.join("spec.toml"))?;
+    let test = crate::run::load_raw(&spec, data_dir)?.test;
+    let raw = test.image_shape();
+    let classes = test.num_classes();
+    let image = spec
+        .preprocess
+        .iter()
+        .try_fold(raw, |s, p| p.output_shape(s))
+        .map_err(|e| RunError::Other(format!("data.preprocess: {e}")))?;
+    let input = network_input(&spec, image)?;
+    let mut model: Sequential<f32> = crate::build_model(&spec, &input, classes)?;
+    let pipeline = load_model(&model_dir.join("model.safetensors"), &mut model, &spec)?;
+    if input != image {
+        return Err(RunError::Other(format!(
+            "{}: the network's input {input:?} is a crop of the preprocessed image {image:?} \
+             (data.augment's crop size); ONNX export takes networks that see the whole image",
+            model_dir.display()
+        )));
+    }
+    let bytes = export_model(&spec, &model, pipeline.as_ref(), raw, classes)
+        .map_err(|e| RunError::Other(format!("{}: {e}", model_dir.join("spec.toml").display())))?;
+    let nodes = count_nodes(&bytes);
+    Ok(Exported {
+        bytes,
+        input: raw,
+        classes,
+        nodes,
+    })
+}
+
+/// Graph nodes in an exported file (for the CLI's report): the graph's
+/// field 1 entries, counted by re-reading the outer messages.
+fn count_nodes(bytes: &[u8]) -> usize {
+    fn fields(b: &[u8]) -> Vec<(u64, &[u8])> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        let varint = |b: &[u8], i: &mut usize| {
+            let (mut v, mut s) = (0u64, 0);
+            while *i < b.len() {
+                let byte = b[*i];
+                *i += 1;
+                v |= u64::from(byte & 0x7f) << s;
+                s += 7;
+                if byte < 0x80 {
+                    break;
+                }
+            }
+            v
+        };
+        while i < b.len() {
+            let key = varint(b, &mut i);
+            match key & 7 {
+                0 => {
+                    varint(b, &mut i);
+                }
+                5 => i += 4,
+                2 => {
+                    let n = varint(b, &mut i) as usize;
+                    let end = (i + n).min(b.len());
+                    out.push((key >> 3, &b[i..end]));
+                    i = end;
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+    fields(bytes)
+        .into_iter()
+        .filter(|(f, _)| *f == 7)
+        .map(|(_, g)| fields(g).iter().filter(|(f, _)| *f == 1).count())
+        .sum()
+}
+
+/// The per-pixel affine map `x ↦ a·x + b` that `pipeline` is, probed at 0, 1
+/// and a third image; an error names the first step when it is not one.
+fn pixel_affine(
+    pipeline: &FittedPipeline,
+    raw: [usize; 3],
+) -> Result<(Vec<f32>, Vec<f32>), String> {
+    let n: usize = raw.iter().product();
+    let shape = [1, raw[0], raw[1], raw[2]];
+    let run = |v: Vec<f32>| -> Result<Vec<f32>, String> {
+        let x = Tensor::from_vec(v, &shape).map_err(|e| e.to_string())?;
+        let y = pipeline.apply_tensor(&x).map_err(|e| e.to_string())?;
+        if y.shape() != shape {
+            return Err(format!("it changes the image's shape to {:?}", y.shape()));
+        }
+        Ok(y.to_vec())
+    };
+    let not_affine = |why: String| {
+        let steps: Vec<&str> = pipeline.config().iter().map(|p| p.name()).collect();
+        format!(
+            "data.preprocess {steps:?} is not a per-pixel affine map ({why}), so it cannot be \
+             written as ONNX operators before the network; per-pixel whitening can"
+        )
+    };
+    let b = run(vec![0.0; n]).map_err(not_affine)?;
+    let one = run(vec![1.0; n]).map_err(not_affine)?;
+    let a: Vec<f32> = one.iter().zip(&b).map(|(o, z)| o - z).collect();
+    let probe: Vec<f32> = (0..n).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
+    let got = run(probe.clone()).map_err(not_affine)?;
+    for i in 0..n {
+        let want = a[i] * probe[i] + b[i];
+        if (got[i] - want).abs() > 1e-4 * (1.0 + want.abs()) {
+            return Err(not_affine(format!(
+                "pixel {i} gives {} where a·x + b gives {want}",
+                got[i]
+            )));
+        }
+    }
+    Ok((a, b))
+}
+
+/// The ONNX bytes of `model` (built from `spec`, weights loaded) for raw
+/// images of shape `raw` and `classes` outputs.
+pub fn export_model(
+    spec: &Spec,
+    model: &Sequential<f32>,
+    pipeline: Option<&FittedPipeline>,
+    raw: [usize; 3],
+    classes: usize,
+) -> Result<Vec<u8>, String> {
+    let weights: HashMap<String, Tensor<f32>> = state_dict(model).into_iter().collect();
+    let get = |name: String| -> Result<Tensor<f32>, String> {
+        weights
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| format!("the model has no tensor {name}"))
+    };
+    let mut g = Graph::default();
+    let mut cur = "image".to_string();
+    if let Some(p) = pipeline {
+        let (a, b) = pixel_affine(p, raw)?;
+        let (an, bn) = (
+            g.tensor("preprocess.scale", &raw, &a),
+            g.tensor("preprocess.shift", &raw, &b),
+        );
+        let scaled = g.node("Mul", &[&cur, &an], &[]);
+        cur = g.node("Add", &[&scaled, &bn], &[]);
+    }
+    let shapes = model
+        .shapes(&raw)
+        .map_err(|e| format!("the network does not take {raw:?}: {e}"))?;
+    let mut shape: Vec<usize> = raw.to_vec();
+    for (i, layer) in spec.layers.iter().enumerate() {
+        let p = |n: &str| format!("layers.{i}.{n}");
+        let unsupported = |what: &str| {
+            format!(
+                "model.layers[{i}] ({}): {what} is not exported to ONNX yet",
+                layer.kind()
+            )
+        };
+        cur = match layer {
+            LayerSpec::Linear { .. } => {
+                let w = get(p("weight"))?;
+                let wn = g.tensor(&p("weight"), w.shape(), &w.to_vec());
+                let mut ins = vec![cur.clone(), wn];
+                if let Ok(b) = get(p("bias")) {
+                    ins.push(g.tensor(&p("bias"), b.shape(), &b.to_vec()));
+                }
+                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+                g.node("Gemm", &refs, &[("transB", Attr::Int(1))])
+            }
+            LayerSpec::Relu => g.node("Relu", &[&cur], &[]),
+            LayerSpec::Gelu => {
+                // ½x(1 + tanh(√(2/π)(x + 0.044715x³))), strata's GELU.
+                let (c3, k) = (
+                    g.scalar(0.044715),
+                    g.scalar((2.0 / std::f32::consts::PI).sqrt()),
+                );
+                let (half, one) = (g.scalar(0.5), g.scalar(1.0));
+                let x2 = g.node("Mul", &[&cur, &cur], &[]);
+                let x3 = g.node("Mul", &[&x2, &cur], &[]);
+                let cx3 = g.node("Mul", &[&x3, &c3], &[]);
+                let inner = g.node("Add", &[&cur, &cx3], &[]);
+                let scaled = g.node("Mul", &[&inner, &k], &[]);
+                let t = g.node("Tanh", &[&scaled], &[]);
+                let t1 = g.node("Add", &[&t, &one], &[]);
+                let hx = g.node("Mul", &[&cur, &half], &[]);
+                g.node("Mul", &[&hx, &t1], &[])
+            }
+            LayerSpec::Scale { factor } => {
+                let f = g.scalar(*factor as f32);
+                g.node("Mul", &[&cur, &f], &[])
+            }
+            LayerSpec::Dropout { .. } => cur,
+            LayerSpec::Flatten => g.node("Flatten", &[&cur], &[("axis", Attr::Int(1))]),
+            LayerSpec::Whiten { kernel, .. } => {
+                let w = get(p("weight"))?;
+                let mut ins = vec![cur.clone(), g.tensor(&p("weight"), w.shape(), &w.to_vec())];
+                if let Ok(b) = get(p("bias")) {
+                    ins.push(g.tensor(&p("bias"), b.shape(), &b.to_vec()));
+                }
+                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+                let k = *kernel as i64;
+                g.node(
+                    "Conv",
+                    &refs,
+                    &[
+                        ("kernel_shape", Attr::Ints(vec![k, k])),
+                        ("pads", Attr::Ints(vec![0; 4])),
+                        ("strides", Attr::Ints(vec![1, 1])),
+                    ],
+                )
+            }
+            LayerSpec::Conv {
+                out,
+                kernel,
+                stride,
+                pad,
+                border,
+                bias,
+                ..
+            } => {
+                let padding = match pad {
+                    PadSpec::Same => Padding::Same,
+                    PadSpec::Valid => Padding::Valid,
+                    PadSpec::Uniform(p) => Padding::Uniform(*p),
+                };
+                let cfg = Conv2dConfig::new(shape[0], *out, *kernel)
+                    .stride(*stride)
+                    .padding(padding)
+                    .border(*border)
+                    .bias(*bias);
+                let pads = cfg.pads(shape[1], shape[2]);
+                let (t, l, b, r) = (
+                    pads.top as i64,
+                    pads.left as i64,
+                    pads.bottom as i64,
+                    pads.right as i64,
+                );
+                // A border other than zeros is a Pad before an unpadded Conv.
+                let (input, conv_pads) = match border {
+                    Border::Zero => (cur.clone(), vec![t, l, b, r]),
+                    other => {
+                        let (mode, value) = match other {
+                            Border::Reflect => ("reflect", None),
+                            Border::Replicate => ("edge", None),
+                            Border::Constant(v) => ("constant", Some(*v as f32)),
+                            Border::Zero => unreachable!("handled above"),
+                        };
+                        let pn = g.fresh("pads");
+                        let pads = g.ints(&pn, &[0, 0, t, l, 0, 0, b, r]);
+                        let mut ins = vec![cur.clone(), pads];
+                        if let Some(v) = value {
+                            ins.push(g.scalar(v));
+                        }
+                        let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+                        let padded = g.node("Pad", &refs, &[("mode", Attr::Str(mode.into()))]);
+                        (padded, vec![0; 4])
+                    }
+                };
+                let w = get(p("weight"))?;
+                let mut ins = vec![input, g.tensor(&p("weight"), w.shape(), &w.to_vec())];
+                if *bias {
+                    let b = get(p("bias"))?;
+                    ins.push(g.tensor(&p("bias"), b.shape(), &b.to_vec()));
+                }
+                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+                let (k, s) = (*kernel as i64, *stride as i64);
+                g.node(
+                    "Conv",
+                    &refs,
+                    &[
+                        ("kernel_shape", Attr::Ints(vec![k, k])),
+                        ("pads", Attr::Ints(conv_pads)),
+                        ("strides", Attr::Ints(vec![s, s])),
+                    ],
+                )
+            }
+            LayerSpec::MaxPool { size, stride, ceil } => {
+                let (k, s) = (*size as i64, *stride as i64);
+                g.node(
+                    "MaxPool",
+                    &[&cur],
+                    &[
+                        ("kernel_shape", Attr::Ints(vec![k, k])),
+                        ("strides", Attr::Ints(vec![s, s])),
+                        ("ceil_mode", Attr::Int(i64::from(*ceil))),
+                    ],
+                )
+            }
+            LayerSpec::GlobalAvgPool => {
+                let pooled = g.node("GlobalAveragePool", &[&cur], &[]);
+                g.node("Flatten", &[&pooled], &[("axis", Attr::Int(1))])
+            }
+            LayerSpec::BatchNorm { eps, .. } => {
+                let mut ins = vec![cur.clone()];
+                for n in ["gamma", "beta", "running_mean", "running_var"] {
+                    let t = get(p(n))?;
+                    ins.push(g.tensor(&p(n), t.shape(), &t.to_vec()));
+                }
+                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+                g.node(
+                    "BatchNormalization",
+                    &refs,
+                    &[("epsilon", Attr::Float(*eps as f32))],
+                )
+            }
+            LayerSpec::Residual(_) => return Err(unsupported("a residual layer")),
+            LayerSpec::Stage { .. } => return Err(unsupported("a stage of residual layers")),
+            LayerSpec::ResNet { .. } => return Err(unsupported("a ResNet")),
+        };
+        shape = shapes
+            .get(i)
+            .map(|s| s.2.clone())
+            .ok_or_else(|| format!("model.layers[{i}]: no output shape"))?;
+    }
+    if shape != [classes] {
+        return Err(format!(
+            "the network ends in shape {shape:?}, not the {classes} classes"
+        ));
+    }
+    // The last node's output is the graph's output.
+    g.node_into("Identity", &[&cur], "logits", &[]);
+    let mut graph = Pb::default();
+    for n in &g.nodes {
+        graph.msg(1, n);
+    }
+    graph.str(2, "strata");
+    for t in &g.initializers {
+        graph.msg(5, t);
+    }
+    graph.msg(11, &value_info("image", &raw));
+    graph.msg(12, &value_info("logits", &[classes]));
+    let mut opset = Pb::default();
+    opset.str(1, "").int(2, 17);
+    let mut m = Pb::default();
+    m.int(1, 8)
+        .str(2, "strata")
+        .str(3, env!("CARGO_PKG_VERSION"))
+        .msg(7, &graph)
+        .msg(8, &opset);
+    Ok(m.0)
+}
