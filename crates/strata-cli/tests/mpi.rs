@@ -179,7 +179,9 @@ fn two_ranks_train_like_one_process_and_repeat_bit_for_bit() {
             .collect()
     };
     assert_eq!(dead(&a), dead(&one));
-    assert!(dead(&one).iter().any(|d| d["layers.2"].as_f64() > Some(0.0)));
+    assert!(dead(&one)
+        .iter()
+        .any(|d| d["layers.2"].as_f64() > Some(0.0)));
     // Two runs with N = 2: bit-identical.
     assert_eq!(
         std::fs::read(a.join("model.safetensors")).unwrap(),

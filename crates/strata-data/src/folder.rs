@@ -112,8 +112,7 @@ fn decode_message(e: &image::ImageError, len: usize) -> String {
             format!("the file ({len} bytes) ends before the image does: it was cut short")
         }
         _ if said.contains("could not be determined") => {
-            "neither a PNG nor a JPEG file: its first bytes are neither format's signature"
-                .into()
+            "neither a PNG nor a JPEG file: its first bytes are neither format's signature".into()
         }
         E::Decoding(_) => format!(
             "the file ({len} bytes) is not a valid PNG or JPEG image, or is cut short: {plain}"

@@ -104,7 +104,10 @@ fn bad_folders() {
     std::fs::write(&png, &bytes).unwrap();
     let e = load_image_folder(dir.path(), "train").unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("cat/002.png") && msg.contains("checksum"), "{msg}");
+    assert!(
+        msg.contains("cat/002.png") && msg.contains("checksum"),
+        "{msg}"
+    );
     assert!(!msg.contains("ChunkType") && !msg.contains("0x"), "{msg}");
     // A JPEG cut short.
     let jpg = dir.join("train/cat/003.jpg");
