@@ -48,6 +48,41 @@ epochs = 2
 batch = 64
 "#;
 
+/// Pre-activation residual layers, one with a projection shortcut.
+const PRE_ACT: &str = r#"
+[data]
+dataset = "digits"
+validation = 0
+[model]
+layers = [
+  { conv = { out = 8, kernel = 3, pad = "same" } },
+  { residual = { out = 8, stride = 1, kind = "pre-activation", batchnorm = true } },
+  { residual = { out = 16, stride = 2, kind = "pre-activation", batchnorm = true } },
+  "batchnorm", "relu", "global-avgpool", { linear = 10 },
+]
+[optimizer]
+momentum = 0.9
+schedule = { kind = "constant", lr = 0.05 }
+[train]
+epochs = 2
+batch = 64
+"#;
+
+/// He et al.'s CIFAR ResNet (original layers: the sum, then ReLU) at depth 8.
+const RESNET: &str = r#"
+[data]
+dataset = "digits"
+validation = 0
+[model]
+layers = [{ resnet = { depth = 8, kind = "original" } }]
+[optimizer]
+momentum = 0.9
+schedule = { kind = "constant", lr = 0.05 }
+[train]
+epochs = 2
+batch = 64
+"#;
+
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("strata-onnx-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -160,6 +195,7 @@ print(float(np.abs(got - want).max()), float(np.abs(want).max()),
     let out = ok(&o, "onnxruntime");
     let nums: Vec<f64> = out.split_whitespace().map(|v| v.parse().unwrap()).collect();
     let (diff, scale, agree) = (nums[0], nums[1], nums[2]);
+    eprintln!("{name}: onnxruntime's logits within {diff} of strata's (largest {scale})");
     assert!(
         diff <= 1e-4 * scale.max(1.0),
         "{name}: onnxruntime's logits differ by {diff} (largest logit {scale})"
@@ -171,6 +207,16 @@ print(float(np.abs(got - want).max()), float(np.abs(want).max()),
 #[test]
 fn a_cnn_with_every_layer_kind_runs_alike_in_onnxruntime() {
     round_trip("cnn", CNN);
+}
+
+#[test]
+fn pre_activation_residual_layers_run_alike_in_onnxruntime() {
+    round_trip("preact", PRE_ACT);
+}
+
+#[test]
+fn an_original_resnet_runs_alike_in_onnxruntime() {
+    round_trip("resnet", RESNET);
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //! [`crate::state_dict`], not trained.
 
 use crate::error::{NnError, Result};
+use crate::lower::Lowered;
 use crate::module::{Ctx, Mode, Module, Named, NamedMut};
 use strata_autograd::{Param, Real, Tape, Var};
 use strata_tensor::Tensor;
@@ -96,6 +97,16 @@ impl<T: Real> BatchNorm<T> {
 }
 
 impl<T: Real> Module<T> for BatchNorm<T> {
+    fn lower(&self, _input: &[usize]) -> Option<Lowered<T>> {
+        Some(Lowered::BatchNorm {
+            gamma: self.gamma.value.clone(),
+            beta: self.beta.value.clone(),
+            mean: self.running_mean.clone(),
+            var: self.running_var.clone(),
+            eps: self.eps,
+        })
+    }
+
     fn describe(&self) -> String {
         format!("batchnorm {}", self.channels())
     }

@@ -9,6 +9,7 @@
 
 use crate::error::{NnError, Result};
 use crate::init::Init;
+use crate::lower::Lowered;
 use crate::module::{Ctx, Module, Named, NamedMut};
 use rand::Rng;
 use strata_autograd::kernels::pad::{Border, Pad2d};
@@ -230,6 +231,17 @@ impl<T: Real> Conv2d<T> {
 }
 
 impl<T: Real> Module<T> for Conv2d<T> {
+    fn lower(&self, input: &[usize]) -> Option<Lowered<T>> {
+        let [_, h, w] = input else { return None };
+        Some(Lowered::Conv {
+            weight: self.weight.value.clone(),
+            bias: self.bias.as_ref().map(|b| b.value.clone()),
+            stride: self.config.stride,
+            pad: self.config.pads(*h, *w),
+            border: self.config.border,
+        })
+    }
+
     fn describe(&self) -> String {
         let c = &self.config;
         let mut s = format!(

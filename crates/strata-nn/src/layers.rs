@@ -2,6 +2,7 @@
 
 use crate::error::{NnError, Result};
 use crate::init::Init;
+use crate::lower::Lowered;
 use crate::module::{Ctx, Module, Named, NamedMut};
 use rand::Rng;
 use strata_autograd::kernels::gemm::{PackedB, Trans};
@@ -104,6 +105,14 @@ impl<T: Real> Linear<T> {
 }
 
 impl<T: Real> Module<T> for Linear<T> {
+    fn lower(&self, _input: &[usize]) -> Option<Lowered<T>> {
+        Some(Lowered::Linear {
+            weight: self.weight.value.clone(),
+            bias: self.bias.value.clone(),
+            relu: self.relu,
+        })
+    }
+
     fn describe(&self) -> String {
         let act = if self.relu { " + relu" } else { "" };
         format!("linear {}→{}{act}", self.inputs(), self.outputs())
@@ -171,6 +180,10 @@ impl<T: Real> Module<T> for Linear<T> {
 pub struct Relu;
 
 impl<T: Real> Module<T> for Relu {
+    fn lower(&self, _input: &[usize]) -> Option<Lowered<T>> {
+        Some(Lowered::Relu)
+    }
+
     fn describe(&self) -> String {
         "relu".into()
     }
@@ -196,6 +209,10 @@ impl<T: Real> Module<T> for Relu {
 pub struct Gelu;
 
 impl<T: Real> Module<T> for Gelu {
+    fn lower(&self, _input: &[usize]) -> Option<Lowered<T>> {
+        Some(Lowered::Gelu)
+    }
+
     fn describe(&self) -> String {
         "gelu".into()
     }
@@ -218,6 +235,10 @@ pub struct Scale {
 }
 
 impl<T: Real> Module<T> for Scale {
+    fn lower(&self, _input: &[usize]) -> Option<Lowered<T>> {
+        Some(Lowered::Scale(self.factor))
+    }
+
     fn describe(&self) -> String {
         format!("scale ×{}", self.factor)
     }
@@ -269,6 +290,10 @@ impl Dropout {
 }
 
 impl<T: Real> Module<T> for Dropout {
+    fn lower(&self, _input: &[usize]) -> Option<Lowered<T>> {
+        Some(Lowered::Identity)
+    }
+
     fn describe(&self) -> String {
         format!("dropout p={}", self.p)
     }
@@ -291,6 +316,10 @@ impl<T: Real> Module<T> for Dropout {
 pub struct Flatten;
 
 impl<T: Real> Module<T> for Flatten {
+    fn lower(&self, _input: &[usize]) -> Option<Lowered<T>> {
+        Some(Lowered::Flatten)
+    }
+
     fn describe(&self) -> String {
         "flatten".into()
     }

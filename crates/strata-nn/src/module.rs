@@ -112,6 +112,13 @@ pub trait Module<T: Real>: Send {
     /// Short description of the layer, e.g. `linear 784→1024`.
     fn describe(&self) -> String;
 
+    /// What the layer computes in evaluation mode, as data
+    /// ([`crate::Lowered`]) for exporters, given its per-sample input shape;
+    /// `None` (the default) for a layer that cannot be described so.
+    fn lower(&self, _input: &[usize]) -> Option<crate::Lowered<T>> {
+        None
+    }
+
     /// Per-sample output shape for a per-sample input shape (batch axis
     /// excluded), or an error saying what input the layer expects. Used to
     /// validate a network before any data flows.

@@ -1,6 +1,7 @@
 //! Pooling layers (section 12.3.3): max pooling and global average pooling.
 
 use crate::error::{NnError, Result};
+use crate::lower::Lowered;
 use crate::module::{Ctx, Module};
 use strata_autograd::kernels::pool::{pooled_len, OddPolicy};
 use strata_autograd::{Real, Tape, Var};
@@ -45,6 +46,14 @@ impl MaxPool2d {
 }
 
 impl<T: Real> Module<T> for MaxPool2d {
+    fn lower(&self, _input: &[usize]) -> Option<Lowered<T>> {
+        Some(Lowered::MaxPool {
+            window: self.window,
+            stride: self.stride,
+            ceil: self.policy == OddPolicy::Ceil,
+        })
+    }
+
     fn describe(&self) -> String {
         let p = match self.policy {
             OddPolicy::Floor => "floor",
@@ -84,6 +93,10 @@ impl<T: Real> Module<T> for MaxPool2d {
 pub struct GlobalAvgPool;
 
 impl<T: Real> Module<T> for GlobalAvgPool {
+    fn lower(&self, _input: &[usize]) -> Option<Lowered<T>> {
+        Some(Lowered::GlobalAvgPool)
+    }
+
     fn describe(&self) -> String {
         "global average pool".into()
     }

@@ -18,6 +18,7 @@ use crate::batchnorm::BatchNorm;
 use crate::conv::{Conv2dConfig, Padding};
 use crate::error::{NnError, Result};
 use crate::layers::{Linear, Relu};
+use crate::lower::Lowered;
 use crate::module::{Ctx, Module, Named, NamedMut};
 use crate::sequential::Sequential;
 use rand::Rng;
@@ -263,6 +264,19 @@ fn prefixed<V>(prefix: &'static str, v: Vec<(String, V)>) -> impl Iterator<Item 
 }
 
 impl<T: Real> Module<T> for Residual<T> {
+    fn lower(&self, input: &[usize]) -> Option<Lowered<T>> {
+        let h = self.pre.output_shape(input).ok()?;
+        Some(Lowered::Residual {
+            pre: Box::new(self.pre.lower(input)?),
+            body: Box::new(self.body.lower(&h)?),
+            shortcut: match &self.shortcut {
+                Some(s) => Some(Box::new(s.lower(&h)?)),
+                None => None,
+            },
+            relu: self.kind == ResidualKind::Original,
+        })
+    }
+
     fn describe(&self) -> String {
         let k = match self.kind {
             ResidualKind::Original => "residual",

@@ -3,6 +3,7 @@
 
 use crate::error::{NnError, Result};
 use crate::layers::{Dropout, Linear, Relu};
+use crate::lower::Lowered;
 use crate::module::{Ctx, Mode, Module, Named, NamedMut};
 use rand::Rng;
 use strata_autograd::{Real, Tape, Var};
@@ -151,6 +152,17 @@ impl<T: Real> Sequential<T> {
 }
 
 impl<T: Real> Module<T> for Sequential<T> {
+    /// Every layer lowered in turn (`None` if one cannot be).
+    fn lower(&self, input: &[usize]) -> Option<Lowered<T>> {
+        let mut shape = input.to_vec();
+        let mut out = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            out.push(l.lower(&shape)?);
+            shape = l.output_shape(&shape).ok()?;
+        }
+        Some(Lowered::Sequence(out))
+    }
+
     fn describe(&self) -> String {
         format!("sequential ({} layers)", self.layers.len())
     }

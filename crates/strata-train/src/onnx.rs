@@ -13,21 +13,23 @@
 //! `GlobalAveragePool` + `Flatten`, batch norm → `BatchNormalization` with the
 //! running statistics, GELU → its tanh formula in elementary operators,
 //! dropout → nothing (it is the identity in evaluation), `scale` → `Mul`,
-//! the patch-whitening layer → its frozen `Conv`.
+//! the patch-whitening layer → its frozen `Conv`, a residual layer → its
+//! branches and an `Add` (then `Relu` in the original variant). The layers
+//! describe themselves ([`strata_nn::Module::lower`]), so a ResNet built
+//! from `{ resnet = … }` exports like one written layer by layer.
 //!
 //! The file is written by a small protocol-buffers encoder below (ONNX is a
 //! protobuf message; the field numbers are onnx.proto's).
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use strata_data::FittedPipeline;
-use strata_nn::{state_dict, Conv2dConfig, Padding, Sequential};
+use strata_kernels::pad::Border;
+use strata_nn::{Lowered, Sequential};
 use strata_tensor::Tensor;
 
 use crate::run::{load_model, network_input, RunError};
-use crate::spec::{LayerSpec, PadSpec, Spec};
-use strata_kernels::pad::Border;
+use crate::spec::Spec;
 
 /// Protocol-buffers wire encoding of one message.
 #[derive(Default)]
@@ -227,7 +229,7 @@ pub fn export_dir(model_dir: &Path, data_dir: Option<&Path>) -> Result<Exported,
             model_dir.display()
         )));
     }
-    let bytes = export_model(&spec, &model, pipeline.as_ref(), raw, classes)
+    let bytes = export_model(&model, pipeline.as_ref(), raw, classes)
         .map_err(|e| RunError::Other(format!("{}: {e}", model_dir.join("spec.toml").display())))?;
     let nodes = count_nodes(&bytes);
     Ok(Exported {
@@ -322,200 +324,199 @@ fn pixel_affine(
     Ok((a, b))
 }
 
-/// The ONNX bytes of `model` (built from `spec`, weights loaded) for raw
-/// images of shape `raw` and `classes` outputs.
+/// Appends the nodes computing `layer` on `cur`, returning the result's name.
+fn emit(g: &mut Graph, layer: &Lowered<f32>, cur: String) -> String {
+    match layer {
+        Lowered::Linear { weight, bias, relu } => {
+            let wn = g.fresh("weight");
+            let w = g.tensor(&wn, weight.shape(), &weight.to_vec());
+            let bn = g.fresh("bias");
+            let b = g.tensor(&bn, bias.shape(), &bias.to_vec());
+            let y = g.node("Gemm", &[&cur, &w, &b], &[("transB", Attr::Int(1))]);
+            if *relu {
+                g.node("Relu", &[&y], &[])
+            } else {
+                y
+            }
+        }
+        Lowered::Conv {
+            weight,
+            bias,
+            stride,
+            pad,
+            border,
+        } => {
+            let (t, l, b, r) = (
+                pad.top as i64,
+                pad.left as i64,
+                pad.bottom as i64,
+                pad.right as i64,
+            );
+            // A border other than zeros is a Pad before an unpadded Conv.
+            let (input, conv_pads) = match border {
+                Border::Zero => (cur, vec![t, l, b, r]),
+                other => {
+                    let (mode, value) = match other {
+                        Border::Reflect => ("reflect", None),
+                        Border::Replicate => ("edge", None),
+                        Border::Constant(v) => ("constant", Some(*v as f32)),
+                        Border::Zero => ("constant", Some(0.0)),
+                    };
+                    let pn = g.fresh("pads");
+                    let pads = g.ints(&pn, &[0, 0, t, l, 0, 0, b, r]);
+                    let mut ins = vec![cur, pads];
+                    if let Some(v) = value {
+                        ins.push(g.scalar(v));
+                    }
+                    let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+                    let padded = g.node("Pad", &refs, &[("mode", Attr::Str(mode.into()))]);
+                    (padded, vec![0; 4])
+                }
+            };
+            let wn = g.fresh("weight");
+            let mut ins = vec![input, g.tensor(&wn, weight.shape(), &weight.to_vec())];
+            if let Some(b) = bias {
+                let bn = g.fresh("bias");
+                ins.push(g.tensor(&bn, b.shape(), &b.to_vec()));
+            }
+            let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+            let k = weight.shape();
+            g.node(
+                "Conv",
+                &refs,
+                &[
+                    ("kernel_shape", Attr::Ints(vec![k[2] as i64, k[3] as i64])),
+                    ("pads", Attr::Ints(conv_pads)),
+                    (
+                        "strides",
+                        Attr::Ints(stride.iter().map(|&v| v as i64).collect()),
+                    ),
+                ],
+            )
+        }
+        Lowered::BatchNorm {
+            gamma,
+            beta,
+            mean,
+            var,
+            eps,
+        } => {
+            let mut ins = vec![cur];
+            for (stem, t) in [
+                ("gamma", gamma),
+                ("beta", beta),
+                ("mean", mean),
+                ("var", var),
+            ] {
+                let n = g.fresh(stem);
+                ins.push(g.tensor(&n, t.shape(), &t.to_vec()));
+            }
+            let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+            g.node(
+                "BatchNormalization",
+                &refs,
+                &[("epsilon", Attr::Float(*eps as f32))],
+            )
+        }
+        Lowered::Relu => g.node("Relu", &[&cur], &[]),
+        Lowered::Gelu => {
+            // ½x(1 + tanh(√(2/π)(x + 0.044715x³))), strata's GELU.
+            let (c3, k) = (
+                g.scalar(0.044715),
+                g.scalar((2.0 / std::f32::consts::PI).sqrt()),
+            );
+            let (half, one) = (g.scalar(0.5), g.scalar(1.0));
+            let x2 = g.node("Mul", &[&cur, &cur], &[]);
+            let x3 = g.node("Mul", &[&x2, &cur], &[]);
+            let cx3 = g.node("Mul", &[&x3, &c3], &[]);
+            let inner = g.node("Add", &[&cur, &cx3], &[]);
+            let scaled = g.node("Mul", &[&inner, &k], &[]);
+            let t = g.node("Tanh", &[&scaled], &[]);
+            let t1 = g.node("Add", &[&t, &one], &[]);
+            let hx = g.node("Mul", &[&cur, &half], &[]);
+            g.node("Mul", &[&hx, &t1], &[])
+        }
+        Lowered::Scale(f) => {
+            let f = g.scalar(*f as f32);
+            g.node("Mul", &[&cur, &f], &[])
+        }
+        Lowered::Identity => cur,
+        Lowered::Flatten => g.node("Flatten", &[&cur], &[("axis", Attr::Int(1))]),
+        Lowered::MaxPool {
+            window,
+            stride,
+            ceil,
+        } => g.node(
+            "MaxPool",
+            &[&cur],
+            &[
+                (
+                    "kernel_shape",
+                    Attr::Ints(window.iter().map(|&v| v as i64).collect()),
+                ),
+                (
+                    "strides",
+                    Attr::Ints(stride.iter().map(|&v| v as i64).collect()),
+                ),
+                ("ceil_mode", Attr::Int(i64::from(*ceil))),
+            ],
+        ),
+        Lowered::GlobalAvgPool => {
+            let pooled = g.node("GlobalAveragePool", &[&cur], &[]);
+            g.node("Flatten", &[&pooled], &[("axis", Attr::Int(1))])
+        }
+        Lowered::Sequence(layers) => layers.iter().fold(cur, |c, l| emit(g, l, c)),
+        Lowered::Residual {
+            pre,
+            body,
+            shortcut,
+            relu,
+        } => {
+            let h = emit(g, pre, cur.clone());
+            let skip = match shortcut {
+                Some(s) => emit(g, s, h.clone()),
+                None => cur,
+            };
+            let f = emit(g, body, h);
+            let sum = g.node("Add", &[&f, &skip], &[]);
+            if *relu {
+                g.node("Relu", &[&sum], &[])
+            } else {
+                sum
+            }
+        }
+    }
+}
+
+/// The ONNX bytes of `model` (weights loaded) for raw images of shape `raw`
+/// and `classes` outputs, after `pipeline` when it is per-pixel affine.
 pub fn export_model(
-    spec: &Spec,
     model: &Sequential<f32>,
     pipeline: Option<&FittedPipeline>,
     raw: [usize; 3],
     classes: usize,
 ) -> Result<Vec<u8>, String> {
-    let weights: HashMap<String, Tensor<f32>> = state_dict(model).into_iter().collect();
-    let get = |name: String| -> Result<Tensor<f32>, String> {
-        weights
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| format!("the model has no tensor {name}"))
-    };
     let mut g = Graph::default();
     let mut cur = "image".to_string();
     if let Some(p) = pipeline {
         let (a, b) = pixel_affine(p, raw)?;
-        let (an, bn) = (
-            g.tensor("preprocess.scale", &raw, &a),
-            g.tensor("preprocess.shift", &raw, &b),
-        );
+        let an = g.tensor("preprocess.scale", &raw, &a);
+        let bn = g.tensor("preprocess.shift", &raw, &b);
         let scaled = g.node("Mul", &[&cur, &an], &[]);
         cur = g.node("Add", &[&scaled, &bn], &[]);
     }
-    let shapes = model
-        .shapes(&raw)
-        .map_err(|e| format!("the network does not take {raw:?}: {e}"))?;
-    let mut shape: Vec<usize> = raw.to_vec();
-    for (i, layer) in spec.layers.iter().enumerate() {
-        let p = |n: &str| format!("layers.{i}.{n}");
-        let unsupported = |what: &str| {
+    let mut shape = raw.to_vec();
+    for (i, layer) in model.layers().iter().enumerate() {
+        let lowered = layer.lower(&shape).ok_or_else(|| {
             format!(
-                "model.layers[{i}] ({}): {what} is not exported to ONNX yet",
-                layer.kind()
+                "model.layers[{i}] ({}) cannot be written as ONNX operators",
+                layer.describe()
             )
-        };
-        cur = match layer {
-            LayerSpec::Linear { .. } => {
-                let w = get(p("weight"))?;
-                let wn = g.tensor(&p("weight"), w.shape(), &w.to_vec());
-                let mut ins = vec![cur.clone(), wn];
-                if let Ok(b) = get(p("bias")) {
-                    ins.push(g.tensor(&p("bias"), b.shape(), &b.to_vec()));
-                }
-                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-                g.node("Gemm", &refs, &[("transB", Attr::Int(1))])
-            }
-            LayerSpec::Relu => g.node("Relu", &[&cur], &[]),
-            LayerSpec::Gelu => {
-                // ½x(1 + tanh(√(2/π)(x + 0.044715x³))), strata's GELU.
-                let (c3, k) = (
-                    g.scalar(0.044715),
-                    g.scalar((2.0 / std::f32::consts::PI).sqrt()),
-                );
-                let (half, one) = (g.scalar(0.5), g.scalar(1.0));
-                let x2 = g.node("Mul", &[&cur, &cur], &[]);
-                let x3 = g.node("Mul", &[&x2, &cur], &[]);
-                let cx3 = g.node("Mul", &[&x3, &c3], &[]);
-                let inner = g.node("Add", &[&cur, &cx3], &[]);
-                let scaled = g.node("Mul", &[&inner, &k], &[]);
-                let t = g.node("Tanh", &[&scaled], &[]);
-                let t1 = g.node("Add", &[&t, &one], &[]);
-                let hx = g.node("Mul", &[&cur, &half], &[]);
-                g.node("Mul", &[&hx, &t1], &[])
-            }
-            LayerSpec::Scale { factor } => {
-                let f = g.scalar(*factor as f32);
-                g.node("Mul", &[&cur, &f], &[])
-            }
-            LayerSpec::Dropout { .. } => cur,
-            LayerSpec::Flatten => g.node("Flatten", &[&cur], &[("axis", Attr::Int(1))]),
-            LayerSpec::Whiten { kernel, .. } => {
-                let w = get(p("weight"))?;
-                let mut ins = vec![cur.clone(), g.tensor(&p("weight"), w.shape(), &w.to_vec())];
-                if let Ok(b) = get(p("bias")) {
-                    ins.push(g.tensor(&p("bias"), b.shape(), &b.to_vec()));
-                }
-                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-                let k = *kernel as i64;
-                g.node(
-                    "Conv",
-                    &refs,
-                    &[
-                        ("kernel_shape", Attr::Ints(vec![k, k])),
-                        ("pads", Attr::Ints(vec![0; 4])),
-                        ("strides", Attr::Ints(vec![1, 1])),
-                    ],
-                )
-            }
-            LayerSpec::Conv {
-                out,
-                kernel,
-                stride,
-                pad,
-                border,
-                bias,
-                ..
-            } => {
-                let padding = match pad {
-                    PadSpec::Same => Padding::Same,
-                    PadSpec::Valid => Padding::Valid,
-                    PadSpec::Uniform(p) => Padding::Uniform(*p),
-                };
-                let cfg = Conv2dConfig::new(shape[0], *out, *kernel)
-                    .stride(*stride)
-                    .padding(padding)
-                    .border(*border)
-                    .bias(*bias);
-                let pads = cfg.pads(shape[1], shape[2]);
-                let (t, l, b, r) = (
-                    pads.top as i64,
-                    pads.left as i64,
-                    pads.bottom as i64,
-                    pads.right as i64,
-                );
-                // A border other than zeros is a Pad before an unpadded Conv.
-                let (input, conv_pads) = match border {
-                    Border::Zero => (cur.clone(), vec![t, l, b, r]),
-                    other => {
-                        let (mode, value) = match other {
-                            Border::Reflect => ("reflect", None),
-                            Border::Replicate => ("edge", None),
-                            Border::Constant(v) => ("constant", Some(*v as f32)),
-                            Border::Zero => unreachable!("handled above"),
-                        };
-                        let pn = g.fresh("pads");
-                        let pads = g.ints(&pn, &[0, 0, t, l, 0, 0, b, r]);
-                        let mut ins = vec![cur.clone(), pads];
-                        if let Some(v) = value {
-                            ins.push(g.scalar(v));
-                        }
-                        let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-                        let padded = g.node("Pad", &refs, &[("mode", Attr::Str(mode.into()))]);
-                        (padded, vec![0; 4])
-                    }
-                };
-                let w = get(p("weight"))?;
-                let mut ins = vec![input, g.tensor(&p("weight"), w.shape(), &w.to_vec())];
-                if *bias {
-                    let b = get(p("bias"))?;
-                    ins.push(g.tensor(&p("bias"), b.shape(), &b.to_vec()));
-                }
-                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-                let (k, s) = (*kernel as i64, *stride as i64);
-                g.node(
-                    "Conv",
-                    &refs,
-                    &[
-                        ("kernel_shape", Attr::Ints(vec![k, k])),
-                        ("pads", Attr::Ints(conv_pads)),
-                        ("strides", Attr::Ints(vec![s, s])),
-                    ],
-                )
-            }
-            LayerSpec::MaxPool { size, stride, ceil } => {
-                let (k, s) = (*size as i64, *stride as i64);
-                g.node(
-                    "MaxPool",
-                    &[&cur],
-                    &[
-                        ("kernel_shape", Attr::Ints(vec![k, k])),
-                        ("strides", Attr::Ints(vec![s, s])),
-                        ("ceil_mode", Attr::Int(i64::from(*ceil))),
-                    ],
-                )
-            }
-            LayerSpec::GlobalAvgPool => {
-                let pooled = g.node("GlobalAveragePool", &[&cur], &[]);
-                g.node("Flatten", &[&pooled], &[("axis", Attr::Int(1))])
-            }
-            LayerSpec::BatchNorm { eps, .. } => {
-                let mut ins = vec![cur.clone()];
-                for n in ["gamma", "beta", "running_mean", "running_var"] {
-                    let t = get(p(n))?;
-                    ins.push(g.tensor(&p(n), t.shape(), &t.to_vec()));
-                }
-                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-                g.node(
-                    "BatchNormalization",
-                    &refs,
-                    &[("epsilon", Attr::Float(*eps as f32))],
-                )
-            }
-            LayerSpec::Residual(_) => return Err(unsupported("a residual layer")),
-            LayerSpec::Stage { .. } => return Err(unsupported("a stage of residual layers")),
-            LayerSpec::ResNet { .. } => return Err(unsupported("a ResNet")),
-        };
-        shape = shapes
-            .get(i)
-            .map(|s| s.2.clone())
-            .ok_or_else(|| format!("model.layers[{i}]: no output shape"))?;
+        })?;
+        cur = emit(&mut g, &lowered, cur);
+        shape = layer
+            .output_shape(&shape)
+            .map_err(|e| format!("model.layers[{i}]: {e}"))?;
     }
     if shape != [classes] {
         return Err(format!(
