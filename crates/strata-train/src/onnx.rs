@@ -18,8 +18,8 @@
 //! describe themselves ([`strata_nn::Module::lower`]), so a ResNet built
 //! from `{ resnet = … }` exports like one written layer by layer.
 //!
-//! The file is written by a small protocol-buffers encoder below (ONNX is a
-//! protobuf message; the field numbers are onnx.proto's).
+//! The file is a protobuf message, encoded by prost from the onnx.proto
+//! messages transcribed in [`proto`].
 
 use std::path::Path;
 
@@ -31,49 +31,187 @@ use strata_tensor::Tensor;
 use crate::run::{load_model, network_input, RunError};
 use crate::spec::Spec;
 
-/// Protocol-buffers wire encoding of one message.
-#[derive(Default)]
-struct Pb(Vec<u8>);
+/// The messages of onnx.proto (https://github.com/onnx/onnx, IR version 8)
+/// that an exported model uses, with their field numbers, for prost to
+/// encode and decode.
+pub mod proto {
+    /// `ModelProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelProto {
+        /// The IR version.
+        #[prost(int64, tag = "1")]
+        pub ir_version: i64,
+        /// Operator sets.
+        #[prost(message, repeated, tag = "8")]
+        pub opset_import: Vec<OperatorSetIdProto>,
+        /// "strata".
+        #[prost(string, tag = "2")]
+        pub producer_name: String,
+        /// strata's version.
+        #[prost(string, tag = "3")]
+        pub producer_version: String,
+        /// The computation.
+        #[prost(message, optional, tag = "7")]
+        pub graph: Option<GraphProto>,
+    }
 
-impl Pb {
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
+    /// `OperatorSetIdProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct OperatorSetIdProto {
+        /// "" for the default domain.
+        #[prost(string, tag = "1")]
+        pub domain: String,
+        /// The opset version.
+        #[prost(int64, tag = "2")]
+        pub version: i64,
     }
-    fn key(&mut self, field: u32, wire: u8) {
-        self.varint((u64::from(field) << 3) | u64::from(wire));
+
+    /// `GraphProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GraphProto {
+        /// Nodes in topological order.
+        #[prost(message, repeated, tag = "1")]
+        pub node: Vec<NodeProto>,
+        /// The graph's name.
+        #[prost(string, tag = "2")]
+        pub name: String,
+        /// Constant tensors (the weights).
+        #[prost(message, repeated, tag = "5")]
+        pub initializer: Vec<TensorProto>,
+        /// Graph inputs.
+        #[prost(message, repeated, tag = "11")]
+        pub input: Vec<ValueInfoProto>,
+        /// Graph outputs.
+        #[prost(message, repeated, tag = "12")]
+        pub output: Vec<ValueInfoProto>,
     }
-    /// An integer field (int64 / enum / bool; two's complement for negatives).
-    fn int(&mut self, field: u32, v: i64) -> &mut Self {
-        self.key(field, 0);
-        self.varint(v as u64);
-        self
+
+    /// `NodeProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NodeProto {
+        /// Input value names.
+        #[prost(string, repeated, tag = "1")]
+        pub input: Vec<String>,
+        /// Output value names.
+        #[prost(string, repeated, tag = "2")]
+        pub output: Vec<String>,
+        /// The node's name.
+        #[prost(string, tag = "3")]
+        pub name: String,
+        /// The operator.
+        #[prost(string, tag = "4")]
+        pub op_type: String,
+        /// Its attributes.
+        #[prost(message, repeated, tag = "5")]
+        pub attribute: Vec<AttributeProto>,
     }
-    fn float(&mut self, field: u32, v: f32) -> &mut Self {
-        self.key(field, 5);
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
+
+    /// `AttributeProto` (the kinds an export uses).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AttributeProto {
+        /// The attribute's name.
+        #[prost(string, tag = "1")]
+        pub name: String,
+        /// A float value.
+        #[prost(float, tag = "2")]
+        pub f: f32,
+        /// An integer value.
+        #[prost(int64, tag = "3")]
+        pub i: i64,
+        /// A string value.
+        #[prost(bytes = "vec", tag = "4")]
+        pub s: Vec<u8>,
+        /// Integer values.
+        #[prost(int64, repeated, packed = "false", tag = "8")]
+        pub ints: Vec<i64>,
+        /// `AttributeType`: 1 float, 2 int, 3 string, 7 ints.
+        #[prost(int32, tag = "20")]
+        pub r#type: i32,
     }
-    fn bytes(&mut self, field: u32, b: &[u8]) -> &mut Self {
-        self.key(field, 2);
-        self.varint(b.len() as u64);
-        self.0.extend_from_slice(b);
-        self
+
+    /// `TensorProto` (dense, little-endian raw data).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorProto {
+        /// The shape.
+        #[prost(int64, repeated, packed = "false", tag = "1")]
+        pub dims: Vec<i64>,
+        /// `DataType`: 1 float, 7 int64.
+        #[prost(int32, tag = "2")]
+        pub data_type: i32,
+        /// The name inputs refer to it by.
+        #[prost(string, tag = "8")]
+        pub name: String,
+        /// The values' bytes.
+        #[prost(bytes = "vec", tag = "9")]
+        pub raw_data: Vec<u8>,
     }
-    fn str(&mut self, field: u32, s: &str) -> &mut Self {
-        self.bytes(field, s.as_bytes())
+
+    /// `ValueInfoProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ValueInfoProto {
+        /// The value's name.
+        #[prost(string, tag = "1")]
+        pub name: String,
+        /// Its type.
+        #[prost(message, optional, tag = "2")]
+        pub r#type: Option<TypeProto>,
     }
-    fn msg(&mut self, field: u32, m: &Pb) -> &mut Self {
-        self.bytes(field, &m.0)
+
+    /// `TypeProto` (its `tensor_type` case).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TypeProto {
+        /// A tensor type.
+        #[prost(message, optional, tag = "1")]
+        pub tensor_type: Option<TensorTypeProto>,
+    }
+
+    /// `TypeProto.Tensor`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorTypeProto {
+        /// `DataType` of the elements.
+        #[prost(int32, tag = "1")]
+        pub elem_type: i32,
+        /// The shape.
+        #[prost(message, optional, tag = "2")]
+        pub shape: Option<TensorShapeProto>,
+    }
+
+    /// `TensorShapeProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorShapeProto {
+        /// The dimensions.
+        #[prost(message, repeated, tag = "1")]
+        pub dim: Vec<Dimension>,
+    }
+
+    /// `TensorShapeProto.Dimension`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Dimension {
+        /// A size or a symbolic name.
+        #[prost(oneof = "DimValue", tags = "1, 2")]
+        pub value: Option<DimValue>,
+    }
+
+    /// The value of a [`Dimension`].
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum DimValue {
+        /// A size.
+        #[prost(int64, tag = "1")]
+        DimValue(i64),
+        /// A symbolic name (the batch).
+        #[prost(string, tag = "2")]
+        DimParam(String),
     }
 }
 
+use proto::{
+    AttributeProto, DimValue, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    TensorProto, TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto,
+};
+
 /// ONNX's element types (TensorProto.DataType).
-const FLOAT: i64 = 1;
-const INT64: i64 = 7;
+const FLOAT: i32 = 1;
+const INT64: i32 = 7;
 
 /// An attribute of a node (AttributeProto).
 enum Attr {
@@ -86,8 +224,8 @@ enum Attr {
 /// The graph being built: nodes, initializers, and a counter for fresh names.
 #[derive(Default)]
 struct Graph {
-    nodes: Vec<Pb>,
-    initializers: Vec<Pb>,
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
     names: usize,
 }
 
@@ -99,24 +237,23 @@ impl Graph {
 
     /// A float initializer `name` of `dims` (row-major values).
     fn tensor(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
-        let mut t = Pb::default();
-        for &d in dims {
-            t.int(1, d as i64);
-        }
-        t.int(2, FLOAT).str(8, name);
-        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        t.bytes(9, &raw);
-        self.initializers.push(t);
+        self.initializers.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: FLOAT,
+            name: name.into(),
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        });
         name.to_string()
     }
 
     /// A 1-D int64 initializer (the `pads` input of `Pad`).
     fn ints(&mut self, name: &str, values: &[i64]) -> String {
-        let mut t = Pb::default();
-        t.int(1, values.len() as i64).int(2, INT64).str(8, name);
-        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        t.bytes(9, &raw);
-        self.initializers.push(t);
+        self.initializers.push(TensorProto {
+            dims: vec![values.len() as i64],
+            data_type: INT64,
+            name: name.into(),
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        });
         name.to_string()
     }
 
@@ -134,55 +271,47 @@ impl Graph {
     }
 
     fn node_into(&mut self, op: &str, inputs: &[&str], out: &str, attrs: &[(&str, Attr)]) {
-        let mut n = Pb::default();
-        for i in inputs {
-            n.str(1, i);
-        }
-        n.str(2, out).str(3, out).str(4, op);
-        for (name, a) in attrs {
-            let mut p = Pb::default();
-            p.str(1, name);
-            match a {
-                Attr::Float(f) => {
-                    p.float(2, *f).int(20, 1);
+        let attribute = attrs
+            .iter()
+            .map(|(name, a)| {
+                let mut p = AttributeProto {
+                    name: (*name).into(),
+                    ..AttributeProto::default()
+                };
+                match a {
+                    Attr::Float(f) => (p.f, p.r#type) = (*f, 1),
+                    Attr::Int(i) => (p.i, p.r#type) = (*i, 2),
+                    Attr::Str(s) => (p.s, p.r#type) = (s.as_bytes().to_vec(), 3),
+                    Attr::Ints(v) => (p.ints, p.r#type) = (v.clone(), 7),
                 }
-                Attr::Int(i) => {
-                    p.int(3, *i).int(20, 2);
-                }
-                Attr::Str(s) => {
-                    p.str(4, s).int(20, 3);
-                }
-                Attr::Ints(v) => {
-                    for &i in v {
-                        p.int(8, i);
-                    }
-                    p.int(20, 7);
-                }
-            }
-            n.msg(5, &p);
-        }
-        self.nodes.push(n);
+                p
+            })
+            .collect();
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| (*s).to_string()).collect(),
+            output: vec![out.into()],
+            name: out.into(),
+            op_type: op.into(),
+            attribute,
+        });
     }
 }
 
 /// A ValueInfoProto of a float tensor with a symbolic batch dimension.
-fn value_info(name: &str, per_sample: &[usize]) -> Pb {
-    let mut shape = Pb::default();
-    let mut batch = Pb::default();
-    batch.str(2, "batch");
-    shape.msg(1, &batch);
-    for &d in per_sample {
-        let mut dim = Pb::default();
-        dim.int(1, d as i64);
-        shape.msg(1, &dim);
+fn value_info(name: &str, per_sample: &[usize]) -> ValueInfoProto {
+    let dim = std::iter::once(DimValue::DimParam("batch".into()))
+        .chain(per_sample.iter().map(|&d| DimValue::DimValue(d as i64)))
+        .map(|v| Dimension { value: Some(v) })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorTypeProto {
+                elem_type: FLOAT,
+                shape: Some(TensorShapeProto { dim }),
+            }),
+        }),
     }
-    let mut tensor = Pb::default();
-    tensor.int(1, FLOAT).msg(2, &shape);
-    let mut ty = Pb::default();
-    ty.msg(1, &tensor);
-    let mut v = Pb::default();
-    v.str(1, name).msg(2, &ty);
-    v
 }
 
 /// What [`export_dir`] wrote.
@@ -240,48 +369,13 @@ pub fn export_dir(model_dir: &Path, data_dir: Option<&Path>) -> Result<Exported,
     })
 }
 
-/// Graph nodes in an exported file (for the CLI's report): the graph's
-/// field 1 entries, counted by re-reading the outer messages.
+/// Graph nodes in an exported file (for the CLI's report).
 fn count_nodes(bytes: &[u8]) -> usize {
-    fn fields(b: &[u8]) -> Vec<(u64, &[u8])> {
-        let mut out = Vec::new();
-        let mut i = 0;
-        let varint = |b: &[u8], i: &mut usize| {
-            let (mut v, mut s) = (0u64, 0);
-            while *i < b.len() {
-                let byte = b[*i];
-                *i += 1;
-                v |= u64::from(byte & 0x7f) << s;
-                s += 7;
-                if byte < 0x80 {
-                    break;
-                }
-            }
-            v
-        };
-        while i < b.len() {
-            let key = varint(b, &mut i);
-            match key & 7 {
-                0 => {
-                    varint(b, &mut i);
-                }
-                5 => i += 4,
-                2 => {
-                    let n = varint(b, &mut i) as usize;
-                    let end = (i + n).min(b.len());
-                    out.push((key >> 3, &b[i..end]));
-                    i = end;
-                }
-                _ => break,
-            }
-        }
-        out
-    }
-    fields(bytes)
-        .into_iter()
-        .filter(|(f, _)| *f == 7)
-        .map(|(_, g)| fields(g).iter().filter(|(f, _)| *f == 1).count())
-        .sum()
+    use prost::Message;
+    ModelProto::decode(bytes)
+        .ok()
+        .and_then(|m| m.graph)
+        .map_or(0, |g| g.node.len())
 }
 
 /// The per-pixel affine map `x ↦ a·x + b` that `pipeline` is, probed at 0, 1
@@ -525,23 +619,21 @@ pub fn export_model(
     }
     // The last node's output is the graph's output.
     g.node_into("Identity", &[&cur], "logits", &[]);
-    let mut graph = Pb::default();
-    for n in &g.nodes {
-        graph.msg(1, n);
-    }
-    graph.str(2, "strata");
-    for t in &g.initializers {
-        graph.msg(5, t);
-    }
-    graph.msg(11, &value_info("image", &raw));
-    graph.msg(12, &value_info("logits", &[classes]));
-    let mut opset = Pb::default();
-    opset.str(1, "").int(2, 17);
-    let mut m = Pb::default();
-    m.int(1, 8)
-        .str(2, "strata")
-        .str(3, env!("CARGO_PKG_VERSION"))
-        .msg(7, &graph)
-        .msg(8, &opset);
-    Ok(m.0)
+    let model = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        producer_name: "strata".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(GraphProto {
+            node: g.nodes,
+            name: "strata".into(),
+            initializer: g.initializers,
+            input: vec![value_info("image", &raw)],
+            output: vec![value_info("logits", &[classes])],
+        }),
+    };
+    Ok(prost::Message::encode_to_vec(&model))
 }
