@@ -13,6 +13,7 @@
 //! then runs `cargo test --workspace ARGS…`.
 
 mod bench;
+mod interop;
 mod test;
 
 use std::process::ExitCode;
@@ -20,13 +21,21 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask bench [WORKLOAD…] [--threads N] [--json] [--window-ms MS] \
                      [--windows W] [--rounds R] [--compare-torch PYTHON] [--profile]\n       \
                      cargo xtask test [CARGO TEST ARGS…]\n       \
-                     cargo xtask install   (what the tests need: Fashion-MNIST, Open MPI, onnxruntime in a venv)";
+                     cargo xtask install   (what the tests need: Fashion-MNIST, Open MPI, onnxruntime in a venv)\n       \
+                     cargo xtask interop PYTHON   (strata export --torch against PyTorch; PYTHON has torch and safetensors)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::Opts::parse(&args[1..]).and_then(|o| bench::run(&o)),
         Some("install") => match test::install() {
+            Ok(()) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Some("interop") => match interop::interop(&args[1..]) {
             Ok(()) => return ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -82,8 +82,12 @@ enum Command {
         /// A folder written by `strata train`.
         model_dir: PathBuf,
         /// The ONNX file to write.
+        #[arg(long, value_name = "FILE", required_unless_present = "torch")]
+        onnx: Option<PathBuf>,
+        /// A PyTorch module definition (model.py) to write, whose
+        /// `load_state_dict` takes model.safetensors as it is.
         #[arg(long, value_name = "FILE")]
-        onnx: PathBuf,
+        torch: Option<PathBuf>,
         /// Look for the data set (its image shape and classes) here first.
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -354,20 +358,34 @@ fn run_command(command: Command) -> Result<(), Failure> {
         Command::Export {
             model_dir,
             onnx,
+            torch,
             data_dir,
         } => {
-            let e = strata_train::onnx::export_dir(&model_dir, data_dir.as_deref())?;
-            strata_train::checkpoint::write_atomic(&onnx, &e.bytes)
-                .map_err(|err| Failure(err.to_string(), 1))?;
-            let [c, h, w] = e.input;
-            println!(
-                "wrote {} ({} bytes, {} nodes): input `image` [batch, {c}, {h}, {w}] \
-                 (pixels scaled to [0, 1]), output `logits` [batch, {}]",
-                onnx.display(),
-                e.bytes.len(),
-                e.nodes,
-                e.classes
-            );
+            if let Some(onnx) = onnx {
+                let e = strata_train::onnx::export_dir(&model_dir, data_dir.as_deref())?;
+                strata_train::checkpoint::write_atomic(&onnx, &e.bytes)
+                    .map_err(|err| Failure(err.to_string(), 1))?;
+                let [c, h, w] = e.input;
+                println!(
+                    "wrote {} ({} bytes, {} nodes): input `image` [batch, {c}, {h}, {w}] \
+                     (pixels scaled to [0, 1]), output `logits` [batch, {}]",
+                    onnx.display(),
+                    e.bytes.len(),
+                    e.nodes,
+                    e.classes
+                );
+            }
+            if let Some(torch) = torch {
+                let py = strata_train::torch::export_torch_dir(&model_dir, data_dir.as_deref())?;
+                strata_train::checkpoint::write_atomic(&torch, py.as_bytes())
+                    .map_err(|err| Failure(err.to_string(), 1))?;
+                println!(
+                    "wrote {}: `Net().load_state_dict(safetensors.torch.load_file(\"{}\"))` \
+                     loads the weights",
+                    torch.display(),
+                    model_dir.join("model.safetensors").display()
+                );
+            }
             Ok(())
         }
         Command::Sweep {

@@ -1,4 +1,4 @@
-//! `strata export --onnx`: the exported model, run by onnxruntime (in the
+//! `strata export --onnx` / `--torch`: the exported model, run by onnxruntime (in the
 //! virtual environment `cargo xtask install` makes), gives strata's logits.
 
 use std::path::{Path, PathBuf};
@@ -201,6 +201,27 @@ print(float(np.abs(got - want).max()), float(np.abs(want).max()),
         "{name}: onnxruntime's logits differ by {diff} (largest logit {scale})"
     );
     assert_eq!(agree, 64.0, "{name}: predictions differ");
+
+    // The PyTorch module definition parses as Python and defines `Net`
+    // (running it needs torch, several GB: `cargo xtask interop PYTHON`).
+    let py = d.join("model.py");
+    ok(
+        &strata(&[
+            "export",
+            run.to_str().unwrap(),
+            "--torch",
+            py.to_str().unwrap(),
+        ]),
+        "export --torch",
+    );
+    let o = Command::new(python())
+        .args(["-c", "import ast, sys; ast.parse(open(sys.argv[1]).read())"])
+        .arg(&py)
+        .output()
+        .unwrap();
+    ok(&o, "model.py parses");
+    let src = std::fs::read_to_string(&py).unwrap();
+    assert!(src.contains("class Net(nn.Module)"), "{src}");
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -112,7 +112,10 @@ mod tests {
             panic!("a residual layer");
         };
         assert!(*relu, "the original layer ends on a ReLU");
-        assert!(shortcut.is_some(), "4 → 8 slices at stride 2 need a projection");
+        assert!(
+            shortcut.is_some(),
+            "4 → 8 slices at stride 2 need a projection"
+        );
         let Lowered::Sequence(body) = &**body else {
             panic!("the body is a sequence");
         };

@@ -70,6 +70,7 @@ pub mod plot;
 pub mod run;
 pub mod spec;
 pub mod sweep;
+pub mod torch;
 
 pub use strata_data as data;
 pub use strata_nn as nn;

@@ -31,7 +31,7 @@ use strata_tensor::Tensor;
 use crate::run::{load_model, network_input, RunError};
 use crate::spec::Spec;
 
-/// The messages of onnx.proto (https://github.com/onnx/onnx, IR version 8)
+/// The messages of onnx.proto (<https://github.com/onnx/onnx>, IR version 8)
 /// that an exported model uses, with their field numbers, for prost to
 /// encode and decode.
 pub mod proto {
@@ -331,6 +331,33 @@ pub struct Exported {
 /// `model.safetensors`). The data set is opened (from `data_dir` first) only
 /// to learn the image shape and the classes.
 pub fn export_dir(model_dir: &Path, data_dir: Option<&Path>) -> Result<Exported, RunError> {
+    let t = load_trained(model_dir, data_dir)?;
+    let bytes = export_model(&t.model, t.pipeline.as_ref(), t.raw, t.classes)
+        .map_err(|e| RunError::Other(format!("{}: {e}", model_dir.join("spec.toml").display())))?;
+    let nodes = count_nodes(&bytes);
+    Ok(Exported {
+        bytes,
+        input: t.raw,
+        classes: t.classes,
+        nodes,
+    })
+}
+
+/// A trained model folder, loaded for export.
+pub(crate) struct Trained {
+    /// The network with its weights.
+    pub model: Sequential<f32>,
+    /// The fitted preprocessing, if the spec has any.
+    pub pipeline: Option<FittedPipeline>,
+    /// Raw image shape `[C, H, W]`.
+    pub raw: [usize; 3],
+    /// Classes.
+    pub classes: usize,
+}
+
+/// Loads `model_dir` (`spec.toml` + `model.safetensors`); the data set is
+/// opened (from `data_dir` first) only for the image shape and the classes.
+pub(crate) fn load_trained(model_dir: &Path, data_dir: Option<&Path>) -> Result<Trained, RunError> {
     for file in ["spec.toml", "model.safetensors"] {
         if !model_dir.join(file).is_file() {
             return Err(RunError::Usage(format!(
@@ -354,18 +381,15 @@ pub fn export_dir(model_dir: &Path, data_dir: Option<&Path>) -> Result<Exported,
     if input != image {
         return Err(RunError::Other(format!(
             "{}: the network's input {input:?} is a crop of the preprocessed image {image:?} \
-             (data.augment's crop size); ONNX export takes networks that see the whole image",
+             (data.augment's crop size); export takes networks that see the whole image",
             model_dir.display()
         )));
     }
-    let bytes = export_model(&model, pipeline.as_ref(), raw, classes)
-        .map_err(|e| RunError::Other(format!("{}: {e}", model_dir.join("spec.toml").display())))?;
-    let nodes = count_nodes(&bytes);
-    Ok(Exported {
-        bytes,
-        input: raw,
+    Ok(Trained {
+        model,
+        pipeline,
+        raw,
         classes,
-        nodes,
     })
 }
 
