@@ -134,10 +134,57 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// The chapter's pictures, as PNG files.
+    Viz {
+        #[command(subcommand)]
+        picture: Picture,
+    },
     /// Data sets: where they are found, and fetching them into the cache.
     Data {
         #[command(subcommand)]
         action: DataAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum Picture {
+    /// Paths of SGD, momentum, Adagrad, RMSprop and Adam on the valley
+    /// f = ½(εx² + y²) and on its rotated, translated copy (Figures 12.8, 12.9).
+    Valley {
+        /// Learning rate of every method.
+        #[arg(long, default_value_t = 0.1)]
+        lr: f64,
+        /// The valley's flatness ε.
+        #[arg(long, default_value_t = 0.1)]
+        eps: f64,
+        /// Steps per method.
+        #[arg(long, default_value_t = 60)]
+        steps: usize,
+        /// The copy's rotation, in degrees.
+        #[arg(long, default_value_t = 30.0)]
+        angle: f64,
+        /// The PNG to write.
+        #[arg(long, default_value = "valley.png")]
+        out: PathBuf,
+    },
+    /// The first convolution's filters of a trained model as an image grid.
+    Filters {
+        /// A folder written by `strata train`.
+        model_dir: PathBuf,
+        /// The PNG to write.
+        #[arg(long, default_value = "filters.png")]
+        out: PathBuf,
+        /// Look for the data set (its image shape) here first.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The fraction of dead ReLU units per layer per epoch of a run.
+    DeadUnits {
+        /// A folder written by `strata train`.
+        run_dir: PathBuf,
+        /// The PNG to write.
+        #[arg(long, default_value = "dead-units.png")]
+        out: PathBuf,
     },
 }
 
@@ -494,6 +541,45 @@ fn run_command(command: Command) -> Result<(), Failure> {
                 flops += 2 * row.flops;
             }
             println!("total: {params} parameters, {flops} FLOPs per sample (forward)");
+            Ok(())
+        }
+        Command::Viz { picture } => {
+            use strata_train::viz;
+            match picture {
+                Picture::Valley {
+                    lr,
+                    eps,
+                    steps,
+                    angle,
+                    out,
+                } => {
+                    let o = viz::ValleyOptions {
+                        lr,
+                        eps,
+                        steps,
+                        angle,
+                        ..viz::ValleyOptions::default()
+                    };
+                    let (plain, _) = viz::valley_plot(&out, &o).map_err(|e| Failure(e, 2))?;
+                    for p in &plain {
+                        let [x, y] = p.points[p.points.len() - 1];
+                        println!("{:<9} ends at ({x:.4}, {y:.4})", p.method);
+                    }
+                    println!("wrote {}", out.display());
+                }
+                Picture::Filters {
+                    model_dir,
+                    out,
+                    data_dir,
+                } => {
+                    let shape = viz::filters_plot(&model_dir, data_dir.as_deref(), &out)?;
+                    println!("wrote {} ({shape:?} kernels)", out.display());
+                }
+                Picture::DeadUnits { run_dir, out } => {
+                    let layers = viz::dead_units_plot(&run_dir, &out)?;
+                    println!("wrote {} ({} layers)", out.display(), layers.len());
+                }
+            }
             Ok(())
         }
         Command::Data {

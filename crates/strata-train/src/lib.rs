@@ -71,6 +71,7 @@ pub mod run;
 pub mod spec;
 pub mod sweep;
 pub mod torch;
+pub mod viz;
 
 pub use strata_data as data;
 pub use strata_nn as nn;

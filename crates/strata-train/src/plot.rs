@@ -12,7 +12,7 @@ static FONT: Once = Once::new();
 
 /// Plotters draws text with an embedded font (DejaVu Sans), so plots look the
 /// same on machines without system fonts.
-fn fonts() {
+pub(crate) fn fonts() {
     FONT.call_once(|| {
         let _ = register_font(
             "sans-serif",
@@ -23,7 +23,7 @@ fn fonts() {
 }
 
 /// Writes an RGB buffer drawn by plotters as a PNG, atomically.
-fn save_png(path: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), String> {
+pub(crate) fn save_png(path: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), String> {
     let mut png = Vec::new();
     image::codecs::png::PngEncoder::new(&mut png)
         .write_image(rgb, w, h, image::ExtendedColorType::Rgb8)
@@ -31,7 +31,7 @@ fn save_png(path: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), String> {
     crate::checkpoint::write_atomic(path, &png).map_err(|e| e.to_string())
 }
 
-fn err(path: &Path, e: impl std::fmt::Display) -> String {
+pub(crate) fn err(path: &Path, e: impl std::fmt::Display) -> String {
     format!("{}: cannot draw the plot: {e}", path.display())
 }
 

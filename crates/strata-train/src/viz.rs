@@ -1,0 +1,405 @@
+//! The chapter's pictures, drawn by the library that trains (`strata viz`).
+//!
+//! - [`valley_paths`] / [`valley_plot`]: the paths of SGD, momentum,
+//!   Adagrad, RMSprop and Adam on the valley `f(x, y) = ½(εx² + y²)` and on
+//!   its rotated and translated copy (Figures 12.8 and 12.9), over its level
+//!   curves. Each step is strata-optim's own update, applied to a
+//!   two-number parameter whose gradient is `∇f`.
+//! - [`filters_plot`]: the first convolution's kernels as a grid of images
+//!   (the patch-whitening filters when that layer comes first).
+//! - [`dead_units_plot`]: the fraction of dead units per layer per epoch
+//!   from a run's `metrics.jsonl` (12.1.3).
+
+use std::path::Path;
+
+use plotters::prelude::*;
+use strata_autograd::Param;
+use strata_data::{save_grid, GridOptions};
+use strata_nn::Lowered;
+use strata_optim::{Method, Optimizer, Schedule};
+use strata_tensor::Tensor;
+
+use crate::onnx::load_trained;
+use crate::plot::{err, fonts, save_png};
+use crate::run::RunError;
+
+/// The valley and the run of each method on it.
+#[derive(Clone, Debug)]
+pub struct ValleyOptions {
+    /// The learning rate `η` every method uses.
+    pub lr: f64,
+    /// The valley's flatness `ε` (curvature ε along x, 1 along y).
+    pub eps: f64,
+    /// Steps per method.
+    pub steps: usize,
+    /// The starting point.
+    pub start: [f64; 2],
+    /// The rotated copy's angle (degrees) and its minimum.
+    pub angle: f64,
+    /// Where the rotated copy's minimum lies.
+    pub centre: [f64; 2],
+}
+
+impl Default for ValleyOptions {
+    fn default() -> Self {
+        Self {
+            lr: 0.1,
+            eps: 0.1,
+            steps: 60,
+            start: [-4.0, 3.0],
+            angle: 30.0,
+            centre: [1.0, 0.5],
+        }
+    }
+}
+
+/// One method's path: its name and the points it visited, start first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimPath {
+    /// "sgd", "momentum", "adagrad", "rmsprop" or "adam".
+    pub method: &'static str,
+    /// `steps + 1` points.
+    pub points: Vec<[f64; 2]>,
+}
+
+/// The five methods, with the chapter's usual constants.
+fn methods() -> [(&'static str, Method); 5] {
+    [
+        ("sgd", Method::Sgd),
+        ("momentum", Method::Momentum { mu: 0.9 }),
+        ("adagrad", Method::Adagrad { alpha: 1e-6 }),
+        (
+            "rmsprop",
+            Method::RmsProp {
+                decay: 0.9,
+                alpha: 1e-6,
+            },
+        ),
+        (
+            "adam",
+            Method::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+        ),
+    ]
+}
+
+/// `H` and the minimum `c` of the valley: `∇f(p) = H(p − c)`, with
+/// `H = Rᵀ diag(ε, 1) R` rotated by `angle` and `c = centre` for the copy, or
+/// `diag(ε, 1)` and `c = 0`.
+fn hessian(o: &ValleyOptions, rotated: bool) -> ([[f64; 2]; 2], [f64; 2]) {
+    if !rotated {
+        return ([[o.eps, 0.0], [0.0, 1.0]], [0.0, 0.0]);
+    }
+    let (s, c) = o.angle.to_radians().sin_cos();
+    // R = [[c, -s], [s, c]]; H = R diag(ε, 1) Rᵀ.
+    let h00 = o.eps * c * c + s * s;
+    let h01 = (o.eps - 1.0) * c * s;
+    let h11 = o.eps * s * s + c * c;
+    ([[h00, h01], [h01, h11]], o.centre)
+}
+
+/// Runs every method on the valley (`rotated`: on its rotated, translated
+/// copy) and returns their paths.
+pub fn valley_paths(o: &ValleyOptions, rotated: bool) -> Result<Vec<OptimPath>, String> {
+    if !(o.lr.is_finite() && o.lr > 0.0) {
+        return Err(format!("--lr must be a positive number, got {}", o.lr));
+    }
+    if !(o.eps.is_finite() && o.eps > 0.0) {
+        return Err(format!("--eps must be a positive number, got {}", o.eps));
+    }
+    if o.steps == 0 || o.steps > 100_000 {
+        return Err(format!("--steps must lie in 1..=100000, got {}", o.steps));
+    }
+    let (h, c) = hessian(o, rotated);
+    let mut out = Vec::new();
+    for (name, method) in methods() {
+        let mut opt = Optimizer::<f64>::new(method, 0.0, Schedule::Constant { lr: o.lr })
+            .map_err(|e| e.to_string())?;
+        let start = Tensor::from_vec(o.start.to_vec(), &[2]).map_err(|e| e.to_string())?;
+        let mut p = Param::new(start, false);
+        let mut points = vec![o.start];
+        for _ in 0..o.steps {
+            let v = p.value.to_vec();
+            let d = [v[0] - c[0], v[1] - c[1]];
+            let g = vec![
+                h[0][0] * d[0] + h[0][1] * d[1],
+                h[1][0] * d[0] + h[1][1] * d[1],
+            ];
+            let g = Tensor::from_vec(g, &[2]).map_err(|e| e.to_string())?;
+            opt.step(
+                std::iter::once(("p".to_string(), &mut p)),
+                |_| Some(g.clone()),
+                0,
+            )
+            .map_err(|e| e.to_string())?;
+            let v = p.value.to_vec();
+            points.push([v[0], v[1]]);
+        }
+        out.push(OptimPath {
+            method: name,
+            points,
+        });
+    }
+    Ok(out)
+}
+
+const COLOURS: [RGBColor; 5] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+];
+
+/// `path`: two panels (the valley, its rotated and translated copy), each
+/// with level curves of `f` and every method's path. Returns the paths
+/// drawn (axis-aligned first).
+pub fn valley_plot(
+    path: &Path,
+    o: &ValleyOptions,
+) -> Result<(Vec<OptimPath>, Vec<OptimPath>), String> {
+    fonts();
+    let (w, hgt) = (1400u32, 650u32);
+    let plain = valley_paths(o, false)?;
+    let turned = valley_paths(o, true)?;
+    let mut buf = vec![0u8; (w * hgt * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, hgt)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(path, e))?;
+        let panels = root.split_evenly((1, 2));
+        for (panel, (paths, rotated)) in panels.iter().zip([(&plain, false), (&turned, true)]) {
+            // The window: every point, and the start, with a margin; paths
+            // that diverge are clipped, not allowed to zoom out.
+            let r = o.start[0].abs().max(o.start[1].abs()) * 1.3 + 1.0;
+            let (h, c) = hessian(o, rotated);
+            let caption = if rotated {
+                format!(
+                    "rotated {}°, minimum at ({}, {})",
+                    o.angle, o.centre[0], o.centre[1]
+                )
+            } else {
+                format!("f = ½(εx² + y²), ε = {}", o.eps)
+            };
+            let mut chart = ChartBuilder::on(panel)
+                .caption(caption, ("sans-serif", 22))
+                .margin(12)
+                .x_label_area_size(35)
+                .y_label_area_size(45)
+                .build_cartesian_2d(-r..r, -r..r)
+                .map_err(|e| err(path, e))?;
+            chart.configure_mesh().draw().map_err(|e| err(path, e))?;
+            // Level curves f = ½ dᵀHd = L: d = L-scaled points on the ellipse.
+            let f0 = {
+                let d = [o.start[0] - c[0], o.start[1] - c[1]];
+                0.5 * (d[0] * (h[0][0] * d[0] + h[0][1] * d[1])
+                    + d[1] * (h[1][0] * d[0] + h[1][1] * d[1]))
+            };
+            for k in 1..=8 {
+                let level = f0 * (k as f64 / 8.0).powi(2) * 1.5;
+                let ring: Vec<(f64, f64)> = (0..=120)
+                    .map(|i| {
+                        let t = i as f64 / 120.0 * std::f64::consts::TAU;
+                        let (u, v) = (t.cos(), t.sin());
+                        // Along direction (u, v), f = ½ s² (uᵀHu): s for level.
+                        let q = u * (h[0][0] * u + h[0][1] * v) + v * (h[1][0] * u + h[1][1] * v);
+                        let s = (2.0 * level / q).sqrt();
+                        (c[0] + s * u, c[1] + s * v)
+                    })
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(ring, RGBColor(200, 200, 200)))
+                    .map_err(|e| err(path, e))?;
+            }
+            for (p, colour) in paths.iter().zip(COLOURS) {
+                let pts: Vec<(f64, f64)> = p
+                    .points
+                    .iter()
+                    .filter(|q| q[0].abs() <= r && q[1].abs() <= r)
+                    .map(|q| (q[0], q[1]))
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
+                    .map_err(|e| err(path, e))?
+                    .label(p.method)
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+                    });
+                chart
+                    .draw_series(pts.iter().map(|&q| Circle::new(q, 2, colour.filled())))
+                    .map_err(|e| err(path, e))?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.85))
+                .draw()
+                .map_err(|e| err(path, e))?;
+        }
+        root.present().map_err(|e| err(path, e))?;
+    }
+    save_png(path, &buf, (w, hgt))?;
+    Ok((plain, turned))
+}
+
+/// The first convolution of a trained model folder, as `[out, C, k, k]`.
+pub fn first_conv_kernels(
+    model_dir: &Path,
+    data_dir: Option<&Path>,
+) -> Result<Tensor<f32>, RunError> {
+    let t = load_trained(model_dir, data_dir)?;
+    fn find(l: &Lowered<f32>) -> Option<Tensor<f32>> {
+        match l {
+            Lowered::Conv { weight, .. } => Some(weight.clone()),
+            Lowered::Sequence(v) => v.iter().find_map(find),
+            Lowered::Residual { pre, body, .. } => find(pre).or_else(|| find(body)),
+            _ => None,
+        }
+    }
+    let mut shape = t.raw.to_vec();
+    for layer in t.model.layers() {
+        if let Some(w) = layer.lower(&shape).as_ref().and_then(find) {
+            return Ok(w);
+        }
+        shape = layer
+            .output_shape(&shape)
+            .map_err(|e| RunError::Other(e.to_string()))?;
+    }
+    Err(RunError::Usage(format!(
+        "{}: the network has no convolution, so there are no filters to draw",
+        model_dir.display()
+    )))
+}
+
+/// `path`: the first convolution's kernels of `model_dir`, one tile per
+/// output slice (a tile per input channel side by side when `C` is not 1 or
+/// 3), each scaled to its own range. Returns the kernels' shape.
+pub fn filters_plot(
+    model_dir: &Path,
+    data_dir: Option<&Path>,
+    path: &Path,
+) -> Result<Vec<usize>, RunError> {
+    let w = first_conv_kernels(model_dir, data_dir)?;
+    let s = w.shape().to_vec();
+    let (o, c, kh, kw) = (s[0], s[1], s[2], s[3]);
+    // RGB kernels stay colour triples in one tile; other channel counts are
+    // shown channel by channel as grey tiles.
+    let tiles = if c == 1 || c == 3 {
+        w.clone()
+    } else {
+        Tensor::from_vec(w.to_vec(), &[o * c, 1, kh, kw])
+            .map_err(|e| RunError::Other(e.to_string()))?
+    };
+    let opts = GridOptions {
+        columns: Some(if c == 1 || c == 3 { o.min(16) } else { c }),
+        padding: 2,
+        upscale: (96 / kh.max(kw)).clamp(4, 32),
+        ..GridOptions::default()
+    };
+    save_grid(path, &tiles, &opts)?;
+    Ok(s)
+}
+
+/// One ReLU layer's dead-unit fraction per epoch: its name and `(epoch,
+/// fraction)` points.
+pub type DeadSeries = (String, Vec<(usize, f64)>);
+
+/// The dead-unit fractions per layer and epoch in `run_dir/metrics.jsonl`.
+pub fn dead_units(run_dir: &Path) -> Result<Vec<DeadSeries>, RunError> {
+    let file = run_dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        RunError::Usage(format!(
+            "{}: {e} (a folder written by `strata train` holds metrics.jsonl)",
+            file.display()
+        ))
+    })?;
+    let mut layers: Vec<DeadSeries> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            RunError::Other(format!(
+                "{}:{}: not a JSON line: {e}",
+                file.display(),
+                n + 1
+            ))
+        })?;
+        if v["kind"] != "epoch" {
+            continue;
+        }
+        let epoch = v["epoch"].as_u64().unwrap_or(0) as usize;
+        if let Some(d) = v["dead_units"].as_object() {
+            for (name, f) in d {
+                let Some(f) = f.as_f64() else { continue };
+                match layers.iter_mut().find(|(l, _)| l == name) {
+                    Some((_, pts)) => pts.push((epoch, f)),
+                    None => layers.push((name.clone(), vec![(epoch, f)])),
+                }
+            }
+        }
+    }
+    if layers.is_empty() {
+        return Err(RunError::Usage(format!(
+            "{}: no epoch records dead units (the network has no ReLU layers, or no epoch finished)",
+            file.display()
+        )));
+    }
+    Ok(layers)
+}
+
+/// `path`: the fraction of dead units of each ReLU layer against the epoch.
+/// Returns the series drawn.
+pub fn dead_units_plot(
+    run_dir: &Path,
+    path: &Path,
+) -> Result<Vec<DeadSeries>, RunError> {
+    let layers = dead_units(run_dir)?;
+    fonts();
+    let (w, h) = (900u32, 500u32);
+    let epochs = layers
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    let draw = |buf: &mut [u8]| -> Result<(), String> {
+        let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(path, e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("dead units (never active in the epoch)", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.5f64..epochs + 0.5, 0f64..1.0)
+            .map_err(|e| err(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("fraction dead")
+            .draw()
+            .map_err(|e| err(path, e))?;
+        for (i, (name, pts)) in layers.iter().enumerate() {
+            let colour = COLOURS[i % COLOURS.len()];
+            let pts: Vec<(f64, f64)> = pts.iter().map(|&(e, f)| (e as f64, f)).collect();
+            chart
+                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+                .map_err(|e| err(path, e))?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.85))
+            .draw()
+            .map_err(|e| err(path, e))?;
+        root.present().map_err(|e| err(path, e))
+    };
+    draw(&mut buf).map_err(RunError::Other)?;
+    save_png(path, &buf, (w, h)).map_err(RunError::Other)?;
+    Ok(layers)
+}
