@@ -167,6 +167,15 @@ enum Picture {
         #[arg(long, default_value = "valley.png")]
         out: PathBuf,
     },
+    /// Decision regions of a classifier of points of the plane, its training
+    /// points and its first layer's lines (Figure 12.1).
+    Regions {
+        /// A spec (trained first, quietly) or a folder written by `strata train`.
+        spec_or_model: PathBuf,
+        /// The PNG to write.
+        #[arg(long, default_value = "regions.png")]
+        out: PathBuf,
+    },
     /// The first convolution's filters of a trained model as an image grid.
     Filters {
         /// A folder written by `strata train`.
@@ -566,6 +575,40 @@ fn run_command(command: Command) -> Result<(), Failure> {
                         println!("{:<9} ends at ({x:.4}, {y:.4})", p.method);
                     }
                     println!("wrote {}", out.display());
+                }
+                Picture::Regions { spec_or_model, out } => {
+                    let scratch;
+                    let model_dir = if spec_or_model.is_file() {
+                        let spec = load_spec(&spec_or_model, &[])?;
+                        scratch = std::env::temp_dir()
+                            .join(format!("strata-regions-{}", std::process::id()));
+                        let opts = RunOptions {
+                            out: scratch.clone(),
+                            overwrite: true,
+                            ..RunOptions::default()
+                        };
+                        let summary = run::train(&spec, &opts, &mut ())?;
+                        if let Some(a) = summary.test_accuracy {
+                            println!(
+                                "trained {}: test accuracy {:.2}%",
+                                spec_or_model.display(),
+                                100.0 * a
+                            );
+                        }
+                        scratch.clone()
+                    } else {
+                        spec_or_model.clone()
+                    };
+                    let drawn = viz::regions_plot(&model_dir, None, &out);
+                    if spec_or_model.is_file() {
+                        let _ = std::fs::remove_dir_all(&model_dir);
+                    }
+                    let r = drawn?;
+                    println!(
+                        "wrote {} ({} lines of first-layer units)",
+                        out.display(),
+                        r.lines.len()
+                    );
                 }
                 Picture::Filters {
                     model_dir,

@@ -124,6 +124,7 @@ mod grid;
 mod idx;
 mod multicrop;
 mod normalize;
+mod plane;
 mod preprocess;
 mod preprocess_io;
 mod resolve;
@@ -157,6 +158,7 @@ pub use idx::{
 };
 pub use multicrop::{multi_crop, multi_crop_offsets, translate_views, MULTI_CROP_VIEWS};
 pub use normalize::{local_contrast, normalize_image};
+pub use plane::{plane_split, PLANE_DATASETS};
 pub use preprocess::{FittedPipeline, Preprocess};
 pub use resolve::{detect_layout, load, resolve, Layout, Resolved, Resolver, KNOWN_DATASETS};
 pub use shuffle::{mix_seed, permutation, shuffle_in_place};

@@ -1,7 +1,8 @@
 //! Finding a data set by name or path.
 //!
 //! A name resolves, in this order, to:
-//! 1. the embedded UCI digits, for the name `digits`;
+//! 1. the embedded UCI digits, for the name `digits`, and the generated
+//!    two-dimensional sets `moons`, `blobs` and `rings`;
 //! 2. the path itself, when `name_or_path` is an existing folder;
 //! 3. `<data_dir>/<name>`, when the caller gives a data folder (a command-line
 //!    option, say);
@@ -40,6 +41,8 @@ pub enum Layout {
     CifarBinary,
     /// An image-folder tree, `train/<class>/*` and `test/<class>/*`.
     ImageFolder,
+    /// Points of the plane generated on the spot ([`crate::plane_split`]).
+    Generated,
 }
 
 /// Where a data set was found and how it is stored.
@@ -62,6 +65,7 @@ impl Resolved {
         let path = self.path.as_deref().unwrap_or(Path::new(""));
         let split = match self.layout {
             Layout::Embedded => digits_split(),
+            Layout::Generated => crate::plane::plane_split(&self.name)?,
             Layout::Idx if self.name.contains("fashion") => load_fashion_mnist(path)?,
             Layout::Idx => load_mnist_like(path)?,
             Layout::CifarBinary => load_cifar10_binary(path)?,
@@ -146,6 +150,13 @@ impl Resolver {
                 name: "digits".into(),
                 path: None,
                 layout: Layout::Embedded,
+            });
+        }
+        if crate::plane::PLANE_DATASETS.contains(&name_or_path) {
+            return Ok(Resolved {
+                name: name_or_path.into(),
+                path: None,
+                layout: Layout::Generated,
             });
         }
         let mut looked: Vec<(PathBuf, String)> = Vec::new();

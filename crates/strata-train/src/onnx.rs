@@ -345,6 +345,8 @@ pub fn export_dir(model_dir: &Path, data_dir: Option<&Path>) -> Result<Exported,
 
 /// A trained model folder, loaded for export.
 pub(crate) struct Trained {
+    /// The spec the model was trained from.
+    pub spec: Spec,
     /// The network with its weights.
     pub model: Sequential<f32>,
     /// The fitted preprocessing, if the spec has any.
@@ -386,6 +388,7 @@ pub(crate) fn load_trained(model_dir: &Path, data_dir: Option<&Path>) -> Result<
         )));
     }
     Ok(Trained {
+        spec,
         model,
         pipeline,
         raw,

@@ -9,6 +9,10 @@
 //!   (the patch-whitening filters when that layer comes first).
 //! - [`dead_units_plot`]: the fraction of dead units per layer per epoch
 //!   from a run's `metrics.jsonl` (12.1.3).
+//! - [`regions_plot`]: for a model of points of the plane (`dataset =
+//!   "moons"`, `"blobs"`, `"rings"`), the class it gives every point, the
+//!   training points, and the lines `w·x + b = 0` of its first layer's
+//!   units (Figure 12.1).
 
 use std::path::Path;
 
@@ -350,10 +354,7 @@ pub fn dead_units(run_dir: &Path) -> Result<Vec<DeadSeries>, RunError> {
 
 /// `path`: the fraction of dead units of each ReLU layer against the epoch.
 /// Returns the series drawn.
-pub fn dead_units_plot(
-    run_dir: &Path,
-    path: &Path,
-) -> Result<Vec<DeadSeries>, RunError> {
+pub fn dead_units_plot(run_dir: &Path, path: &Path) -> Result<Vec<DeadSeries>, RunError> {
     let layers = dead_units(run_dir)?;
     fonts();
     let (w, h) = (900u32, 500u32);
@@ -402,4 +403,172 @@ pub fn dead_units_plot(
     draw(&mut buf).map_err(RunError::Other)?;
     save_png(path, &buf, (w, h)).map_err(RunError::Other)?;
     Ok(layers)
+}
+
+/// What [`regions_plot`] drew.
+#[derive(Clone, Debug)]
+pub struct Regions {
+    /// The window `[x_min, x_max, y_min, y_max]`.
+    pub window: [f64; 4],
+    /// Cells per side of the grid of classified points.
+    pub cells: usize,
+    /// The class of each cell's centre, row by row from the bottom
+    /// (`y_min`), left to right.
+    pub classes: Vec<usize>,
+    /// `(w₁, w₂, b)` of each unit of the first linear layer (its lines
+    /// `w₁x + w₂y + b = 0`), when the network starts with one.
+    pub lines: Vec<[f64; 3]>,
+}
+
+/// `path`: the decision regions of the model in `model_dir`, which must take
+/// points of the plane (`[2, 1, 1]` inputs), with its training points and its
+/// first layer's lines.
+pub fn regions_plot(
+    model_dir: &Path,
+    data_dir: Option<&Path>,
+    path: &Path,
+) -> Result<Regions, RunError> {
+    use strata_autograd::Tape;
+    use strata_nn::{Ctx, Mode, Module};
+    let mut t = load_trained(model_dir, data_dir)?;
+    if t.raw != [2, 1, 1] {
+        return Err(RunError::Usage(format!(
+            "{}: regions are drawn for models of points of the plane (dataset = \"moons\", \
+             \"blobs\" or \"rings\"), but this one takes inputs of shape {:?}",
+            model_dir.display(),
+            t.raw
+        )));
+    }
+    let train = crate::run::load_raw(&t.spec, data_dir)?.train;
+    let (pts, labels) = train
+        .batch(&(0..train.len()).collect::<Vec<_>>())
+        .map_err(RunError::from)?;
+    let pts = pts.to_vec();
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for p in pts.chunks_exact(2) {
+        let (x, y) = (f64::from(p[0]), f64::from(p[1]));
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    let (x0, x1, y0, y1) = (x0 - 0.5, x1 + 0.5, y0 - 0.5, y1 + 0.5);
+    // Every cell centre, classified in one batch.
+    let cells = 150;
+    let mut grid = Vec::with_capacity(2 * cells * cells);
+    for j in 0..cells {
+        for i in 0..cells {
+            grid.push((x0 + (i as f64 + 0.5) / cells as f64 * (x1 - x0)) as f32);
+            grid.push((y0 + (j as f64 + 0.5) / cells as f64 * (y1 - y0)) as f32);
+        }
+    }
+    let x = Tensor::from_vec(grid, &[cells * cells, 2, 1, 1])
+        .map_err(|e| RunError::Other(e.to_string()))?;
+    let x = match &t.pipeline {
+        Some(p) => p.apply_tensor(&x).map_err(RunError::from)?,
+        None => x,
+    };
+    let mut tape = Tape::inference();
+    let mut rng = <rand_xoshiro::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(0);
+    let mut ctx = Ctx::new(Mode::Eval, &mut rng);
+    let xv = tape.input(x);
+    let y = t
+        .model
+        .forward(&mut tape, xv, &mut ctx)
+        .map_err(|e| RunError::Other(e.to_string()))?;
+    let logits = tape
+        .value(y)
+        .map_err(|e| RunError::Other(e.to_string()))?
+        .to_vec();
+    let classes: Vec<usize> = logits
+        .chunks_exact(t.classes)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (k, &v)| if v > b.1 { (k, v) } else { b })
+                .0
+        })
+        .collect();
+    // The first linear layer's units, when the network starts with one
+    // (after a flatten) and sees the plane directly.
+    let mut lines = Vec::new();
+    if t.pipeline.is_none() {
+        let mut shape = t.raw.to_vec();
+        for layer in t.model.layers() {
+            match layer.lower(&shape) {
+                Some(Lowered::Flatten) => {}
+                Some(Lowered::Linear { weight, bias, .. }) if weight.shape()[1] == 2 => {
+                    let (w, b) = (weight.to_vec(), bias.to_vec());
+                    for u in 0..b.len() {
+                        lines.push([
+                            f64::from(w[2 * u]),
+                            f64::from(w[2 * u + 1]),
+                            f64::from(b[u]),
+                        ]);
+                    }
+                    break;
+                }
+                _ => break,
+            }
+            shape = layer
+                .output_shape(&shape)
+                .map_err(|e| RunError::Other(e.to_string()))?;
+        }
+    }
+    fonts();
+    let (w, h) = (900u32, 900u32);
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    let draw = |buf: &mut [u8]| -> Result<(), String> {
+        let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(path, e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("decision regions ({} classes)", t.classes),
+                ("sans-serif", 22),
+            )
+            .margin(12)
+            .x_label_area_size(35)
+            .y_label_area_size(45)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| err(path, e))?;
+        chart.configure_mesh().draw().map_err(|e| err(path, e))?;
+        let (dx, dy) = ((x1 - x0) / cells as f64, (y1 - y0) / cells as f64);
+        chart
+            .draw_series(classes.iter().enumerate().map(|(k, &c)| {
+                let (i, j) = ((k % cells) as f64, (k / cells) as f64);
+                let base = COLOURS[c % COLOURS.len()];
+                Rectangle::new(
+                    [
+                        (x0 + i * dx, y0 + j * dy),
+                        (x0 + (i + 1.0) * dx, y0 + (j + 1.0) * dy),
+                    ],
+                    base.mix(0.25).filled(),
+                )
+            }))
+            .map_err(|e| err(path, e))?;
+        chart
+            .draw_series(labels.iter().enumerate().map(|(k, &c)| {
+                let p = (f64::from(pts[2 * k]), f64::from(pts[2 * k + 1]));
+                Circle::new(p, 3, COLOURS[c % COLOURS.len()].filled())
+            }))
+            .map_err(|e| err(path, e))?;
+        for l in &lines {
+            // w₁x + w₂y + b = 0 across the window.
+            let [a, bb, c] = *l;
+            let seg: Vec<(f64, f64)> = if bb.abs() > a.abs() {
+                [x0, x1].iter().map(|&x| (x, -(a * x + c) / bb)).collect()
+            } else {
+                [y0, y1].iter().map(|&y| (-(bb * y + c) / a, y)).collect()
+            };
+            chart
+                .draw_series(LineSeries::new(seg, RGBColor(60, 60, 60).stroke_width(1)))
+                .map_err(|e| err(path, e))?;
+        }
+        root.present().map_err(|e| err(path, e))
+    };
+    draw(&mut buf).map_err(RunError::Other)?;
+    save_png(path, &buf, (w, h)).map_err(RunError::Other)?;
+    Ok(Regions {
+        window: [x0, x1, y0, y1],
+        cells,
+        classes,
+        lines,
+    })
 }

@@ -150,5 +150,68 @@ fn filters_and_dead_units_of_a_trained_cnn() {
     // A folder without a run is refused with its file named.
     let e = viz::dead_units_plot(&d, &png).unwrap_err().to_string();
     assert!(e.contains("metrics.jsonl"), "{e}");
+    // Decision regions are for models of points of the plane.
+    let e = viz::regions_plot(&run, None, &png).unwrap_err().to_string();
+    assert!(e.contains("points of the plane"), "{e}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn regions_of_a_two_layer_classifier_on_the_moons() {
+    let d = dir("moons");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/moons-mlp.toml"
+    ))
+    .unwrap();
+    let spec = Spec::parse(&text, d.join("moons-mlp.toml")).unwrap();
+    let run = d.join("run");
+    let opts = RunOptions {
+        out: run.clone(),
+        threads: Some(1),
+        ..RunOptions::default()
+    };
+    let summary = train(&spec, &opts, &mut ()).unwrap();
+    assert!(summary.test_accuracy.unwrap() > 0.95, "{summary:?}");
+    let png = d.join("regions.png");
+    let r = viz::regions_plot(&run, None, &png).unwrap();
+    assert_eq!(png_size(&png), (900, 900));
+    assert_eq!(r.classes.len(), r.cells * r.cells);
+    // The lines are the first linear layer's 16 units, w₁x + w₂y + b = 0.
+    let (tensors, _) =
+        strata_train::checkpoint::load_tensors(&run.join("model.safetensors")).unwrap();
+    let get = |n: &str| {
+        tensors
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, t)| t.to_vec())
+            .unwrap()
+    };
+    let (w, b) = (get("layers.1.weight"), get("layers.1.bias"));
+    assert_eq!(r.lines.len(), 16);
+    for (u, l) in r.lines.iter().enumerate() {
+        assert_eq!(*l, [w[2 * u] as f64, w[2 * u + 1] as f64, b[u] as f64]);
+    }
+    // The regions classify the training points as the network does: the
+    // cell under each point mostly holds the point's own class.
+    let train_set = strata_train::data::load("moons", None).unwrap().train;
+    let (x, labels) = train_set
+        .batch(&(0..train_set.len()).collect::<Vec<_>>())
+        .unwrap();
+    let x = x.to_vec();
+    let [x0, x1, y0, y1] = r.window;
+    let hits = labels
+        .iter()
+        .enumerate()
+        .filter(|&(k, &c)| {
+            let i = ((x[2 * k] as f64 - x0) / (x1 - x0) * r.cells as f64) as usize;
+            let j = ((x[2 * k + 1] as f64 - y0) / (y1 - y0) * r.cells as f64) as usize;
+            r.classes[j.min(r.cells - 1) * r.cells + i.min(r.cells - 1)] == c
+        })
+        .count();
+    assert!(hits as f64 > 0.95 * labels.len() as f64, "{hits}");
+    // Regions are for points of the plane only.
+    let e = viz::regions_plot(&d, None, &png).unwrap_err().to_string();
+    assert!(e.contains("not a trained model folder"), "{e}");
     let _ = std::fs::remove_dir_all(&d);
 }
