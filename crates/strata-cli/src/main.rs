@@ -176,6 +176,24 @@ enum Picture {
         #[arg(long, default_value = "regions.png")]
         out: PathBuf,
     },
+    /// Training images as the network sees them (preprocessing and
+    /// augmentation), one row per epoch.
+    Augment {
+        /// The spec file.
+        spec: PathBuf,
+        /// Rows: epochs of augmentation.
+        #[arg(long, default_value_t = 4)]
+        epochs: usize,
+        /// Images per row.
+        #[arg(long, default_value_t = 8)]
+        images: usize,
+        /// The PNG to write.
+        #[arg(long, default_value = "augment.png")]
+        out: PathBuf,
+        /// Look for data sets in this folder first.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// The first convolution's filters of a trained model as an image grid.
     Filters {
         /// A folder written by `strata train`.
@@ -608,6 +626,23 @@ fn run_command(command: Command) -> Result<(), Failure> {
                         "wrote {} ({} lines of first-layer units)",
                         out.display(),
                         r.lines.len()
+                    );
+                }
+                Picture::Augment {
+                    spec,
+                    epochs,
+                    images,
+                    out,
+                    data_dir,
+                } => {
+                    let s = load_spec(&spec, &[])?;
+                    let g = viz::augment_plot(&s, data_dir.as_deref(), epochs, images, &out)?;
+                    println!(
+                        "wrote {} ({} epochs × {} images, {:?} each)",
+                        out.display(),
+                        g.epochs,
+                        g.columns,
+                        &g.images.shape()[1..]
                     );
                 }
                 Picture::Filters {

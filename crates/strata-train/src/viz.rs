@@ -9,6 +9,9 @@
 //!   (the patch-whitening filters when that layer comes first).
 //! - [`dead_units_plot`]: the fraction of dead units per layer per epoch
 //!   from a run's `metrics.jsonl` (12.1.3).
+//! - [`augment_plot`]: training images as the network sees them, after
+//!   preprocessing and augmentation, one row per epoch (crops, flips and
+//!   whitening at a glance).
 //! - [`regions_plot`]: for a model of points of the plane (`dataset =
 //!   "moons"`, `"blobs"`, `"rings"`), the class it gives every point, the
 //!   training points, and the lines `w·x + b = 0` of its first layer's
@@ -570,5 +573,65 @@ pub fn regions_plot(
         cells,
         classes,
         lines,
+    })
+}
+
+/// What [`augment_plot`] drew.
+#[derive(Clone, Debug)]
+pub struct AugmentGrid {
+    /// The images as the network sees them: `[rows·columns, C, H, W]`, row
+    /// `e` the same training images in epoch `e` (0-based).
+    pub images: Tensor<f32>,
+    /// Epochs shown (rows) and images per epoch (columns).
+    pub epochs: usize,
+    /// Images per row.
+    pub columns: usize,
+}
+
+/// `path`: `columns` training images of `spec`, spread over the set, as the
+/// network sees them (after the fitted preprocessing and the spec's augmentation),
+/// one row per epoch for `epochs` epochs, each tile scaled to its own range.
+pub fn augment_plot(
+    spec: &crate::spec::Spec,
+    data_dir: Option<&Path>,
+    epochs: usize,
+    columns: usize,
+    path: &Path,
+) -> Result<AugmentGrid, RunError> {
+    if epochs == 0 || columns == 0 || epochs * columns > 4096 {
+        return Err(RunError::Usage(format!(
+            "--epochs × --images must lie in 1..=4096, got {epochs} × {columns}"
+        )));
+    }
+    let data = crate::run::load_data(spec, data_dir)?;
+    let n = columns.min(data.train.len());
+    // Spread over the set: image folders are stored class by class.
+    let idx: Vec<usize> = (0..n).map(|i| i * data.train.len() / n).collect();
+    let (x, _) = data.train.batch(&idx)?;
+    let aug = spec.augmentation();
+    let mut rows = Vec::new();
+    let mut shape = Vec::new();
+    for e in 0..epochs {
+        let y = match &aug {
+            Some(a) => a.apply_batch_indexed(&x, e as u64, 0, &idx)?,
+            None => x.clone(),
+        };
+        shape = y.shape().to_vec();
+        rows.extend(y.to_vec());
+    }
+    shape[0] = n * epochs;
+    let images = Tensor::from_vec(rows, &shape).map_err(|e| RunError::Other(e.to_string()))?;
+    let side = shape[2].max(shape[3]);
+    let opts = GridOptions {
+        columns: Some(n),
+        padding: 2,
+        upscale: (96 / side.max(1)).clamp(1, 12),
+        ..GridOptions::default()
+    };
+    save_grid(path, &images, &opts)?;
+    Ok(AugmentGrid {
+        images,
+        epochs,
+        columns: n,
     })
 }

@@ -215,3 +215,35 @@ fn regions_of_a_two_layer_classifier_on_the_moons() {
     assert!(e.contains("not a trained model folder"), "{e}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn augment_grid_shows_each_epochs_views() {
+    let d = dir("augment");
+    let with = Spec::parse(
+        "[data]\ndataset = \"digits\"\npreprocess = [\"pixel-whiten\"]\n\
+         augment = { crop = { size = 8, pad = 1 }, flip = \"alternate\" }\n\
+         [model]\nlayers = [\"flatten\", { linear = 10 }]\n",
+        d.join("a.toml"),
+    )
+    .unwrap();
+    let png = d.join("augment.png");
+    let g = viz::augment_plot(&with, None, 3, 5, &png).unwrap();
+    assert_eq!(g.images.shape(), [15, 1, 8, 8]);
+    // 5 tiles of 8·12 pixels across, 3 down, 2 pixels of padding.
+    assert_eq!(png_size(&png), (5 * 96 + 6 * 2, 3 * 96 + 4 * 2));
+    let v = g.images.to_vec();
+    let row = |r: usize| &v[r * 5 * 64..(r + 1) * 5 * 64];
+    assert_ne!(row(0), row(1), "alternate flips change every other epoch");
+    // Without augmentation every epoch shows the same preprocessed images.
+    let plain = Spec::parse(
+        "[data]\ndataset = \"digits\"\npreprocess = [\"pixel-whiten\"]\n\
+         [model]\nlayers = [\"flatten\", { linear = 10 }]\n",
+        d.join("p.toml"),
+    )
+    .unwrap();
+    let g = viz::augment_plot(&plain, None, 2, 5, &png).unwrap();
+    let v = g.images.to_vec();
+    assert_eq!(v[..5 * 64], v[5 * 64..]);
+    assert!(viz::augment_plot(&plain, None, 0, 5, &png).is_err());
+    let _ = std::fs::remove_dir_all(&d);
+}
