@@ -176,6 +176,24 @@ enum Picture {
         #[arg(long, default_value = "regions.png")]
         out: PathBuf,
     },
+    /// Training loss against the step at several constant learning rates,
+    /// a short run each.
+    LearningRates {
+        /// The spec file.
+        spec: PathBuf,
+        /// The rates, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0.001,0.01,0.1,1")]
+        lr: Vec<f64>,
+        /// Epochs per run.
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+        /// The PNG to write.
+        #[arg(long, default_value = "learning-rates.png")]
+        out: PathBuf,
+        /// Look for data sets in this folder first.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Training images as the network sees them (preprocessing and
     /// augmentation), one row per epoch.
     Augment {
@@ -627,6 +645,25 @@ fn run_command(command: Command) -> Result<(), Failure> {
                         out.display(),
                         r.lines.len()
                     );
+                }
+                Picture::LearningRates {
+                    spec,
+                    lr,
+                    epochs,
+                    out,
+                    data_dir,
+                } => {
+                    let s = load_spec(&spec, &[])?;
+                    let runs =
+                        viz::learning_rates_plot(&s, &lr, epochs, data_dir.as_deref(), &out)?;
+                    for r in &runs {
+                        let last = r.losses.last().copied().unwrap_or(f64::NAN);
+                        match r.diverged_at {
+                            Some(step) => println!("η = {:<8} diverged at step {step}", r.lr),
+                            None => println!("η = {:<8} last loss {last:.4}", r.lr),
+                        }
+                    }
+                    println!("wrote {}", out.display());
                 }
                 Picture::Augment {
                     spec,

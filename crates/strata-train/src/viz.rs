@@ -9,6 +9,9 @@
 //!   (the patch-whitening filters when that layer comes first).
 //! - [`dead_units_plot`]: the fraction of dead units per layer per epoch
 //!   from a run's `metrics.jsonl` (12.1.3).
+//! - [`learning_rates_plot`]: the loss against the step for several
+//!   constant learning rates, from a short run each ("too small, too
+//!   large, about right").
 //! - [`augment_plot`]: training images as the network sees them, after
 //!   preprocessing and augmentation, one row per epoch (crops, flips and
 //!   whitening at a glance).
@@ -634,4 +637,143 @@ pub fn augment_plot(
         epochs,
         columns: n,
     })
+}
+
+/// One learning rate's run in [`learning_rates_plot`].
+#[derive(Clone, Debug)]
+pub struct RateRun {
+    /// The constant rate.
+    pub lr: f64,
+    /// The minibatch loss of every step, in order.
+    pub losses: Vec<f64>,
+    /// The step at which the loss stopped being finite, if it did.
+    pub diverged_at: Option<u64>,
+}
+
+/// Collects each step's loss.
+struct Losses(Vec<f64>);
+
+impl crate::Observer for Losses {
+    fn on_step(&mut self, info: &crate::StepInfo) {
+        self.0.push(info.loss);
+    }
+}
+
+/// `path`: the training loss against the step of `spec` trained `epochs`
+/// epochs at each constant rate of `lrs` (the chapter's picture of rates
+/// too small, too large and about right). A run that diverges is drawn up
+/// to its last finite loss and marked.
+pub fn learning_rates_plot(
+    spec: &crate::spec::Spec,
+    lrs: &[f64],
+    epochs: usize,
+    data_dir: Option<&Path>,
+    path: &Path,
+) -> Result<Vec<RateRun>, RunError> {
+    if lrs.is_empty() || lrs.len() > 8 || lrs.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+        return Err(RunError::Usage(format!(
+            "--lr takes 1 to 8 positive rates, got {lrs:?}"
+        )));
+    }
+    let scratch = std::env::temp_dir().join(format!("strata-viz-lr-{}", std::process::id()));
+    let mut runs = Vec::new();
+    for (i, &lr) in lrs.iter().enumerate() {
+        let s = spec.with_overrides(&[
+            format!("optimizer.schedule = {{ kind = \"constant\", lr = {lr:e} }}"),
+            "optimizer.warmup_steps = 0".into(),
+            format!("train.epochs = {epochs}"),
+        ])?;
+        let opts = crate::run::RunOptions {
+            out: scratch.join(i.to_string()),
+            data_dir: data_dir.map(Path::to_path_buf),
+            skip_test: true,
+            overwrite: true,
+            ..crate::run::RunOptions::default()
+        };
+        let mut seen = Losses(Vec::new());
+        let result = crate::run::train(&s, &opts, &mut seen);
+        let diverged_at = match result {
+            Ok(_) => None,
+            Err(RunError::Train(crate::TrainError::Diverged { step, .. })) => Some(step),
+            Err(RunError::Other(m)) if m.contains("diverged") => Some(seen.0.len() as u64),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&scratch);
+                return Err(e);
+            }
+        };
+        runs.push(RateRun {
+            lr,
+            losses: seen.0,
+            diverged_at,
+        });
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    fonts();
+    let (w, h) = (900u32, 500u32);
+    let steps = runs
+        .iter()
+        .map(|r| r.losses.len())
+        .max()
+        .unwrap_or(1)
+        .max(2) as f64;
+    // Clip the scale at 1.5 × the largest first loss: a diverging run would
+    // flatten every other curve.
+    let first = runs
+        .iter()
+        .filter_map(|r| r.losses.first().copied())
+        .filter(|v| v.is_finite())
+        .fold(0f64, f64::max);
+    let top = if first > 0.0 { 1.5 * first } else { 1.0 };
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    let draw = |buf: &mut [u8]| -> Result<(), String> {
+        let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(path, e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "training loss at constant learning rates",
+                ("sans-serif", 22),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..steps, 0f64..top)
+            .map_err(|e| err(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("loss")
+            .draw()
+            .map_err(|e| err(path, e))?;
+        for (i, r) in runs.iter().enumerate() {
+            let colour = COLOURS[i % COLOURS.len()];
+            let sm = crate::plot::smooth(&r.losses, 0.1);
+            let pts: Vec<(f64, f64)> = sm
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(k, &v)| (k as f64, v.min(top)))
+                .collect();
+            let label = match r.diverged_at {
+                Some(s) => format!("η = {} (diverged at step {s})", r.lr),
+                None => format!("η = {}", r.lr),
+            };
+            chart
+                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+                .map_err(|e| err(path, e))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.85))
+            .draw()
+            .map_err(|e| err(path, e))?;
+        root.present().map_err(|e| err(path, e))
+    };
+    draw(&mut buf).map_err(RunError::Other)?;
+    save_png(path, &buf, (w, h)).map_err(RunError::Other)?;
+    Ok(runs)
 }

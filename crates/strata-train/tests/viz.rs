@@ -247,3 +247,33 @@ fn augment_grid_shows_each_epochs_views() {
     assert!(viz::augment_plot(&plain, None, 0, 5, &png).is_err());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn learning_rates_picture_holds_each_rates_losses() {
+    let d = dir("lr");
+    let spec = Spec::parse(
+        "[data]\ndataset = \"digits\"\nvalidation = 0\n[model]\nlayers = [\"flatten\", { linear = 10 }]\n\
+         [optimizer]\nschedule = { kind = \"inverse-epoch\", a = 10.0, b = 1.0 }\n[train]\nbatch = 64\n",
+        d.join("s.toml"),
+    )
+    .unwrap();
+    let png = d.join("lr.png");
+    let runs = viz::learning_rates_plot(&spec, &[1e-4, 1.0], 1, None, &png).unwrap();
+    assert_eq!(png_size(&png), (900, 500));
+    assert_eq!(runs.len(), 2);
+    // One epoch of the 1,497 digits training images at batch 64: 24 steps.
+    let steps = strata_train::data::load("digits", None)
+        .unwrap()
+        .train
+        .len()
+        .div_ceil(64);
+    for r in &runs {
+        assert_eq!(r.losses.len(), steps, "η = {}", r.lr);
+        assert!(r.diverged_at.is_none());
+    }
+    // Too small a rate barely moves; a good one brings the loss down.
+    let last = |r: &viz::RateRun| *r.losses.last().unwrap();
+    assert!(last(&runs[1]) < 0.5 * last(&runs[0]), "{runs:?}");
+    assert!(viz::learning_rates_plot(&spec, &[-1.0], 1, None, &png).is_err());
+    let _ = std::fs::remove_dir_all(&d);
+}
