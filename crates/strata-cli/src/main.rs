@@ -134,6 +134,20 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Load a PyTorch state dict (safetensors) into the network a spec
+    /// describes, as a model folder `strata eval` and `strata export` take.
+    Import {
+        /// The spec whose network matches the state dict's.
+        spec: PathBuf,
+        /// The state dict, saved with `safetensors.torch.save_file`.
+        state: PathBuf,
+        /// The model folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Look for data sets in this folder first.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// The chapter's pictures, as PNG files.
     Viz {
         #[command(subcommand)]
@@ -586,6 +600,32 @@ fn run_command(command: Command) -> Result<(), Failure> {
                 flops += 2 * row.flops;
             }
             println!("total: {params} parameters, {flops} FLOPs per sample (forward)");
+            Ok(())
+        }
+        Command::Import {
+            spec,
+            state,
+            out,
+            data_dir,
+        } => {
+            let s = load_spec(&spec, &[])?;
+            let r = strata_train::import::import(&s, &state, data_dir.as_deref(), &out)?;
+            for (ours, theirs) in &r.mapped {
+                if ours != theirs {
+                    println!("{theirs:<32} -> {ours}");
+                }
+            }
+            println!(
+                "wrote {} ({} tensors{}); `strata eval {}` evaluates it",
+                out.display(),
+                r.mapped.len(),
+                if r.ignored.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} batch counters left out", r.ignored.len())
+                },
+                out.display()
+            );
             Ok(())
         }
         Command::Viz { picture } => {

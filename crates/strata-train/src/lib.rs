@@ -65,6 +65,7 @@ pub mod checkpoint;
 pub mod collective;
 pub mod data_spec;
 mod fit;
+pub mod import;
 pub mod onnx;
 pub mod plot;
 pub mod run;

@@ -349,7 +349,7 @@ fn write_text(path: &Path, text: &str) -> Result<(), RunError> {
 
 /// Model weights (and batch-norm statistics) under their names, the fitted
 /// preprocessing (`preprocess.*`), plus the spec, in `model.safetensors`.
-fn save_model(
+pub(crate) fn save_model(
     path: &Path,
     model: &dyn Module<f32>,
     pipeline: Option<&FittedPipeline>,
