@@ -10,9 +10,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use rand::SeedableRng;
-use strata_autograd::Tape;
-use strata_nn::{Ctx, Mode, Module, Sequential};
+use strata_nn::Sequential;
 use strata_train::run::{train, RunOptions};
 use strata_train::spec::Spec;
 
@@ -126,14 +124,9 @@ pub fn interop(args: &[String]) -> Result<(), String> {
             Some(p) => p.apply_tensor(&x).map_err(|e| e.to_string())?,
             None => x.clone(),
         };
-        let mut tape = Tape::inference();
-        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
-        let mut ctx = Ctx::new(Mode::Eval, &mut rng);
-        let xv = tape.input(input);
-        let y = model
-            .forward(&mut tape, xv, &mut ctx)
-            .map_err(|e| e.to_string())?;
-        let logits = tape.value(y).map_err(|e| e.to_string())?.to_vec();
+        let logits = strata_train::logits(&mut model, input)
+            .map_err(|e| e.to_string())?
+            .to_vec();
         f32_file(&d.join("x.f32"), &x.to_vec())?;
         f32_file(&d.join("logits.f32"), &logits)?;
         let o = Command::new(python)

@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rand::SeedableRng;
-use strata_autograd::Tape;
-use strata_train::nn::{Ctx, Mode, Module, Sequential};
+use strata_train::nn::Sequential;
 use strata_train::spec::Spec;
 
 const SPEC: &str = r#"
@@ -70,12 +68,7 @@ fn a_pytorch_state_dict_gives_pytorchs_logits() {
     let s = Spec::load(out.join("spec.toml")).unwrap();
     let mut model: Sequential<f32> = strata_train::build_model(&s, &[1, 8, 8], 10).unwrap();
     strata_train::run::load_model(&out.join("model.safetensors"), &mut model, &s).unwrap();
-    let mut tape = Tape::inference();
-    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
-    let mut ctx = Ctx::new(Mode::Eval, &mut rng);
-    let xv = tape.input(x);
-    let y = model.forward(&mut tape, xv, &mut ctx).unwrap();
-    let got = tape.value(y).unwrap().to_vec();
+    let got = strata_train::logits(&mut model, x).unwrap().to_vec();
     let diff = got
         .iter()
         .zip(&want)

@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rand::SeedableRng;
-use strata_train::nn::{Ctx, Mode, Module, Sequential};
+use strata_train::nn::Sequential;
 use strata_train::spec::Spec;
 
 /// A convolutional net using every exported layer kind but the linear-only
@@ -167,12 +166,7 @@ fn round_trip(name: &str, spec_text: &str) {
         Some(p) => p.apply_tensor(&x).unwrap(),
         None => x.clone(),
     };
-    let mut tape = strata_autograd::Tape::inference();
-    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
-    let mut ctx = Ctx::new(Mode::Eval, &mut rng);
-    let xv = tape.input(input);
-    let y = model.forward(&mut tape, xv, &mut ctx).unwrap();
-    let logits = tape.value(y).unwrap().to_vec();
+    let logits = strata_train::logits(&mut model, input).unwrap().to_vec();
     f32_file(&d.join("x.f32"), &x.to_vec());
     f32_file(&d.join("logits.f32"), &logits);
 

@@ -161,6 +161,34 @@ pub fn load_tensors(path: &Path) -> Result<Loaded, CheckpointError> {
     load_tensors_from(path, &buf)
 }
 
+/// Tensor `name` of a safetensors file as f32 values: refused, with a
+/// message naming it, unless it is F32 and finite (a NaN in a running mean
+/// or an optimiser's cache would train or evaluate on without a word, and
+/// end at chance).
+pub(crate) fn decode_f32(
+    name: &str,
+    v: &safetensors::tensor::TensorView<'_>,
+) -> Result<Tensor<f32>, String> {
+    if v.dtype() != Dtype::F32 {
+        return Err(format!(
+            "tensor {name} has dtype {:?}, expected F32",
+            v.dtype()
+        ));
+    }
+    let data: Vec<f32> = v
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+        return Err(format!(
+            "tensor {name} holds a non-finite value ({}) at index {i}; the file is damaged or the run that wrote it diverged",
+            data[i]
+        ));
+    }
+    Tensor::from_vec(data, v.shape()).map_err(|e| format!("tensor {name}: {e}"))
+}
+
 /// As [`load_tensors`], from the bytes of the file at `path` read already
 /// (e.g. by another process and broadcast); `path` names it in errors.
 pub fn load_tensors_from(path: &Path, buf: &[u8]) -> Result<Loaded, CheckpointError> {
@@ -180,27 +208,7 @@ pub fn load_tensors_from(path: &Path, buf: &[u8]) -> Result<Loaded, CheckpointEr
         let v = st
             .tensor(&name)
             .map_err(|e| fmt(format!("tensor {name}: {}", describe(&e))))?;
-        if v.dtype() != Dtype::F32 {
-            return Err(fmt(format!(
-                "tensor {name} has dtype {:?}, expected F32",
-                v.dtype()
-            )));
-        }
-        let data: Vec<f32> = v
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        // A NaN in a running mean or an optimiser's cache would train or
-        // evaluate on without a word, and end at chance.
-        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
-            return Err(fmt(format!(
-                "tensor {name} holds a non-finite value ({}) at index {i}; the file is damaged or the run that wrote it diverged",
-                data[i]
-            )));
-        }
-        let t =
-            Tensor::from_vec(data, v.shape()).map_err(|e| fmt(format!("tensor {name}: {e}")))?;
+        let t = decode_f32(&name, &v).map_err(fmt)?;
         out.push((name, t));
     }
     Ok((out, metadata))

@@ -513,7 +513,7 @@ pub fn evaluate(
 }
 
 /// The network's outputs `o` for a `[B, …]` batch in evaluation mode.
-fn logits(model: &mut dyn Module<f32>, images: Tensor<f32>) -> Result<Tensor<f32>, TrainError> {
+pub fn logits(model: &mut dyn Module<f32>, images: Tensor<f32>) -> Result<Tensor<f32>, TrainError> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
     let mut tape = Tape::inference();
     let x = tape.input(images);

@@ -50,7 +50,7 @@ type Named = Vec<(String, Tensor<f32>)>;
 /// The float tensors of a PyTorch state dict file, and the names of the
 /// `num_batches_tracked` counters left out (int64 in PyTorch's files).
 fn read_state(path: &Path) -> Result<(Named, Vec<String>), RunError> {
-    use safetensors::{Dtype, SafeTensors};
+    use safetensors::SafeTensors;
     let bad = |m: String| RunError::Other(format!("{}: {m}", path.display()));
     let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
     let st = SafeTensors::deserialize(&bytes)
@@ -66,26 +66,8 @@ fn read_state(path: &Path) -> Result<(Named, Vec<String>), RunError> {
         let v = st
             .tensor(&name)
             .map_err(|e| bad(format!("tensor {name}: {e}")))?;
-        if v.dtype() != Dtype::F32 {
-            return Err(bad(format!(
-                "tensor {name} is {:?}; strata takes float32 weights (save the state dict \
-                 after `model.float()`)",
-                v.dtype()
-            )));
-        }
-        let data: Vec<f32> = v
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
-            return Err(bad(format!(
-                "tensor {name} holds a non-finite value ({}) at index {i}",
-                data[i]
-            )));
-        }
-        let t =
-            Tensor::from_vec(data, v.shape()).map_err(|e| bad(format!("tensor {name}: {e}")))?;
+        // PyTorch saves float32 after `model.float()`.
+        let t = crate::checkpoint::decode_f32(&name, &v).map_err(bad)?;
         out.push((name, t));
     }
     Ok((out, ignored))

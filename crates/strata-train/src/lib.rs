@@ -80,6 +80,6 @@ pub use strata_optim as optim;
 
 pub use assemble::{build_model, build_model_fitted, layer_table, LayerRow};
 pub use fit::{
-    evaluate, fit, fit_from, EpochReport, Evaluation, FitOptions, Observer, OnEpoch, StepInfo,
-    TrainError,
+    evaluate, fit, fit_from, logits, EpochReport, Evaluation, FitOptions, Observer, OnEpoch,
+    StepInfo, TrainError,
 };

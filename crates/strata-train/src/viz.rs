@@ -434,8 +434,6 @@ pub fn regions_plot(
     data_dir: Option<&Path>,
     path: &Path,
 ) -> Result<Regions, RunError> {
-    use strata_autograd::Tape;
-    use strata_nn::{Ctx, Mode, Module};
     let mut t = load_trained(model_dir, data_dir)?;
     if t.raw != [2, 1, 1] {
         return Err(RunError::Usage(format!(
@@ -471,16 +469,7 @@ pub fn regions_plot(
         Some(p) => p.apply_tensor(&x).map_err(RunError::from)?,
         None => x,
     };
-    let mut tape = Tape::inference();
-    let mut rng = <rand_xoshiro::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(0);
-    let mut ctx = Ctx::new(Mode::Eval, &mut rng);
-    let xv = tape.input(x);
-    let y = t
-        .model
-        .forward(&mut tape, xv, &mut ctx)
-        .map_err(|e| RunError::Other(e.to_string()))?;
-    let logits = tape
-        .value(y)
+    let logits = crate::logits(&mut t.model, x)
         .map_err(|e| RunError::Other(e.to_string()))?
         .to_vec();
     let classes: Vec<usize> = logits
