@@ -200,6 +200,34 @@ fn hwc_to_chw(src: &[u8], src_c: usize, dst_c: usize, plane: usize, out: &mut [u
     }
 }
 
+/// Reads one PNG or JPEG file as `[channels, H, W]` pixels scaled to
+/// `[0, 1]`: grey is replicated into colour, colour becomes grey by the mean
+/// of its channels. Errors name the file and say what is wrong with it.
+pub fn read_image(path: impl AsRef<Path>, channels: usize) -> Result<(Vec<f32>, [usize; 3])> {
+    let path = path.as_ref();
+    if channels != 1 && channels != 3 {
+        return Err(DataError::Invalid(format!(
+            "{}: images are read as 1 or 3 channels, not {channels}",
+            path.display()
+        )));
+    }
+    let d = decode(path)?;
+    let plane = d.w as usize * d.h as usize;
+    let mut out = vec![0.0f32; channels * plane];
+    if channels == 1 && d.channels == 3 {
+        for (o, px) in out.iter_mut().zip(d.bytes.chunks_exact(3)) {
+            *o = px.iter().map(|&v| v as f32).sum::<f32>() / (3.0 * 255.0);
+        }
+    } else {
+        let mut chw = vec![0u8; channels * plane];
+        hwc_to_chw(&d.bytes, d.channels, channels, plane, &mut chw);
+        for (o, &v) in out.iter_mut().zip(&chw) {
+            *o = v as f32 / 255.0;
+        }
+    }
+    Ok((out, [channels, d.h as usize, d.w as usize]))
+}
+
 /// Reads `root/<split>` as a folder of class folders (see [`load_class_folder`]).
 pub fn load_image_folder(root: impl AsRef<Path>, split: &str) -> Result<Dataset> {
     load_class_folder(root.as_ref().join(split))

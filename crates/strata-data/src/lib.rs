@@ -113,6 +113,7 @@
 
 mod augment;
 mod batch;
+pub mod canvas;
 mod cifar;
 mod dataset;
 mod digits;
@@ -133,6 +134,10 @@ pub mod whiten;
 
 pub use augment::{AugmentStep, Augmentation};
 pub use batch::{Batch, Batcher, Batches, Prefetcher};
+pub use canvas::{
+    benchmark_canvases, make_canvases, mnist_canvas_split, window_set, with_background, BBox,
+    Canvas, CanvasOptions, Object, WindowOptions,
+};
 pub use cifar::{
     load_cifar10_binary, parse_cifar10_batch, read_cifar10_batch, CIFAR10_CLASSES,
     CIFAR10_RECORD_LEN, CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES,
@@ -144,8 +149,8 @@ pub use digits::{
 pub use download::{download, extract_tar_gz, fetch_verified, official_remote, Packing, Remote};
 pub use error::{DataError, Result};
 pub use folder::{
-    list_class_folder, load_class_folder, load_image_folder, load_image_folder_split, ClassFolder,
-    IMAGE_EXTENSIONS,
+    list_class_folder, load_class_folder, load_image_folder, load_image_folder_split, read_image,
+    ClassFolder, IMAGE_EXTENSIONS,
 };
 pub use geometry::{
     center_crop, crop_window, crop_window_reflect, flip_horizontal, resize_center_crop,

@@ -3,6 +3,8 @@
 //! A name resolves, in this order, to:
 //! 1. the embedded UCI digits, for the name `digits`, and the generated
 //!    two-dimensional sets `moons`, `blobs` and `rings`;
+//!    `mnist-canvas` resolves as `mnist` does, then cuts detection windows
+//!    from canvases of its images ([`crate::mnist_canvas_split`]);
 //! 2. the path itself, when `name_or_path` is an existing folder;
 //! 3. `<data_dir>/<name>`, when the caller gives a data folder (a command-line
 //!    option, say);
@@ -43,6 +45,9 @@ pub enum Layout {
     ImageFolder,
     /// Points of the plane generated on the spot ([`crate::plane_split`]).
     Generated,
+    /// Windows of canvases of the MNIST files in `path`
+    /// ([`crate::mnist_canvas_split`], `dataset = "mnist-canvas"`).
+    Canvas,
 }
 
 /// Where a data set was found and how it is stored.
@@ -66,6 +71,7 @@ impl Resolved {
         let split = match self.layout {
             Layout::Embedded => digits_split(),
             Layout::Generated => crate::plane::plane_split(&self.name)?,
+            Layout::Canvas => crate::canvas::mnist_canvas_split(&load_mnist_like(path)?)?,
             Layout::Idx if self.name.contains("fashion") => load_fashion_mnist(path)?,
             Layout::Idx => load_mnist_like(path)?,
             Layout::CifarBinary => load_cifar10_binary(path)?,
@@ -157,6 +163,15 @@ impl Resolver {
                 name: name_or_path.into(),
                 path: None,
                 layout: Layout::Generated,
+            });
+        }
+        if name_or_path == "mnist-canvas" {
+            // Made from MNIST, found (or downloaded) wherever MNIST is.
+            let mnist = self.resolve("mnist")?;
+            return Ok(Resolved {
+                name: name_or_path.into(),
+                layout: Layout::Canvas,
+                ..mnist
             });
         }
         let mut looked: Vec<(PathBuf, String)> = Vec::new();

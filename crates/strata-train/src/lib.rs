@@ -64,6 +64,7 @@ mod assemble;
 pub mod checkpoint;
 pub mod collective;
 pub mod data_spec;
+pub mod detect;
 mod fit;
 pub mod import;
 pub mod onnx;

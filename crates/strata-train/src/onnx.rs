@@ -355,6 +355,8 @@ pub(crate) struct Trained {
     pub raw: [usize; 3],
     /// Classes.
     pub classes: usize,
+    /// The classes' names.
+    pub names: Vec<String>,
 }
 
 /// Loads `model_dir` (`spec.toml` + `model.safetensors`); the data set is
@@ -372,6 +374,7 @@ pub(crate) fn load_trained(model_dir: &Path, data_dir: Option<&Path>) -> Result<
     let test = crate::run::load_raw(&spec, data_dir)?.test;
     let raw = test.image_shape();
     let classes = test.num_classes();
+    let names = test.class_names().to_vec();
     let image = spec
         .preprocess
         .iter()
@@ -393,6 +396,7 @@ pub(crate) fn load_trained(model_dir: &Path, data_dir: Option<&Path>) -> Result<
         pipeline,
         raw,
         classes,
+        names,
     })
 }
 
@@ -407,7 +411,7 @@ fn count_nodes(bytes: &[u8]) -> usize {
 
 /// The per-pixel affine map `x ↦ a·x + b` that `pipeline` is, probed at 0, 1
 /// and a third image; an error names the first step when it is not one.
-fn pixel_affine(
+pub(crate) fn pixel_affine(
     pipeline: &FittedPipeline,
     raw: [usize; 3],
 ) -> Result<(Vec<f32>, Vec<f32>), String> {

@@ -247,6 +247,11 @@ pub(crate) fn load_raw(spec: &Spec, data_dir: Option<&Path>) -> Result<Splits, R
     if let Some(n) = spec.data.test_subset {
         test = random_subset(&test, n, spec.train.seed)?;
     }
+    if let Some(f) = spec.data.background {
+        let field = |e: strata_data::DataError| spec_error(spec, "data.background", e.to_string());
+        train = strata_data::with_background(&train, f, spec.train.seed).map_err(field)?;
+        test = strata_data::with_background(&test, f, spec.train.seed ^ 0x7e57).map_err(field)?;
+    }
     if test.is_empty() {
         // A run is judged on held-out images: "0.00 %" of none would mislead.
         return Err(spec_error(

@@ -101,6 +101,12 @@ pub struct DataSpec {
     /// Use only `test_subset` test items, a random choice fixed by `train.seed` (quick runs).
     #[serde(default)]
     pub test_subset: Option<usize>,
+    /// Add a class `"background"` for detection by windows (section 12.4):
+    /// `background · n` windows cut from canvases of each split's own images
+    /// (empty places, parts of objects, windows astride two), after the
+    /// subsets are drawn ([`strata_data::with_background`]).
+    #[serde(default)]
+    pub background: Option<f64>,
     /// Preprocessing steps, fitted on the training split (see [`crate::data_spec`]).
     #[serde(default)]
     pub preprocess: Vec<toml::Value>,
@@ -823,6 +829,15 @@ impl Spec {
                     "data",
                     key,
                     "must be at least 1 item (leave it out for all)".into(),
+                ));
+            }
+        }
+        if let Some(b) = self.data.background {
+            if !(b > 0.0 && b <= 10.0) {
+                return Err((
+                    "data",
+                    "background",
+                    format!("is the number of background windows per image, in (0, 10]; got {b}"),
                 ));
             }
         }
