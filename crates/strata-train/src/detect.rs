@@ -620,6 +620,32 @@ impl Detector {
         ((stride as f64 * self.input[1] as f64 / side as f64).round() as usize).max(1)
     }
 
+    /// Where windows start along one axis of `len` rescaled pixels, for
+    /// windows `h` long every `r` pixels at most. With a fully convolutional
+    /// form of grid `s`, both scorings use its windows: the shifts
+    /// `j·s/k` (`k = ⌈s/r⌉`) plus multiples of `s`; else multiples of `r`.
+    /// Returns (shifts, positions).
+    fn axis(&self, len: usize, h: usize, r: usize, s: Option<usize>) -> (Vec<usize>, Vec<usize>) {
+        if len < h {
+            return (Vec::new(), Vec::new());
+        }
+        match s {
+            Some(s) => {
+                let k = s.div_ceil(r).clamp(1, s);
+                let mut shifts: Vec<usize> = (0..k).map(|j| j * s / k).collect();
+                shifts.dedup();
+                shifts.retain(|&o| o + h <= len);
+                let mut at: Vec<usize> = shifts
+                    .iter()
+                    .flat_map(|&o| (o..=len - h).step_by(s))
+                    .collect();
+                at.sort_unstable();
+                (shifts, at)
+            }
+            None => (vec![0], (0..=len - h).step_by(r).collect()),
+        }
+    }
+
     /// Scores of the windows of side `side` every `stride` image pixels,
     /// each cut out and classified (in batches of 256).
     pub fn window_scores(
@@ -640,9 +666,12 @@ impl Detector {
         };
         let [c, h, w] = self.input;
         let r = self.grid(side, stride);
+        let grid = self.fc.as_ref().ok().map(|f| f.stride);
+        let (_, ys) = self.axis(rs[1], h, r, grid.map(|g| g[0]));
+        let (_, xs) = self.axis(rs[2], w, r, grid.map(|g| g[1]));
         let mut at = Vec::new();
-        for y in (0..=rs[1] - h).step_by(r) {
-            for x in (0..=rs[2] - w).step_by(r) {
+        for &y in &ys {
+            for &x in &xs {
                 at.push((y, x));
             }
         }
@@ -697,14 +726,10 @@ impl Detector {
         // The grid is S pixels; a finer stride r runs the network k times
         // per axis on the image shifted by S/k.
         let r = self.grid(side, stride);
-        let shifts = |s: usize| -> Vec<usize> {
-            let k = s.div_ceil(r).clamp(1, s);
-            let mut v: Vec<usize> = (0..k).map(|j| j * s / k).collect();
-            v.dedup();
-            v
-        };
-        for oy in shifts(fc.stride[0]) {
-            for ox in shifts(fc.stride[1]) {
+        let (sy_shifts, _) = self.axis(rs[1], h, r, Some(fc.stride[0]));
+        let (sx_shifts, _) = self.axis(rs[2], w, r, Some(fc.stride[1]));
+        for &oy in &sy_shifts {
+            for &ox in &sx_shifts {
                 let sub = [rs[0], rs[1] - oy, rs[2] - ox];
                 if sub[1] < h || sub[2] < w {
                     continue;
@@ -968,6 +993,9 @@ pub fn evaluate_detections(
         classes,
     }
 }
+
+mod job;
+pub use job::{detect_images, read_truth, DetectJob, DetectReport, MNIST_CANVAS};
 
 #[cfg(test)]
 mod tests;
