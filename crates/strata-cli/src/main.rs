@@ -171,6 +171,11 @@ enum Command {
         /// Windows overlapping more than this (IoU) dispute one object.
         #[arg(long, default_value_t = 0.3)]
         overlap: f32,
+        /// A window lying more than this fraction inside another disputes
+        /// its object too (a part of a digit read as another digit); 1 turns
+        /// that off.
+        #[arg(long, default_value_t = 0.6)]
+        contain: f32,
         /// Resolve disputes by merging the windows into their score-weighted
         /// mean box instead of keeping the best one (non-maximum suppression).
         #[arg(long)]
@@ -683,6 +688,7 @@ fn run_command(command: Command) -> Result<(), Failure> {
             stride,
             threshold,
             overlap,
+            contain,
             merge,
             scoring,
             eval,
@@ -698,9 +704,7 @@ fn run_command(command: Command) -> Result<(), Failure> {
                 "windows" => Scoring::Windows,
                 other => {
                     return Err(Failure(
-                        format!(
-                            "--scoring {other:?}: expected auto, convolutional or windows"
-                        ),
+                        format!("--scoring {other:?}: expected auto, convolutional or windows"),
                         2,
                     ))
                 }
@@ -714,6 +718,7 @@ fn run_command(command: Command) -> Result<(), Failure> {
                     stride,
                     threshold,
                     overlap,
+                    contain,
                     resolve: if merge {
                         Resolve::Average
                     } else {
@@ -747,7 +752,10 @@ fn run_command(command: Command) -> Result<(), Failure> {
                 }
             );
             if let Some(m) = &r.metrics {
-                println!("{:<12} {:>7} {:>7} {:>9} {:>7} {:>7} {:>9}", "class", "objects", "found", "precision", "recall", "AP@0.5", "AP@.5:.95");
+                println!(
+                    "{:<12} {:>7} {:>7} {:>9} {:>7} {:>7} {:>9}",
+                    "class", "objects", "found", "precision", "recall", "AP@0.5", "AP@.5:.95"
+                );
                 for c in &m.classes {
                     println!(
                         "{:<12} {:>7} {:>7} {:>9.3} {:>7.3} {:>7.3} {:>9.3}",

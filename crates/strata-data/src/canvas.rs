@@ -266,7 +266,7 @@ pub fn make_canvases(
 }
 
 /// The seed of the MNIST detection benchmark's canvases.
-pub const BENCHMARK_SEED: u64 = 0x12_4_0_d37;
+pub const BENCHMARK_SEED: u64 = 0x0124_0d37;
 
 /// The detection benchmark: `count` canvases of [`CanvasOptions::default`]
 /// (112 × 112, 1–5 digits of 20–48 px) made from `test` (MNIST's test
@@ -505,9 +505,9 @@ pub const MNIST_CANVAS_TEST: (usize, usize) = (10_000, 5_000);
 pub fn mnist_canvas_split(mnist: &TrainTest) -> Result<TrainTest> {
     let opts = WindowOptions::default();
     let (p, b) = MNIST_CANVAS_TRAIN;
-    let train = window_set(&mnist.train, p, b, 0x12_4_7a1, &opts)?;
+    let train = window_set(&mnist.train, p, b, 0x0012_47a1, &opts)?;
     let (p, b) = MNIST_CANVAS_TEST;
-    let test = window_set(&mnist.test, p, b, 0x12_4_7e5, &opts)?;
+    let test = window_set(&mnist.test, p, b, 0x0012_47e5, &opts)?;
     Ok(TrainTest { train, test })
 }
 

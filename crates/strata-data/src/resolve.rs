@@ -94,6 +94,20 @@ impl Resolved {
         }
         Ok(split)
     }
+
+    /// The test images' shape `[C, H, W]` and the class names, reading no
+    /// more than that needs (the MNIST files for `mnist-canvas`, no windows).
+    pub fn describe(&self) -> Result<([usize; 3], Vec<String>)> {
+        if self.layout == Layout::Canvas {
+            let path = self.path.as_deref().unwrap_or(Path::new(""));
+            let mnist = load_mnist_like(path)?;
+            let mut names = mnist.test.class_names().to_vec();
+            names.push(crate::canvas::BACKGROUND.into());
+            return Ok((mnist.test.image_shape(), names));
+        }
+        let split = self.load()?;
+        Ok((split.test.image_shape(), split.test.class_names().to_vec()))
+    }
 }
 
 /// The layout of a folder, if it holds one this crate reads.

@@ -20,20 +20,19 @@
 //! A window's score is the probability of its most probable object class
 //! (any class but `"background"`, which a spec adds with
 //! `data.background`). Windows above a threshold then go through
-//! non-maximum suppression ([`nms`]) or merging by averaging ([`merge`]).
+//! non-maximum suppression ([`nms`]) or merging by averaging ([`merge`]),
+//! where two windows dispute one place when their IoU is high or one lies
+//! mostly inside the other ([`Overlap`]).
 //! [`evaluate_detections`] gives precision, recall and average precision
 //! per class at IoU 0.5 and over 0.5:0.95.
 
 use crate::onnx::{load_trained, pixel_affine};
 use crate::run::RunError;
 use std::path::Path;
-use strata_autograd::kernels::pool::OddPolicy;
 use strata_autograd::kernels::softmax::softmax_rows;
-use strata_autograd::ops::conv2d::Conv2dOptions;
-use strata_autograd::{Tape, Var};
 use strata_data::canvas::BACKGROUND;
-use strata_data::{crop_window, resize_image, BBox, Filter, FittedPipeline, Object};
-use strata_nn::{Lowered, Module, Sequential};
+use strata_data::{crop_window, resize_image, BBox, Filter, FittedPipeline};
+use strata_nn::{Module, Sequential};
 use strata_tensor::Tensor;
 
 /// One detected object.
@@ -63,13 +62,37 @@ fn ranked(dets: &[Detection]) -> Vec<Detection> {
     d
 }
 
+/// When two windows dispute one place: they overlap by more than `iou`
+/// (intersection over union), or the smaller lies more than `contain` inside
+/// the other (intersection over the smaller area) — a window on part of an
+/// object (the stem of a 9 reads as a 1) overlaps the whole little by IoU.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Overlap {
+    /// IoU above which two windows dispute.
+    pub iou: f32,
+    /// Intersection over the smaller area above which they dispute (1: never).
+    pub contain: f32,
+}
+
+impl Overlap {
+    /// Windows that dispute only by IoU.
+    pub fn iou(iou: f32) -> Self {
+        Self { iou, contain: 1.0 }
+    }
+
+    /// Whether `a` and `b` dispute one place.
+    pub fn disputes(&self, a: &BBox, b: &BBox) -> bool {
+        let small = a.area().min(b.area());
+        a.iou(b) > self.iou || (small > 0.0 && a.intersection(b) / small > self.contain)
+    }
+}
+
 /// Non-maximum suppression: the best-scoring window wins, and every window
-/// overlapping a winner by more than `overlap` (IoU) is dropped, whatever
-/// its class — overlapping windows dispute one place.
-pub fn nms(dets: &[Detection], overlap: f32) -> Vec<Detection> {
+/// disputing a winner's place (`overlap`) is dropped, whatever its class.
+pub fn nms(dets: &[Detection], overlap: Overlap) -> Vec<Detection> {
     let mut kept: Vec<Detection> = Vec::new();
     for d in ranked(dets) {
-        if kept.iter().all(|k| k.bbox.iou(&d.bbox) <= overlap) {
+        if kept.iter().all(|k| !overlap.disputes(&k.bbox, &d.bbox)) {
             kept.push(d);
         }
     }
@@ -77,16 +100,16 @@ pub fn nms(dets: &[Detection], overlap: f32) -> Vec<Detection> {
 }
 
 /// Merging by averaging: the best-scoring window and every remaining window
-/// overlapping it by more than `overlap` become one detection whose box is
-/// their score-weighted mean, with the best window's class and score.
-pub fn merge(dets: &[Detection], overlap: f32) -> Vec<Detection> {
+/// disputing its place (`overlap`) become one detection whose box is their
+/// score-weighted mean, with the best window's class and score.
+pub fn merge(dets: &[Detection], overlap: Overlap) -> Vec<Detection> {
     let mut left = ranked(dets);
     let mut out = Vec::new();
     while !left.is_empty() {
         let top = left[0];
         let (group, rest): (Vec<Detection>, Vec<Detection>) = left
             .into_iter()
-            .partition(|d| d.bbox.iou(&top.bbox) > overlap || *d == top);
+            .partition(|d| overlap.disputes(&d.bbox, &top.bbox) || *d == top);
         let w: f32 = group.iter().map(|d| d.score.max(1e-12)).sum();
         let avg = |f: fn(&BBox) -> f32| {
             group
@@ -143,6 +166,9 @@ pub struct DetectOptions {
     pub threshold: f32,
     /// Windows overlapping more than this (IoU) dispute one object.
     pub overlap: f32,
+    /// A window lying more than this inside another (intersection over its
+    /// area) disputes its object too; 1 turns that off.
+    pub contain: f32,
     /// How disputes are resolved.
     pub resolve: Resolve,
     /// How windows are scored.
@@ -151,13 +177,15 @@ pub struct DetectOptions {
 
 impl Default for DetectOptions {
     /// Tuned on the MNIST canvases (digits of 20–48 px): windows 20–48 px a
-    /// factor ≈ 1.2 apart, stride 4, threshold 0.5, overlap 0.3, suppression.
+    /// factor ≈ 1.2 apart, stride 4, threshold 0.5, overlap 0.3, containment
+    /// 0.6, suppression.
     fn default() -> Self {
         Self {
             windows: vec![20, 24, 28, 34, 40, 48],
             stride: 4,
             threshold: 0.5,
             overlap: 0.3,
+            contain: 0.6,
             resolve: Resolve::Suppress,
             scoring: Scoring::Auto,
         }
@@ -175,324 +203,8 @@ pub struct WindowScores {
     pub classes: usize,
 }
 
-/// One layer of the fully convolutional network.
-#[derive(Clone, Debug)]
-enum FcOp {
-    Conv {
-        weight: Tensor<f32>,
-        bias: Option<Tensor<f32>>,
-        stride: [usize; 2],
-        relu: bool,
-    },
-    BatchNorm {
-        gamma: Tensor<f32>,
-        beta: Tensor<f32>,
-        mean: Vec<f32>,
-        var: Vec<f32>,
-        eps: f64,
-    },
-    Relu,
-    Gelu,
-    Scale(f32),
-    MaxPool {
-        window: [usize; 2],
-        stride: [usize; 2],
-    },
-    Residual {
-        pre: Vec<FcOp>,
-        body: Vec<FcOp>,
-        shortcut: Option<Vec<FcOp>>,
-        relu: bool,
-    },
-}
-
-/// Per-window shape while compiling: `[C, H, W]`, and whether it has been
-/// flattened (a linear layer then reads all of it).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Geometry {
-    shape: [usize; 3],
-    flat: bool,
-    stride: [usize; 2],
-}
-
-/// The network read as convolutions over a whole image.
-#[derive(Clone, Debug)]
-pub struct FcNet {
-    ops: Vec<FcOp>,
-    /// The grid of its windows in input pixels, `[vertical, horizontal]`.
-    pub stride: [usize; 2],
-    /// The window it classifies, `[C, h, w]`.
-    pub window: [usize; 3],
-}
-
-fn compile_one(l: &Lowered<f32>, g: &mut Geometry, out: &mut Vec<FcOp>) -> Result<(), String> {
-    let [c, h, w] = g.shape;
-    match l {
-        Lowered::Sequence(ls) => {
-            for l in ls {
-                compile_one(l, g, out)?;
-            }
-        }
-        Lowered::Identity => {}
-        Lowered::Relu => out.push(FcOp::Relu),
-        Lowered::Gelu => out.push(FcOp::Gelu),
-        Lowered::Scale(f) => out.push(FcOp::Scale(*f as f32)),
-        Lowered::Flatten => g.flat = true,
-        Lowered::Conv {
-            weight,
-            bias,
-            stride,
-            pad,
-            ..
-        } => {
-            if g.flat {
-                return Err("a convolution after the flatten".into());
-            }
-            if pad.top + pad.bottom + pad.left + pad.right > 0 {
-                return Err(format!(
-                    "its convolution {:?} pads its input, and over a whole image a window \
-                     would see its neighbours' pixels where it saw padding",
-                    weight.shape()
-                ));
-            }
-            let (kh, kw) = (weight.shape()[2], weight.shape()[3]);
-            if h < kh || w < kw {
-                return Err(format!("a {kh}×{kw} convolution of a {h}×{w} map"));
-            }
-            g.shape = [
-                weight.shape()[0],
-                (h - kh) / stride[0] + 1,
-                (w - kw) / stride[1] + 1,
-            ];
-            g.stride = [g.stride[0] * stride[0], g.stride[1] * stride[1]];
-            out.push(FcOp::Conv {
-                weight: weight.clone(),
-                bias: bias.clone(),
-                stride: *stride,
-                relu: false,
-            });
-        }
-        Lowered::Linear { weight, bias, relu } => {
-            // A linear layer of the whole per-window block is a convolution
-            // with a kernel that size.
-            let (o, i) = (weight.shape()[0], weight.shape()[1]);
-            if !g.flat && (h, w) != (1, 1) {
-                return Err("a linear layer before any flatten".into());
-            }
-            if i != c * h * w {
-                return Err(format!(
-                    "a linear layer of {i} inputs after a {c}×{h}×{w} block"
-                ));
-            }
-            let weight = weight.reshape(&[o, c, h, w]).map_err(|e| e.to_string())?;
-            g.shape = [o, 1, 1];
-            g.flat = false;
-            out.push(FcOp::Conv {
-                weight,
-                bias: Some(bias.clone()),
-                stride: [1, 1],
-                relu: *relu,
-            });
-        }
-        Lowered::BatchNorm {
-            gamma,
-            beta,
-            mean,
-            var,
-            eps,
-        } => {
-            if g.flat && (h, w) != (1, 1) {
-                return Err("batch norm of a flattened block".into());
-            }
-            out.push(FcOp::BatchNorm {
-                gamma: gamma.clone(),
-                beta: beta.clone(),
-                mean: mean.to_vec(),
-                var: var.to_vec(),
-                eps: *eps,
-            });
-        }
-        Lowered::MaxPool {
-            window,
-            stride,
-            ceil,
-        } => {
-            if g.flat {
-                return Err("pooling after the flatten".into());
-            }
-            let partial = |n: usize, k: usize, s: usize| n >= k && (n - k) % s != 0;
-            if *ceil && (partial(h, window[0], stride[0]) || partial(w, window[1], stride[1])) {
-                return Err(
-                    "its pooling keeps partial windows at the block's edge, which a whole \
-                     image does not have"
-                        .into(),
-                );
-            }
-            if h < window[0] || w < window[1] {
-                return Err(format!("a {:?} pooling of a {h}×{w} map", window));
-            }
-            g.shape = [
-                c,
-                (h - window[0]) / stride[0] + 1,
-                (w - window[1]) / stride[1] + 1,
-            ];
-            g.stride = [g.stride[0] * stride[0], g.stride[1] * stride[1]];
-            out.push(FcOp::MaxPool {
-                window: *window,
-                stride: *stride,
-            });
-        }
-        Lowered::GlobalAvgPool => {
-            return Err(
-                "it averages over the whole block (global average pooling); a network that \
-                 ends in a flatten and linear layers runs fully convolutionally"
-                    .into(),
-            )
-        }
-        Lowered::Residual {
-            pre,
-            body,
-            shortcut,
-            relu,
-        } => {
-            let at_x = *g;
-            let mut p = Vec::new();
-            compile_one(pre, g, &mut p)?;
-            let at_h = *g;
-            let mut b = Vec::new();
-            compile_one(body, g, &mut b)?;
-            let (s, at_skip) = match shortcut {
-                Some(sc) => {
-                    let mut gs = at_h;
-                    let mut s = Vec::new();
-                    compile_one(sc, &mut gs, &mut s)?;
-                    (Some(s), gs)
-                }
-                None => (None, at_x),
-            };
-            if at_skip != *g {
-                return Err("a residual layer whose branches differ in size".into());
-            }
-            out.push(FcOp::Residual {
-                pre: p,
-                body: b,
-                shortcut: s,
-                relu: *relu,
-            });
-        }
-    }
-    Ok(())
-}
-
-impl FcNet {
-    /// Reads `lowered` (the network for `[C, h, w]` windows) as convolutions,
-    /// after the per-channel affine map `x ↦ a·x + b` of the preprocessing
-    /// when given; an error says which layer prevents it.
-    pub fn compile(
-        lowered: &Lowered<f32>,
-        window: [usize; 3],
-        affine: Option<(Vec<f32>, Vec<f32>)>,
-    ) -> Result<Self, String> {
-        let mut ops = Vec::new();
-        if let Some((a, b)) = affine {
-            // The preprocessing as a 1×1 convolution: weight diag(a), bias b.
-            let c = window[0];
-            let mut wv = vec![0.0; c * c];
-            for k in 0..c {
-                wv[k * c + k] = a[k];
-            }
-            ops.push(FcOp::Conv {
-                weight: Tensor::from_vec(wv, &[c, c, 1, 1]).map_err(|e| e.to_string())?,
-                bias: Some(Tensor::from_vec(b, &[c]).map_err(|e| e.to_string())?),
-                stride: [1, 1],
-                relu: false,
-            });
-        }
-        let mut g = Geometry {
-            shape: window,
-            flat: false,
-            stride: [1, 1],
-        };
-        compile_one(lowered, &mut g, &mut ops)?;
-        if g.shape[1..] != [1, 1] {
-            return Err(format!(
-                "its output for one window is a {:?} block, not one score per class",
-                g.shape
-            ));
-        }
-        Ok(Self {
-            ops,
-            stride: g.stride,
-            window,
-        })
-    }
-
-    /// The `[1, classes, rows, cols]` output for a `[C, H, W]` image.
-    pub fn run(&self, image: &[f32], shape: [usize; 3]) -> Result<Tensor<f32>, String> {
-        let mut tape = Tape::<f32>::inference();
-        let x = Tensor::from_vec(image.to_vec(), &[1, shape[0], shape[1], shape[2]])
-            .map_err(|e| e.to_string())?;
-        let x = tape.input(x);
-        let y = run_ops(&mut tape, &self.ops, x).map_err(|e| e.to_string())?;
-        Ok(tape.value(y).map_err(|e| e.to_string())?.clone())
-    }
-}
-
-fn run_ops(
-    tape: &mut Tape<f32>,
-    ops: &[FcOp],
-    mut x: Var,
-) -> Result<Var, strata_autograd::AutogradError> {
-    for op in ops {
-        x = match op {
-            FcOp::Conv {
-                weight,
-                bias,
-                stride,
-                relu,
-            } => {
-                let w = tape.input(weight.clone());
-                let b = bias.as_ref().map(|b| tape.input(b.clone()));
-                let opts = Conv2dOptions {
-                    stride: *stride,
-                    ..Conv2dOptions::default()
-                };
-                tape.conv2d_add_act(x, w, b, None, opts, *relu)?
-            }
-            FcOp::BatchNorm {
-                gamma,
-                beta,
-                mean,
-                var,
-                eps,
-            } => {
-                let (g, b) = (tape.input(gamma.clone()), tape.input(beta.clone()));
-                tape.batch_norm_eval(x, g, b, mean, var, *eps)?
-            }
-            FcOp::Relu => tape.relu(x)?,
-            FcOp::Gelu => tape.gelu(x)?,
-            FcOp::Scale(f) => tape.scale(x, *f)?,
-            FcOp::MaxPool { window, stride } => {
-                tape.max_pool2d(x, *window, *stride, OddPolicy::Floor)?
-            }
-            FcOp::Residual {
-                pre,
-                body,
-                shortcut,
-                relu,
-            } => {
-                let h = run_ops(tape, pre, x)?;
-                let skip = match shortcut {
-                    Some(s) => run_ops(tape, s, h)?,
-                    None => x,
-                };
-                let f = run_ops(tape, body, h)?;
-                tape.add_act(f, skip, *relu)?
-            }
-        };
-    }
-    Ok(x)
-}
+mod fc;
+pub use fc::FcNet;
 
 /// The per-channel affine map `x ↦ a·x + b` that `pipeline` is on images of
 /// shape `raw`, or why it is not one.
@@ -519,6 +231,10 @@ fn channel_affine(
     }
     Ok(out)
 }
+
+/// An image rescaled for one window size: pixels, shape, and the factors
+/// `(sx, sy)` back to the image's pixels.
+type Rescaled = (Vec<f32>, [usize; 3], f32, f32);
 
 /// A trained classifier used as a detector.
 pub struct Detector {
@@ -594,7 +310,7 @@ impl Detector {
         image: &[f32],
         shape: [usize; 3],
         side: usize,
-    ) -> Result<Option<(Vec<f32>, [usize; 3], f32, f32)>, RunError> {
+    ) -> Result<Option<Rescaled>, RunError> {
         let [c, h, w] = self.input;
         if shape[0] != c {
             return Err(RunError::Usage(format!(
@@ -793,10 +509,11 @@ impl Detector {
         shape: [usize; 3],
         opts: &DetectOptions,
     ) -> Result<Vec<Detection>, RunError> {
-        if !(0.0..=1.0).contains(&opts.threshold) || !(0.0..=1.0).contains(&opts.overlap) {
+        let unit = |v: f32| (0.0..=1.0).contains(&v);
+        if !unit(opts.threshold) || !unit(opts.overlap) || !unit(opts.contain) {
             return Err(RunError::Usage(format!(
-                "--threshold {} and --overlap {} must lie in [0, 1]",
-                opts.threshold, opts.overlap
+                "--threshold {}, --overlap {} and --contain {} must lie in [0, 1]",
+                opts.threshold, opts.overlap, opts.contain
             )));
         }
         if opts.windows.is_empty() || opts.stride == 0 {
@@ -805,6 +522,10 @@ impl Detector {
             ));
         }
         let fc = self.uses_fc(opts.scoring)?;
+        let overlap = Overlap {
+            iou: opts.overlap,
+            contain: opts.contain,
+        };
         let bg = self.background();
         let mut dets = Vec::new();
         for &side in &opts.windows {
@@ -831,169 +552,14 @@ impl Detector {
             }
         }
         Ok(match opts.resolve {
-            Resolve::Suppress => nms(&dets, opts.overlap),
-            Resolve::Average => merge(&dets, opts.overlap),
+            Resolve::Suppress => nms(&dets, overlap),
+            Resolve::Average => merge(&dets, overlap),
         })
     }
 }
 
-/// Precision, recall and average precision of one class.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClassMetrics {
-    /// The class's name.
-    pub name: String,
-    /// Objects of the class in the ground truth.
-    pub objects: usize,
-    /// Detections of the class.
-    pub detections: usize,
-    /// Detections matching an object at IoU ≥ 0.5, over all detections.
-    pub precision: f64,
-    /// Objects matched at IoU ≥ 0.5, over all objects.
-    pub recall: f64,
-    /// Average precision at IoU 0.5.
-    pub ap50: f64,
-    /// Average precision averaged over IoU 0.50, 0.55, …, 0.95.
-    pub ap50_95: f64,
-}
-
-/// Detection quality over a set of images.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DetectionMetrics {
-    /// Per class that has objects or detections.
-    pub classes: Vec<ClassMetrics>,
-    /// Mean of `ap50` over classes with objects.
-    pub map50: f64,
-    /// Mean of `ap50_95` over classes with objects.
-    pub map50_95: f64,
-    /// Over all classes.
-    pub precision: f64,
-    /// Over all classes.
-    pub recall: f64,
-}
-
-/// Detections of `class` matched greedily (highest score first) to the
-/// unmatched objects of that class with the highest IoU ≥ `t`: for each
-/// detection in score order, whether it is a true positive.
-fn matches(
-    dets: &[Vec<Detection>],
-    truth: &[Vec<Object>],
-    class: usize,
-    t: f32,
-) -> Vec<(f32, bool)> {
-    let mut all: Vec<(usize, Detection)> = dets
-        .iter()
-        .enumerate()
-        .flat_map(|(i, d)| d.iter().filter(|d| d.class == class).map(move |d| (i, *d)))
-        .collect();
-    all.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
-    let mut used: Vec<Vec<bool>> = truth.iter().map(|o| vec![false; o.len()]).collect();
-    all.iter()
-        .map(|(i, d)| {
-            let best = truth[*i]
-                .iter()
-                .enumerate()
-                .filter(|(j, o)| o.class == class && !used[*i][*j])
-                .map(|(j, o)| (j, o.bbox.iou(&d.bbox)))
-                .filter(|(_, iou)| *iou >= t)
-                .max_by(|a, b| a.1.total_cmp(&b.1));
-            if let Some((j, _)) = best {
-                used[*i][j] = true;
-            }
-            (d.score, best.is_some())
-        })
-        .collect()
-}
-
-/// Average precision: the area under the precision–recall curve, with the
-/// precision at each recall the best at that recall or beyond (all points).
-fn average_precision(hits: &[(f32, bool)], objects: usize) -> f64 {
-    if objects == 0 {
-        return 0.0;
-    }
-    let mut tp = 0usize;
-    let mut curve = Vec::with_capacity(hits.len());
-    for (k, &(_, hit)) in hits.iter().enumerate() {
-        tp += hit as usize;
-        curve.push((tp as f64 / objects as f64, tp as f64 / (k + 1) as f64));
-    }
-    let (mut ap, mut best) = (0.0, 0.0f64);
-    for k in (0..curve.len()).rev() {
-        best = best.max(curve[k].1);
-        let before = if k > 0 { curve[k - 1].0 } else { 0.0 };
-        ap += (curve[k].0 - before) * best;
-    }
-    ap
-}
-
-/// Precision, recall and mean average precision of `dets` against `truth`
-/// (one list per image each); `names` are the model's classes.
-pub fn evaluate_detections(
-    dets: &[Vec<Detection>],
-    truth: &[Vec<Object>],
-    names: &[String],
-) -> DetectionMetrics {
-    let mut classes = Vec::new();
-    let (mut tp_all, mut det_all, mut obj_all) = (0usize, 0usize, 0usize);
-    for (class, name) in names.iter().enumerate() {
-        let objects = truth.iter().flatten().filter(|o| o.class == class).count();
-        let hits = matches(dets, truth, class, 0.5);
-        if objects == 0 && hits.is_empty() {
-            continue;
-        }
-        let tp = hits.iter().filter(|h| h.1).count();
-        let ap50 = average_precision(&hits, objects);
-        let ap50_95 = (0..10)
-            .map(|k| {
-                average_precision(&matches(dets, truth, class, 0.5 + 0.05 * k as f32), objects)
-            })
-            .sum::<f64>()
-            / 10.0;
-        tp_all += tp;
-        det_all += hits.len();
-        obj_all += objects;
-        classes.push(ClassMetrics {
-            name: name.clone(),
-            objects,
-            detections: hits.len(),
-            precision: if hits.is_empty() {
-                0.0
-            } else {
-                tp as f64 / hits.len() as f64
-            },
-            recall: if objects == 0 {
-                0.0
-            } else {
-                tp as f64 / objects as f64
-            },
-            ap50,
-            ap50_95,
-        });
-    }
-    let with: Vec<&ClassMetrics> = classes.iter().filter(|c| c.objects > 0).collect();
-    let mean = |f: fn(&ClassMetrics) -> f64| {
-        if with.is_empty() {
-            0.0
-        } else {
-            with.iter().map(|c| f(c)).sum::<f64>() / with.len() as f64
-        }
-    };
-    DetectionMetrics {
-        map50: mean(|c| c.ap50),
-        map50_95: mean(|c| c.ap50_95),
-        precision: if det_all == 0 {
-            0.0
-        } else {
-            tp_all as f64 / det_all as f64
-        },
-        recall: if obj_all == 0 {
-            0.0
-        } else {
-            tp_all as f64 / obj_all as f64
-        },
-        classes,
-    }
-}
-
+mod metrics;
+pub use metrics::{evaluate_detections, ClassMetrics, DetectionMetrics};
 mod job;
 pub use job::{detect_images, read_truth, DetectJob, DetectReport, MNIST_CANVAS};
 

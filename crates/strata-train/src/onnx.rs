@@ -371,10 +371,13 @@ pub(crate) fn load_trained(model_dir: &Path, data_dir: Option<&Path>) -> Result<
         }
     }
     let spec = Spec::load(model_dir.join("spec.toml"))?;
-    let test = crate::run::load_raw(&spec, data_dir)?.test;
-    let raw = test.image_shape();
-    let classes = test.num_classes();
-    let names = test.class_names().to_vec();
+    // Only the image shape and the classes are needed: no windows are cut
+    // for `mnist-canvas` or `data.background`.
+    let (raw, mut names) = strata_data::resolve(&spec.data.dataset, data_dir)?.describe()?;
+    if spec.data.background.is_some() {
+        names.push(strata_data::canvas::BACKGROUND.into());
+    }
+    let classes = names.len();
     let image = spec
         .preprocess
         .iter()

@@ -2,7 +2,7 @@
 //! files or the MNIST canvases, with the results written out and, against a
 //! ground truth, measured.
 
-use super::{evaluate_detections, Detection, DetectOptions, DetectionMetrics, Detector};
+use super::{evaluate_detections, DetectOptions, Detection, DetectionMetrics, Detector};
 use crate::checkpoint::write_atomic;
 use crate::plot::{err, fonts, save_png};
 use crate::run::RunError;
@@ -83,9 +83,8 @@ fn canvas_count(arg: &str) -> Option<Result<usize, RunError>> {
 /// that `strata detect … mnist-canvas --out DIR` writes), with class names
 /// mapped to `names`. Errors name the file and the field.
 pub fn read_truth(path: &Path, names: &[String]) -> Result<Vec<(String, Vec<Object>)>, RunError> {
-    let bad = |field: String, what: &str| {
-        RunError::Usage(format!("{}: {field}: {what}", path.display()))
-    };
+    let bad =
+        |field: String, what: &str| RunError::Usage(format!("{}: {field}: {what}", path.display()));
     let text = std::fs::read_to_string(path)
         .map_err(|e| RunError::Usage(format!("{}: cannot read it: {e}", path.display())))?;
     let v: Value = serde_json::from_str(&text)
@@ -120,7 +119,12 @@ pub fn read_truth(path: &Path, names: &[String]) -> Result<Vec<(String, Vec<Obje
             let b: Vec<f32> = o
                 .get("box")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_f64).map(|x| x as f32).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_f64)
+                        .map(|x| x as f32)
+                        .collect()
+                })
                 .unwrap_or_default();
             if b.len() != 4 || b.iter().any(|x| !x.is_finite()) || b[2] <= b[0] || b[3] <= b[1] {
                 return Err(bad(
@@ -309,12 +313,18 @@ pub fn detect_images(
     }
     let seconds = start.elapsed().as_secs_f64();
     let metrics = job.eval.then(|| {
-        let truth: Vec<Vec<Object>> = items.iter().map(|i| i.truth.clone().unwrap_or_default()).collect();
+        let truth: Vec<Vec<Object>> = items
+            .iter()
+            .map(|i| i.truth.clone().unwrap_or_default())
+            .collect();
         evaluate_detections(&found, &truth, &names)
     });
     if let Some(out) = &job.out {
         std::fs::create_dir_all(out).map_err(|e| {
-            RunError::Usage(format!("--out {}: cannot create the folder: {e}", out.display()))
+            RunError::Usage(format!(
+                "--out {}: cannot create the folder: {e}",
+                out.display()
+            ))
         })?;
         let dets: Vec<Value> = items
             .iter()
@@ -331,7 +341,8 @@ pub fn detect_images(
             })
             .collect();
         let write = |name: &str, v: &Value| -> Result<(), RunError> {
-            let text = serde_json::to_string_pretty(v).map_err(|e| RunError::Other(e.to_string()))?;
+            let text =
+                serde_json::to_string_pretty(v).map_err(|e| RunError::Other(e.to_string()))?;
             Ok(write_atomic(&out.join(name), text.as_bytes())?)
         };
         write("detections.json", &json!({ "images": dets }))?;
@@ -360,13 +371,18 @@ pub fn detect_images(
                 .map_or_else(|| item.name.clone(), |s| s.to_string_lossy().into_owned());
             // The canvas itself too, so `--truth truth.json` can be tried on files.
             if item.name.starts_with(MNIST_CANVAS) {
-                let grey: Vec<u8> = item.pixels.iter().map(|v| (v * 255.0).round() as u8).collect();
+                let grey: Vec<u8> = item
+                    .pixels
+                    .iter()
+                    .map(|v| (v * 255.0).round() as u8)
+                    .collect();
                 let [_, h, w] = item.shape;
                 let rgb: Vec<u8> = grey.iter().flat_map(|&g| [g, g, g]).collect();
                 save_png(&out.join(format!("{stem}.png")), &rgb, (w as u32, h as u32))
                     .map_err(RunError::Other)?;
             }
-            draw(&out.join(format!("{stem}.boxes.png")), item, d, &names).map_err(RunError::Other)?;
+            draw(&out.join(format!("{stem}.boxes.png")), item, d, &names)
+                .map_err(RunError::Other)?;
         }
     }
     Ok(DetectReport {

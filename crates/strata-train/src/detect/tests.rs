@@ -2,6 +2,7 @@ use super::*;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use strata_data::Object;
 use strata_nn::{
     BatchNorm, Conv2d, Conv2dConfig, Flatten, GlobalAvgPool, Linear, MaxPool2d, Padding, Relu,
 };
@@ -24,19 +25,31 @@ fn suppression_keeps_the_best_of_each_place() {
         det(30.0, 30.0, 10.0, 0.6, 3),
     ];
     // IoU(A0, A1) = 80/120 = 0.67, IoU(A1, A2) = 0.67, IoU(A0, A2) = 60/140 = 0.43.
-    let kept = nms(&d, 0.3);
+    let kept = nms(&d, Overlap::iou(0.3));
     assert_eq!(kept, vec![d[1], d[3]]);
     // At overlap 0.5 the two outer windows of A no longer dispute with each
     // other, but both still dispute with the best one.
-    assert_eq!(nms(&d, 0.5), vec![d[1], d[3]]);
+    assert_eq!(nms(&d, Overlap::iou(0.5)), vec![d[1], d[3]]);
     // At 0.7 nothing overlaps enough.
-    assert_eq!(nms(&d, 0.7).len(), 4);
+    assert_eq!(nms(&d, Overlap::iou(0.7)).len(), 4);
+    // A small window inside a larger, better one: IoU 25/100 but wholly
+    // contained, so it disputes the place only when containment counts.
+    let part = vec![det(0.0, 0.0, 10.0, 0.9, 9), det(2.0, 2.0, 5.0, 0.8, 1)];
+    assert_eq!(nms(&part, Overlap::iou(0.3)).len(), 2);
+    let both = Overlap {
+        iou: 0.3,
+        contain: 0.7,
+    };
+    assert_eq!(nms(&part, both), vec![part[0]]);
+    // The better window wins even when it is the small one.
+    let part = vec![det(0.0, 0.0, 10.0, 0.7, 9), det(2.0, 2.0, 5.0, 0.8, 1)];
+    assert_eq!(nms(&part, both), vec![part[1]]);
 }
 
 #[test]
 fn merging_averages_the_boxes_by_score() {
     let d = vec![det(0.0, 0.0, 10.0, 0.75, 1), det(2.0, 0.0, 10.0, 0.25, 4)];
-    let m = merge(&d, 0.3);
+    let m = merge(&d, Overlap::iou(0.3));
     assert_eq!(m.len(), 1);
     assert_eq!((m[0].class, m[0].score), (1, 0.75));
     assert!((m[0].bbox.x0 - 0.5).abs() < 1e-6 && (m[0].bbox.x1 - 10.5).abs() < 1e-6);
@@ -230,9 +243,11 @@ proptest! {
     #[test]
     fn suppression_is_idempotent_order_free_and_leaves_no_dispute(
         d in arb_dets(),
-        overlap in 0.05f32..0.9,
+        iou in 0.05f32..0.9,
+        contain in 0.3f32..1.0,
         seed in any::<u64>(),
     ) {
+        let overlap = Overlap { iou, contain };
         let kept = nms(&d, overlap);
         prop_assert_eq!(nms(&kept, overlap), kept.clone());
         let mut shuffled = d.clone();
@@ -240,7 +255,7 @@ proptest! {
         prop_assert_eq!(nms(&shuffled, overlap), kept.clone());
         for (i, a) in kept.iter().enumerate() {
             for b in &kept[i + 1..] {
-                prop_assert!(a.bbox.iou(&b.bbox) <= overlap);
+                prop_assert!(!overlap.disputes(&a.bbox, &b.bbox));
             }
         }
         // Every dropped window lost to a kept one at least as good.
@@ -248,7 +263,7 @@ proptest! {
             if !kept.contains(x) {
                 prop_assert!(kept
                     .iter()
-                    .any(|k| k.score >= x.score && k.bbox.iou(&x.bbox) > overlap));
+                    .any(|k| k.score >= x.score && overlap.disputes(&k.bbox, &x.bbox)));
             }
         }
         // Merging leaves as many detections as suppression keeps.
