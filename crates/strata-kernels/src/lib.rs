@@ -58,6 +58,6 @@ pub mod parallel;
 pub mod pool;
 pub mod reduce;
 pub mod softmax;
-pub mod winograd;
 
+pub use conv::winograd;
 pub use strata_tensor::Element;

@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use crate::conv::ConvGeometry;
+use super::ConvGeometry;
 use crate::gemm::{copy_run, DirectTiles, GemmScalar};
 
 /// Positions of the 4×4 transformed block.
@@ -205,7 +205,7 @@ pub(crate) fn forward<T: GemmScalar>(
         nr: dt.nr,
     };
     let u = kernel_transform(g, w, dt.mr);
-    let task = crate::conv::task_size(g.batch, 1);
+    let task = super::task_size(g.batch, 1);
     crate::parallel::install(|| {
         x.par_chunks(task * g.in_image())
             .zip(y.par_chunks_mut(task * g.out_image()))

@@ -1,0 +1,155 @@
+//! Which algorithm a convolution takes: [`ConvAlgo`], the single decision
+//! point [`choose`] and the predicates behind it (when Winograd pays, when the
+//! direct tiles beat the implicit GEMM, forward and backward-weights). Kept
+//! apart from the algorithms themselves so that every choice, and the
+//! `STRATA_CONV_*` switches for A/B runs, can be read in one place.
+
+use super::direct::PhaseLayout;
+use super::ConvGeometry;
+use crate::gemm::direct_tiles;
+
+/// The convolution algorithms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAlgo {
+    /// 1×1 kernel, stride 1, no padding: one GEMM on the image as stored.
+    Pointwise,
+    /// Unfold windows into a per-image column buffer, then one GEMM.
+    Im2colGemm,
+    /// The column matrix is never stored: the GEMM packs its panels straight
+    /// from zero-padded images (forward and backward-weights; backward-data
+    /// still goes through a column buffer and `col2im`).
+    ImplicitGemm,
+    /// On a CPU with direct tiles, stride-1 layers whose output rows do not
+    /// tile the GEMM panels evenly, and strided layers whose output rows
+    /// fill the tiles: the forward
+    /// convolution's register tiles read the zero-padded image in place (in
+    /// stride phases when strided; nothing packed but the kernel), one tap
+    /// after another; backward-data is the forward convolution of `∂E/∂O`
+    /// with the flipped kernel (per phase when strided); backward-weights on
+    /// the padded image stored slice-innermost (`direct_backward_weights`).
+    Direct,
+    /// 3×3, stride 1, enough slices on both sides, on a CPU with direct
+    /// tiles: Winograd's F(2×2, 3×3) (16 products of transformed slices
+    /// instead of 36 multiply-adds per 2×2 output block; [`crate::winograd`]).
+    /// Backward-data is the forward convolution of `∂E/∂O` with the flipped
+    /// kernel (so also by F(2×2, 3×3)); backward-weights takes the route the
+    /// shape would take without Winograd.
+    Winograd,
+}
+
+/// The algorithm for a shape — the single decision point. Setting
+/// `STRATA_CONV_EXPLICIT` forces [`ConvAlgo::Im2colGemm`],
+/// `STRATA_CONV_NO_DIRECT` rules out [`ConvAlgo::Direct`] and
+/// [`ConvAlgo::Winograd`], and `STRATA_CONV_NO_WINOGRAD` the latter only
+/// (for A/B benchmarks).
+pub fn choose(g: &ConvGeometry) -> ConvAlgo {
+    if winograd_pays(g) {
+        ConvAlgo::Winograd
+    } else {
+        choose_gemm(g)
+    }
+}
+
+/// Winograd F(2×2, 3×3) where it measured ahead of the direct and implicit
+/// GEMM paths (`cargo xtask bench conv`, with and without
+/// `STRATA_CONV_NO_WINOGRAD`; benches/RESULTS.md): wide layers (≥ 64 slices
+/// each way). Its transforms cost passes over input and output per slice
+/// that thinner layers do not win back. Odd output sizes compute a cropped
+/// extra row and column of 2×2 blocks: that costs 14 % more products at
+/// 15×15 and 31 % at 7×7, still far below the 2.25× Winograd saves, but
+/// 78 % at 3×3, where it no longer pays.
+fn winograd_pays(g: &ConvGeometry) -> bool {
+    let blocks = g.out_h().div_ceil(2) * g.out_w().div_ceil(2) * 4;
+    super::winograd::computes(g)
+        && direct_allowed()
+        && !env_set("STRATA_CONV_NO_WINOGRAD")
+        && g.c_in >= 64
+        && g.c_out >= 64
+        && 100 * blocks <= 135 * g.out_h() * g.out_w()
+}
+
+/// [`choose`] without Winograd: the GEMM-based algorithm for a shape.
+pub(super) fn choose_gemm(g: &ConvGeometry) -> ConvAlgo {
+    let no_pad = g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0;
+    let stride1 = g.stride_h == 1 && g.stride_w == 1;
+    if g.kh == 1 && g.kw == 1 && stride1 && no_pad {
+        ConvAlgo::Pointwise
+    } else if env_set("STRATA_CONV_EXPLICIT") {
+        ConvAlgo::Im2colGemm
+    } else if direct_allowed()
+        && (if stride1 {
+            ragged_rows(g)
+        } else {
+            strided_direct(g) && phase_rows_fill(g)
+        })
+    {
+        ConvAlgo::Direct
+    } else {
+        ConvAlgo::ImplicitGemm
+    }
+}
+
+/// Strided layers (a stage's first, downsampling layer) can run on the
+/// direct tiles through their stride phases (`PhaseLayout`) when the
+/// kernel covers the stride, so that every phase is read. Backward-data
+/// always does (`direct_backward_data_strided`: 1.1–1.6× the column buffer
+/// and `col2im` on the `s2` shapes of `cargo xtask bench conv`, with and
+/// without `STRATA_CONV_NO_DIRECT`).
+pub(super) fn strided_direct(g: &ConvGeometry) -> bool {
+    g.stride_h <= g.kh && g.stride_w <= g.kw
+}
+
+/// Whether a strided layer's forward and backward-weights take the direct
+/// tiles: when real outputs fill at least 70 % of the columns they compute
+/// (output rows in the phase width, rounded up to whole tiles). There they
+/// measured 1.1–1.3× the implicit GEMM, which gathers every `s`-th pixel for
+/// each tap; on 7×7 → 4×4 (half the columns wasted) 0.9×.
+pub(super) fn phase_rows_fill(g: &ConvGeometry) -> bool {
+    let nr = direct_tiles::<f32>().map_or(1, |d| d.nr);
+    let q = g.out_h() * PhaseLayout::new(g).pw;
+    10 * g.out_h() * g.out_w() >= 7 * q.div_ceil(nr) * nr
+}
+
+/// Direct tiles exist on this CPU and no environment switch rules them out.
+pub(super) fn direct_allowed() -> bool {
+    direct_tiles::<f32>().is_some()
+        && !env_set("STRATA_CONV_NO_DIRECT")
+        && !env_set("STRATA_CONV_EXPLICIT")
+}
+
+/// Output rows that neither fill whole GEMM panels nor divide them (7, 14,
+/// 28 wide against 16-wide f32 panels): the implicit packer then copies
+/// pieces of rows and falls off its fast path, while the direct tiles only
+/// lose the padded columns. Where rows tile evenly (4, 8, 16, 32 wide) the
+/// implicit GEMM measured as fast or faster (`cargo xtask bench conv`,
+/// with and without `STRATA_CONV_NO_DIRECT`; benches/RESULTS.md).
+fn ragged_rows(g: &ConvGeometry) -> bool {
+    let (ow, nr) = (g.out_w(), direct_tiles::<f32>().map_or(1, |d| d.nr));
+    !ow.is_multiple_of(nr) && !nr.is_multiple_of(ow.max(1))
+}
+
+/// Whether backward-weights takes the direct route
+/// ([`direct_backward_weights`]): `c_in` a multiple of the tile width, and either a [`ConvAlgo::Direct`] shape or an image of ≥ 32×32
+/// outputs (where it measured ahead of the implicit GEMM; on small images
+/// such as 4×4 or 8×8 it fell behind).
+pub(super) fn direct_weights(g: &ConvGeometry, nr: usize) -> bool {
+    g.c_in.is_multiple_of(nr)
+        && direct_allowed()
+        && (choose_gemm(g) == ConvAlgo::Direct || g.out_h() * g.out_w() >= 1024)
+}
+
+/// Whether an environment variable is set (read once per name).
+fn env_set(name: &'static str) -> bool {
+    static SET: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    SET.get_or_init(|| {
+        [
+            "STRATA_CONV_EXPLICIT",
+            "STRATA_CONV_NO_DIRECT",
+            "STRATA_CONV_NO_WINOGRAD",
+        ]
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_some())
+        .collect()
+    })
+    .contains(&name)
+}

@@ -1,0 +1,229 @@
+//! The direct forward convolution (`ConvAlgo::Direct`): the register tiles
+//! read the zero-padded image where it lies, one kernel tap after another,
+//! so only the kernel is packed and no column matrix exists at all — which
+//! pays where output rows do not tile the GEMM panels evenly. Strided layers
+//! run on the same stride-1 tiles through [`PhaseLayout`], the image split
+//! into its stride phases; the strided backward-data and the direct
+//! backward-weights store their images the same way.
+
+use super::{task_size, ConvGeometry};
+use crate::gemm::{copy_run, DirectTiles, GemmScalar};
+use rayon::prelude::*;
+
+/// Input values [`sweep_taps`] reads: the last tile of the last slice reaches
+/// value `(depth − 1)·ldb + max tap + qp − 1`.
+pub(super) fn sweep_reads(depth: usize, ldb: usize, max_tap: usize, qp: usize) -> usize {
+    (depth - 1) * ldb + max_tap + qp
+}
+
+/// Every register tile of a direct convolution of one image: output rows
+/// `0..rows` in row tiles of `mr` (A packed `[tile][tap][depth][mr]`, zero
+/// rows past `rows`) by output columns `0..q` in tiles of `nr`, into `out`
+/// (`[rows, qp]`, `qp` = `q` rounded up to whole tiles). Column `p` of tap
+/// `t` and input slice `d` reads `x[p + taps[t] + d·ldb]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn sweep_taps<T: GemmScalar>(
+    dt: DirectTiles<T>,
+    taps: &[usize],
+    depth: usize,
+    ldb: usize,
+    a: &[T],
+    x: &[T],
+    out: &mut [T],
+    rows: usize,
+    q: usize,
+    qp: usize,
+) {
+    let (mr, nr) = (dt.mr, dt.nr);
+    let tile_len = taps.len() * depth * mr;
+    let max_tap = taps.iter().max().copied().unwrap_or(0);
+    assert!(qp >= q && qp.is_multiple_of(nr) && depth > 0 && rows > 0);
+    assert!(
+        x.len() >= sweep_reads(depth, ldb, max_tap, qp),
+        "direct tiles: input"
+    );
+    assert!(
+        a.len() >= rows.div_ceil(mr) * tile_len,
+        "direct tiles: kernel"
+    );
+    assert!(out.len() >= rows * qp, "direct tiles: output");
+    for q0 in (0..q).step_by(nr) {
+        for tile in 0..rows.div_ceil(mr) {
+            let live = mr.min(rows - tile * mr);
+            // SAFETY (bounds asserted above): the tile's A holds
+            // taps.len()·depth·mr values; every read `q0 + taps[t] + d·ldb +
+            // (0..nr)` is at most `qp − 1 + max tap + (depth − 1)·ldb`, inside
+            // `x`; the tile's rows `tile·mr..+live` (stride qp) and columns
+            // `q0..q0 + nr ≤ qp` are inside `out`; the tiles exist only where
+            // their ISA runs.
+            unsafe {
+                (dt.taps[live - 1])(
+                    taps.as_ptr(),
+                    taps.len(),
+                    depth,
+                    ldb,
+                    a[tile * tile_len..].as_ptr(),
+                    x[q0..].as_ptr(),
+                    out[tile * mr * qp + q0..].as_mut_ptr(),
+                    qp,
+                )
+            }
+        }
+    }
+}
+
+/// How the direct paths store a zero-padded image: split into its
+/// `sh·sw` stride phases, sub-image `(a, b)` holding the padded pixels
+/// `(sh·r + a, sw·c + b)` as a `ph × pw` (phase rows × phase width) grid.
+/// Tap `(i, j)` of output pixel `(u, v)` reads padded pixel
+/// `(sh·u + i, sw·v + j)` = phase `(i mod sh, j mod sw)` at
+/// `(u + ⌊i/sh⌋, v + ⌊j/sw⌋)`: for every tap, the outputs of a row read
+/// consecutive values, so a strided convolution runs on the same register
+/// tiles as a stride-1 one. At stride 1 there is one phase, the padded image.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PhaseLayout {
+    sh: usize,
+    sw: usize,
+    /// Rows of one phase.
+    pub(super) ph: usize,
+    /// Width of one phase: the row length of the outputs in padded-width rows.
+    pub(super) pw: usize,
+    /// Values per slice (all phases).
+    pub(super) plane: usize,
+}
+
+impl PhaseLayout {
+    pub(super) fn new(g: &ConvGeometry) -> Self {
+        let (h, w) = g.padded_hw();
+        let (sh, sw) = (g.stride_h, g.stride_w);
+        let (ph, pw) = (h.div_ceil(sh), w.div_ceil(sw));
+        Self {
+            sh,
+            sw,
+            ph,
+            pw,
+            plane: sh * sw * ph * pw,
+        }
+    }
+
+    /// Offset of tap `(i, j)` within a slice.
+    fn tap(&self, i: usize, j: usize) -> usize {
+        ((i % self.sh) * self.sw + j % self.sw) * self.ph * self.pw
+            + (i / self.sh) * self.pw
+            + j / self.sw
+    }
+
+    /// The taps' offsets in kernel order (`i·kw + j`).
+    pub(super) fn taps(&self, g: &ConvGeometry) -> Vec<usize> {
+        (0..g.kh)
+            .flat_map(|i| (0..g.kw).map(move |j| self.tap(i, j)))
+            .collect()
+    }
+
+    /// Writes one `h × w` slice into its zero-padded phase layout `dst`
+    /// (`plane` values); the padding is never written.
+    pub(super) fn store<T: Copy>(&self, g: &ConvGeometry, src: &[T], dst: &mut [T]) {
+        for (yy, row) in src.chunks_exact(g.w).enumerate() {
+            let r = yy + g.pad_top;
+            let base = ((r % self.sh) * self.sw) * self.ph * self.pw + (r / self.sh) * self.pw;
+            if self.sw == 1 {
+                copy_run(&mut dst[base + g.pad_left..][..g.w], row);
+            } else {
+                for (xx, &v) in row.iter().enumerate() {
+                    let c = xx + g.pad_left;
+                    dst[base + (c % self.sw) * self.ph * self.pw + c / self.sw] = v;
+                }
+            }
+        }
+    }
+}
+
+/// [`ConvAlgo::Direct`] forward. Per image: the zero-padded image in its
+/// [`PhaseLayout`] (at stride 1 `[c_in, ph, pw]`) is the B operand as it
+/// lies — output pixel `q = y·pw + x` of tap `(i, j)` and slice `c` reads
+/// `xp[c·plane + q + tap(i, j)]` (stride 1: `tap = i·pw + j`) — so the tiles
+/// compute the output in rows of the (phase) padded width (`x ≥ ow` is
+/// discarded) and only the kernel is packed, once per call.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn direct_forward<T: GemmScalar>(
+    g: &ConvGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    residual: Option<&[T]>,
+    relu: bool,
+    y: &mut [T],
+    dt: DirectTiles<T>,
+) {
+    let (mr, nr) = (dt.mr, dt.nr);
+    let lay = PhaseLayout::new(g);
+    let (pw, plane) = (lay.pw, lay.plane);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let ntaps = g.kh * g.kw;
+    // Output columns in padded-width rows, rounded up to whole tiles.
+    let q = oh * pw;
+    let qp = q.div_ceil(nr) * nr;
+    let taps = lay.taps(g);
+    // What the tiles read, and at least the c_in whole slices (a strided
+    // layout's last phase may end past every read).
+    let max_tap = taps.iter().max().copied().unwrap_or(0);
+    let xlen = sweep_reads(g.c_in, plane, max_tap, qp).max(g.c_in * plane);
+    // A, packed [row tile][tap][c][mr] (zero rows past c_out).
+    let row_tiles = g.c_out.div_ceil(mr);
+    let tile_len = ntaps * g.c_in * mr;
+    let mut a = vec![T::zero(); row_tiles * tile_len];
+    for o in 0..g.c_out {
+        let (tile, r) = (o / mr, o % mr);
+        for c in 0..g.c_in {
+            for t in 0..ntaps {
+                a[tile * tile_len + (t * g.c_in + c) * mr + r] = w[(o * g.c_in + c) * ntaps + t];
+            }
+        }
+    }
+    let image =
+        |(xp, out): (&mut Vec<T>, &mut Vec<T>), xs: &[T], ys: &mut [T], rs: Option<&[T]>| {
+            // Borders and the tail are never written: they stay zero across images.
+            for (src, dst) in xs.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(plane)) {
+                lay.store(g, src, dst);
+            }
+            sweep_taps(dt, &taps, g.c_in, plane, &a, xp, out, g.c_out, q, qp);
+            // Drop the padded-width columns; bias, residual and ReLU while the
+            // rows are in cache.
+            for (o, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
+                let b = bias.map_or(T::zero(), |b| b[o]);
+                for (yy, d) in dst.chunks_exact_mut(ow).enumerate() {
+                    let src = &out[o * qp + yy * pw..][..ow];
+                    if bias.is_some() {
+                        d.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
+                    } else {
+                        copy_run(d, src);
+                    }
+                    if let Some(rs) = rs {
+                        let r = &rs[(o * oh + yy) * ow..][..ow];
+                        d.iter_mut().zip(r).for_each(|(d, &r)| *d = *d + r);
+                    }
+                    if relu {
+                        crate::elementwise::relu_inplace(d);
+                    }
+                }
+            }
+        };
+    let task = task_size(g.batch, 1);
+    crate::parallel::install(|| {
+        x.par_chunks(task * g.in_image())
+            .zip(y.par_chunks_mut(task * g.out_image()))
+            .enumerate()
+            .for_each(|(t, (src, dst))| {
+                let mut buf = (vec![T::zero(); xlen], vec![T::zero(); g.c_out * qp]);
+                let imgs = src
+                    .chunks_exact(g.in_image())
+                    .zip(dst.chunks_exact_mut(g.out_image()))
+                    .enumerate();
+                imgs.for_each(|(i, (xs, ys))| {
+                    let img = (t * task + i) * g.out_image();
+                    let rs = residual.map(|r| &r[img..][..g.out_image()]);
+                    image((&mut buf.0, &mut buf.1), xs, ys, rs)
+                });
+            })
+    });
+}

@@ -1,0 +1,382 @@
+//! The fast paths against the definition ([`conv2d_naive`]) and against each
+//! other: direct tiles, strided phases, the residual epilogue, the
+//! backward-weights routes and the implicit column matrix.
+
+use super::choose::phase_rows_fill;
+use super::*;
+use crate::gemm::DirectTiles;
+
+fn geoms() -> Vec<ConvGeometry> {
+    let g = |batch, c_in, h, w, c_out, k, s, pads: (usize, usize, usize, usize)| ConvGeometry {
+        batch,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh: k,
+        kw: k,
+        stride_h: s,
+        stride_w: s,
+        pad_top: pads.0,
+        pad_bottom: pads.1,
+        pad_left: pads.2,
+        pad_right: pads.3,
+    };
+    vec![
+        g(3, 5, 32, 32, 16, 3, 1, (1, 1, 1, 1)),
+        g(2, 3, 14, 14, 7, 3, 1, (1, 1, 1, 1)),
+        g(4, 2, 8, 8, 9, 3, 1, (1, 1, 1, 1)),
+        g(2, 4, 9, 11, 6, 3, 2, (1, 0, 2, 1)),
+        g(2, 40, 8, 8, 17, 3, 1, (0, 0, 0, 0)),
+        g(3, 3, 7, 5, 4, 5, 1, (2, 2, 2, 2)),
+    ]
+}
+
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / 16_777_216.0
+                - 0.5
+        })
+        .collect()
+}
+
+/// The direct tiles (stride 1) agree with the definition, bias and ReLU
+/// included: row tiles cut short (c_out not a multiple of 6), padded-width
+/// rows that end inside a tile, no padding, wide kernels, in f64 and f32.
+/// (Nothing to check on a CPU without direct tiles.)
+#[test]
+fn direct_forward_matches_naive() {
+    fn check<T: GemmScalar + Into<f64>>(tol: f64, conv: impl Fn(f32) -> T) {
+        for tiles in direct_tile_sets::<T>() {
+            let mut shapes: Vec<ConvGeometry> = geoms()
+                .into_iter()
+                .filter(|g| g.stride_h == 1 && g.stride_w == 1)
+                .collect();
+            shapes.push(ConvGeometry {
+                kh: 1,
+                kw: 3,
+                pad_top: 0,
+                pad_bottom: 2,
+                ..shapes[1]
+            });
+            for g in shapes {
+                let v = |n, seed| data(n, seed).into_iter().map(&conv).collect::<Vec<T>>();
+                let (x, w, b) = (
+                    v(g.batch * g.in_image(), 1),
+                    v(g.weight_len(), 2),
+                    v(g.c_out, 3),
+                );
+                let n = g.batch * g.out_image();
+                let (mut got, mut want) = (vec![T::zero(); n], vec![T::zero(); n]);
+                direct_forward(&g, &x, &w, Some(&b), None, true, &mut got, tiles);
+                conv2d_naive(&g, &x, &w, Some(&b), &mut want);
+                for (&a, &e) in got.iter().zip(&want) {
+                    let (a, e): (f64, f64) = (a.into(), e.into());
+                    assert!((a - e.max(0.0)).abs() < tol, "{g:?}: {a} vs {e}");
+                }
+            }
+        }
+    }
+    check::<f64>(1e-12, f64::from);
+    check::<f32>(1e-4, |x| x);
+}
+
+/// The residual epilogue gives exactly the separate ops' result,
+/// `relu((conv(x) + b) + r)`, on every path (direct, implicit GEMM,
+/// strided, unpadded, wide kernels), with and without bias, on several
+/// images per task and per group.
+#[test]
+fn residual_epilogue_equals_the_separate_sum() {
+    for g in geoms() {
+        let (x, w, b) = (
+            data(g.batch * g.in_image(), 1),
+            data(g.weight_len(), 2),
+            data(g.c_out, 3),
+        );
+        let n = g.batch * g.out_image();
+        let r = data(n, 4);
+        for bias in [Some(&b[..]), None] {
+            let mut want = vec![0.0f32; n];
+            conv2d_forward_act(&g, &x, &w, bias, false, &mut want);
+            want.iter_mut()
+                .zip(&r)
+                .for_each(|(y, &r)| *y = (*y + r).max(0.0));
+            let mut got = vec![f32::NAN; n];
+            conv2d_forward_fused(&g, &x, &w, bias, Some(&r), true, &mut got);
+            assert_eq!(got, want, "{g:?} bias {}", bias.is_some());
+        }
+    }
+}
+
+/// Strided layers on the direct tiles (through their stride phases):
+/// forward against the definition and backward-data against it through
+/// the adjoint identity `⟨∂E/∂O, K ⋆ x⟩ = ⟨x, ∂E/∂I⟩`, with full and short
+/// row tiles on both sides, odd sizes, uneven padding, a stride beyond the
+/// kernel (1×1, stride 2: phases without taps) and mixed strides.
+#[test]
+fn strided_direct_paths_match_definition() {
+    for dt in direct_tile_sets::<f64>() {
+        strided_direct_paths_match_definition_on(dt);
+    }
+}
+
+fn strided_direct_paths_match_definition_on(dt: DirectTiles<f64>) {
+    let shapes = [
+        // (batch, c_in, c_out, h, w, kh, kw, stride, pads)
+        (3, 20, 17, 14, 14, 3, 3, (2, 2), (1, 1, 1, 1)),
+        (2, 7, 33, 9, 11, 3, 3, (2, 2), (1, 0, 0, 1)),
+        (2, 13, 6, 12, 10, 3, 3, (2, 1), (1, 1, 1, 1)),
+        (2, 9, 8, 13, 12, 3, 2, (3, 2), (1, 1, 0, 1)),
+        (2, 16, 8, 7, 8, 5, 5, (2, 2), (2, 2, 2, 2)),
+        (2, 8, 12, 8, 7, 1, 1, (2, 2), (0, 0, 0, 0)),
+    ];
+    for (batch, c_in, c_out, h, w, kh, kw, (sh, sw), p) in shapes {
+        let g = ConvGeometry {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride_h: sh,
+            stride_w: sw,
+            pad_top: p.0,
+            pad_bottom: p.1,
+            pad_left: p.2,
+            pad_right: p.3,
+        };
+        let d = |n, seed| data(n, seed).into_iter().map(f64::from).collect::<Vec<_>>();
+        let (x, k) = (d(batch * g.in_image(), 1), d(g.weight_len(), 2));
+        let n = batch * g.out_image();
+        let (mut y, mut want) = (vec![0.0; n], vec![0.0; n]);
+        direct_forward(&g, &x, &k, None, None, false, &mut y, dt);
+        conv2d_naive(&g, &x, &k, None, &mut want);
+        for (a, e) in y.iter().zip(&want) {
+            assert!((a - e).abs() < 1e-12, "{g:?}: {a} vs {e}");
+        }
+        let dy = d(n, 3);
+        let mut dx = vec![f64::NAN; x.len()];
+        direct_backward_data_strided(&g, &k, &dy, &mut dx, dt);
+        let lhs: f64 = dy.iter().zip(&want).map(|(a, b)| a * b).sum();
+        let rhs: f64 = dx.iter().zip(&x).map(|(a, b)| a * b).sum();
+        assert!(
+            (lhs - rhs).abs() < 1e-9 * (1.0 + lhs.abs()),
+            "{g:?}: {lhs} vs {rhs}"
+        );
+        // Each input pixel on its own: ∂E/∂I is the adjoint, entry by entry.
+        let mut e = vec![0.0; x.len()];
+        for probe in [0, x.len() / 3, x.len() - 1] {
+            e[probe] = 1.0;
+            let mut ye = vec![0.0; n];
+            conv2d_naive(&g, &e, &k, None, &mut ye);
+            let want: f64 = dy.iter().zip(&ye).map(|(a, b)| a * b).sum();
+            assert!((dx[probe] - want).abs() < 1e-12, "{g:?} pixel {probe}");
+            e[probe] = 0.0;
+        }
+        // Kernels that cover the stride take this path in training too.
+        if strided_direct(&g) && direct_allowed() && phase_rows_fill(&g) {
+            assert_eq!(choose(&g), ConvAlgo::Direct, "{g:?}");
+        }
+    }
+}
+
+/// Direct backward-weights agrees with the definition
+/// `∂E/∂K[o, c, i, j] = Σ ∂E/∂O[b, o, u, v] · I[b, c, s·u + i − p, s·v + j − p]`
+/// for slice counts that are whole tile widths, short row tiles, uneven
+/// padding, strides and several images per partial sum, in f64 and f32.
+#[test]
+fn direct_and_small_backward_weights_match_definition() {
+    fn strided(g: ConvGeometry, stride_h: usize, stride_w: usize) -> ConvGeometry {
+        ConvGeometry {
+            stride_h,
+            stride_w,
+            ..g
+        }
+    }
+    fn check<T: GemmScalar + Into<f64>>(tol: f64, conv: impl Fn(f32) -> T) {
+        let g =
+            |batch, c_in, h, w, c_out, kh, kw, pads: (usize, usize, usize, usize)| ConvGeometry {
+                batch,
+                c_in,
+                h,
+                w,
+                c_out,
+                kh,
+                kw,
+                stride_h: 1,
+                stride_w: 1,
+                pad_top: pads.0,
+                pad_bottom: pads.1,
+                pad_left: pads.2,
+                pad_right: pads.3,
+            };
+        let shapes = [
+            g(3, 16, 8, 8, 7, 3, 3, (1, 1, 1, 1)),
+            g(2, 32, 6, 5, 13, 3, 3, (0, 1, 2, 0)),
+            g(17, 16, 9, 9, 6, 5, 5, (2, 2, 2, 2)),
+            g(2, 16, 7, 30, 16, 1, 3, (0, 0, 1, 1)),
+            // Strided (through the stride phases), odd sizes, uneven padding.
+            strided(g(3, 16, 8, 8, 7, 3, 3, (1, 1, 1, 1)), 2, 2),
+            strided(g(2, 32, 7, 9, 13, 3, 3, (1, 0, 1, 1)), 2, 1),
+            strided(g(2, 16, 11, 10, 5, 3, 3, (1, 1, 0, 2)), 3, 2),
+        ];
+        let small = [
+            g(3, 1, 8, 8, 7, 3, 3, (1, 1, 1, 1)),
+            g(2, 3, 6, 5, 13, 3, 3, (0, 1, 2, 0)),
+            g(17, 1, 9, 9, 6, 5, 5, (2, 2, 2, 2)),
+            g(2, 2, 7, 45, 16, 1, 3, (0, 0, 1, 1)),
+        ];
+        let direct = direct_tile_sets::<T>().flat_map(|dt| {
+            shapes.map(|g| {
+                let c_in = g.c_in.div_ceil(dt.nr) * dt.nr;
+                (ConvGeometry { c_in, ..g }, Some(dt))
+            })
+        });
+        for (g, dt) in direct.chain(small.map(|g| (g, None))) {
+            let v = |n, seed| data(n, seed).into_iter().map(&conv).collect::<Vec<T>>();
+            let (x, dy) = (v(g.batch * g.in_image(), 1), v(g.batch * g.out_image(), 2));
+            let mut got = vec![T::zero(); g.weight_len()];
+            match dt {
+                Some(dt) => direct_backward_weights(&g, &x, &dy, &mut got, dt),
+                None => {
+                    // Through the public entry, which takes the small
+                    // path for these shapes, bias gradient included.
+                    assert!(g.patch() <= SMALL_PATCH);
+                    let mut db = vec![T::zero(); g.c_out];
+                    conv2d_backward_weights(&g, &x, &dy, &mut got, Some(&mut db));
+                    let ohw = g.out_h() * g.out_w();
+                    for (o, &have) in db.iter().enumerate() {
+                        let want: f64 = (0..g.batch)
+                            .flat_map(|b| &dy[(b * g.c_out + o) * ohw..][..ohw])
+                            .map(|&v| v.into())
+                            .sum();
+                        assert!((have.into() - want).abs() < tol, "{g:?} bias {o}");
+                    }
+                }
+            }
+            let (oh, ow) = (g.out_h(), g.out_w());
+            for o in 0..g.c_out {
+                for c in 0..g.c_in {
+                    for i in 0..g.kh {
+                        for j in 0..g.kw {
+                            let mut want = 0f64;
+                            for b in 0..g.batch {
+                                for u in 0..oh {
+                                    for vv in 0..ow {
+                                        let (yy, xx) = (u * g.stride_h + i, vv * g.stride_w + j);
+                                        if yy < g.pad_top
+                                            || xx < g.pad_left
+                                            || yy - g.pad_top >= g.h
+                                            || xx - g.pad_left >= g.w
+                                        {
+                                            continue;
+                                        }
+                                        let xi = ((b * g.c_in + c) * g.h + yy - g.pad_top) * g.w
+                                            + xx
+                                            - g.pad_left;
+                                        let di = ((b * g.c_out + o) * oh + u) * ow + vv;
+                                        want += x[xi].into() * dy[di].into();
+                                    }
+                                }
+                            }
+                            let have: f64 = got[((o * g.c_in + c) * g.kh + i) * g.kw + j].into();
+                            assert!(
+                                (have - want).abs() < tol,
+                                "{g:?} {o} {c} {i} {j}: {have} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    check::<f64>(1e-12, f64::from);
+    check::<f32>(1e-3, |x| x);
+}
+
+/// The implicit column matrix packs exactly the stored im2col matrix:
+/// the GEMMs over both agree bit for bit, forward (`K · col`) and
+/// backward-weights (`∂E/∂O · colᵀ`), for several images side by side.
+#[test]
+fn implicit_columns_match_stored_im2col() {
+    for g in geoms() {
+        let (k, ohw, n) = (g.patch(), g.out_h() * g.out_w(), g.batch);
+        let cols = n * ohw;
+        let x = data(n * g.in_image(), 1);
+        let w = data(g.c_out * k, 2);
+        let dy = data(g.c_out * cols, 3);
+        let mut col = vec![0f32; k * cols];
+        for (b, xi) in x.chunks_exact(g.in_image()).enumerate() {
+            im2col(&g, xi, &mut col[b * ohw..], cols);
+        }
+        let offs = tap_offsets(&g);
+        let mut buf = Vec::new();
+        let xp = padded(&g, &x, &mut buf);
+
+        let (mut want, mut got) = (vec![0f32; g.c_out * cols], vec![1f32; g.c_out * cols]);
+        gemm(
+            Trans::No,
+            Trans::No,
+            g.c_out,
+            cols,
+            k,
+            1.0,
+            &w,
+            k,
+            &col,
+            cols,
+            0.0,
+            &mut want,
+            cols,
+        );
+        let b = Cols::new(&g, xp, &offs);
+        gemm_packed_b(
+            Trans::No,
+            g.c_out,
+            cols,
+            k,
+            1.0,
+            &w,
+            k,
+            &b,
+            0.0,
+            &mut got,
+            cols,
+        );
+        assert_eq!(want, got, "forward {g:?}");
+
+        let (mut want, mut got) = (vec![0.5f32; g.c_out * k], vec![0.5f32; g.c_out * k]);
+        gemm(
+            Trans::No,
+            Trans::Yes,
+            g.c_out,
+            k,
+            cols,
+            1.0,
+            &dy,
+            cols,
+            &col,
+            cols,
+            1.0,
+            &mut want,
+            k,
+        );
+        let b = ColsT(Cols::new(&g, xp, &offs));
+        gemm_packed_b(
+            Trans::No,
+            g.c_out,
+            k,
+            cols,
+            1.0,
+            &dy,
+            cols,
+            &b,
+            1.0,
+            &mut got,
+            k,
+        );
+        assert_eq!(want, got, "backward-weights {g:?}");
+    }
+}
