@@ -59,7 +59,10 @@ fn a_quickly_trained_detector_finds_the_digits_on_canvases() {
         ..DetectJob::default()
     };
     let r = detect_images(&job, &mut |_, _| {}).expect("detection runs");
-    assert!(r.convolutional, "the example network runs fully convolutionally");
+    assert!(
+        r.convolutional,
+        "the example network runs fully convolutionally"
+    );
     let m = r.metrics.expect("metrics with --eval");
     eprintln!(
         "40 canvases: mAP@0.5 {:.3}, precision {:.3}, recall {:.3}, {:.2} s",
@@ -138,6 +141,24 @@ fn a_quickly_trained_detector_finds_the_digits_on_canvases() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("mnist-canvas:N"), "{e}");
+    // A file that is no image is refused by name.
+    let junk = out.join("junk.png");
+    std::fs::write(&junk, b"not an image at all").unwrap();
+    let e = detect_images(
+        &DetectJob {
+            images: vec![junk.display().to_string()],
+            eval: false,
+            truth: None,
+            ..files.clone()
+        },
+        &mut |_, _| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("junk.png") && e.contains("neither a PNG nor a JPEG"),
+        "{e}"
+    );
     let names: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     let bad = out.join("bad-truth.json");
     for (text, field) in [
@@ -195,7 +216,10 @@ batch = 32
         let e = Spec::parse(&text.replace("background = 0.5", bad), "bad.toml")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("bad.toml") && e.contains("data.background"), "{e}");
+        assert!(
+            e.contains("bad.toml") && e.contains("data.background"),
+            "{e}"
+        );
     }
     let ten = Spec::parse(&text.replace("linear = 11", "linear = 10"), "ten.toml").unwrap();
     let e = train(&ten, &opts, &mut ()).unwrap_err().to_string();
