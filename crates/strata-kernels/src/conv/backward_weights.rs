@@ -338,3 +338,177 @@ pub(super) fn direct_backward_weights<T: GemmScalar>(
         }
     }
 }
+
+/// Backward-weights on the wide tiles ([`crate::gemm`]'s `WideKernel`),
+/// stride 1, `kw·c_in` a multiple of the tile width: the padded image is
+/// stored once per image with its slices innermost (`xs[pixel][c]`), so
+/// for kernel row `i` the values of taps `(i, 0..kw)` and all slices at
+/// output pixel `q` lie side by side, `xs[(q + i·pw)·c_in ..][..kw·c_in]`,
+/// and consecutive `q` are `c_in` apart. Then
+/// `∂E/∂K[o, c, i, j] = Σ_q ∂E/∂O[o, q] · xs[(q + i·pw)·c_in + j·c_in + c]`
+/// is a GEMM of M = `c_out`, N = `kw·c_in`, K = the output pixels, with B
+/// read where it lies: a 16-slice layer fills 48-wide AVX-512 tiles where
+/// [`direct_backward_weights`] could only take AVX2's 16-wide ones.
+pub(super) fn wide_backward_weights<T: GemmScalar>(
+    g: &ConvGeometry,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    dt: DirectTiles<T>,
+) {
+    // Depth of one tile call: its B strip (kc rows of nb values) stays in L1
+    // while every row tile of ∂E/∂O runs over it.
+    const KC: usize = 128;
+    let wt = dt.wide;
+    let (mr, nb) = (wt.mr, wt.nb);
+    let (ph, pw) = g.padded_hw();
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (ci, ntaps) = (g.c_in, g.kh * g.kw);
+    let kwc = g.kw * ci;
+    let q = oh * pw;
+    assert!(wide_fits(g, nb) && wt.rows.len() == mr);
+    // Reads end before (ph·pw + kw − 1)·c_in (stride 1: ph = oh + kh − 1).
+    let xs_len = (ph * pw + g.kw) * ci;
+    let row_tiles = g.c_out.div_ceil(mr);
+    // Full row tiles are transposed 8 rows at a time by the packer.
+    let fast_a = dt.pack_bt.filter(|_| mr.is_multiple_of(8));
+    let fast_x = dt.pack_bt.filter(|_| ci.is_multiple_of(8));
+    let partial = |(xs, gs): (&[T], &[T])| {
+        // acc[i][o][j·c_in + c]; the buffers' zero borders, tails and
+        // junk columns are never written, so they stay zero across images.
+        let mut acc = vec![T::zero(); g.kh * g.c_out * kwc];
+        let mut xb = Aligned::<T>::new(xs_len);
+        let mut a = vec![T::zero(); row_tiles * q * mr];
+        for (xi, gi) in xs
+            .chunks_exact(g.in_image())
+            .zip(gs.chunks_exact(g.out_image()))
+        {
+            let xb = xb.slice_mut();
+            for yy in 0..g.h {
+                let at = ((yy + g.pad_top) * pw + g.pad_left) * ci;
+                let src = &xi[yy * g.w..];
+                match fast_x {
+                    // SAFETY: rows `src + c·h·w` (c < c_in) hold the w values
+                    // of image row yy; `dst` has room for w·c_in values
+                    // (a padded row holds w + pad_left + pad_right pixels);
+                    // the packer is the running kernel's own.
+                    Some(f) => unsafe {
+                        f(
+                            src.as_ptr(),
+                            g.h * g.w,
+                            g.w,
+                            ci,
+                            xb[at..][..g.w * ci].as_mut_ptr(),
+                        )
+                    },
+                    None => {
+                        for (xx, px) in xb[at..][..g.w * ci].chunks_exact_mut(ci).enumerate() {
+                            for (c, v) in px.iter_mut().enumerate() {
+                                *v = src[c * g.h * g.w + xx];
+                            }
+                        }
+                    }
+                }
+            }
+            // a: [row tile][q][mr], ∂E/∂O zero past ow.
+            for tile in 0..row_tiles {
+                let live = mr.min(g.c_out - tile * mr);
+                let dst = &mut a[tile * q * mr..][..q * mr];
+                let img = &gi[tile * mr * oh * ow..];
+                for yy in 0..oh {
+                    let d = &mut dst[yy * pw * mr..][..ow * mr];
+                    let src = &img[yy * ow..];
+                    match fast_a.filter(|_| live == mr) {
+                        // SAFETY: rows `src + r·oh·ow` (r < mr, all live)
+                        // hold row yy's ow values; `d` has room for ow·mr.
+                        Some(f) => unsafe { f(src.as_ptr(), oh * ow, ow, mr, d.as_mut_ptr()) },
+                        None => {
+                            for (xx, px) in d.chunks_exact_mut(mr).enumerate() {
+                                for (r, v) in px[..live].iter_mut().enumerate() {
+                                    *v = src[r * oh * ow + xx];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for k0 in (0..q).step_by(KC) {
+                let kc = KC.min(q - k0);
+                for i in 0..g.kh {
+                    for n0 in (0..kwc).step_by(nb) {
+                        let b = &xb[(k0 + i * pw) * ci + n0..];
+                        debug_assert!(b.len() > (kc - 1) * ci + nb - 1);
+                        for tile in 0..row_tiles {
+                            let rows = mr.min(g.c_out - tile * mr);
+                            let c = &mut acc[(i * g.c_out + tile * mr) * kwc + n0..];
+                            // SAFETY: A's panel holds kc·mr values from
+                            // (tile·q + k0)·mr; B's last read, (kc − 1)·c_in +
+                            // nb − 1 past `b`, ends before (q − 1 + i·pw)·c_in
+                            // + kw·c_in ≤ (ph·pw + kw − 1)·c_in (stride 1), inside
+                            // xb; the tile's `rows` rows (stride kw·c_in) and nb
+                            // columns (n0 + nb ≤ kw·c_in) are inside acc; the
+                            // tiles are the running CPU's.
+                            unsafe {
+                                (wt.rows[rows - 1])(
+                                    kc,
+                                    a[(tile * q + k0) * mr..].as_ptr(),
+                                    b.as_ptr(),
+                                    ci,
+                                    c.as_mut_ptr(),
+                                    kwc,
+                                )
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        acc
+    };
+    let chunk = weight_chunk(g.batch, 1);
+    let parts: Vec<Vec<T>> = crate::parallel::install(|| {
+        x.par_chunks(chunk * g.in_image())
+            .zip(dy.par_chunks(chunk * g.out_image()))
+            .map(partial)
+            .collect()
+    });
+    // dw[o, c, i, j] = Σ_chunks acc[i, o, j·c_in + c], in chunk order.
+    for p in parts {
+        for (io, per) in p.chunks_exact(kwc).enumerate() {
+            let (i, o) = (io / g.c_out, io % g.c_out);
+            for (jc, &v) in per.iter().enumerate() {
+                let (j, c) = (jc / ci, jc % ci);
+                let at = (o * ci + c) * ntaps + i * g.kw + j;
+                dw[at] = dw[at] + v;
+            }
+        }
+    }
+}
+
+/// Whether [`wide_backward_weights`] computes a shape on tiles `nb` wide:
+/// stride 1 and whole tiles across a kernel row's `kw·c_in` columns.
+pub(super) fn wide_fits(g: &ConvGeometry, nb: usize) -> bool {
+    g.stride_h == 1 && g.stride_w == 1 && nb > 0 && (g.kw * g.c_in).is_multiple_of(nb)
+}
+
+/// A zeroed buffer whose first value sits on a 64-byte line, so that the
+/// wide tiles' B rows (`c_in` a multiple of 16 f32 apart) load whole lines.
+struct Aligned<T> {
+    buf: Vec<T>,
+    off: usize,
+    len: usize,
+}
+
+impl<T: GemmScalar> Aligned<T> {
+    fn new(len: usize) -> Self {
+        let size = std::mem::size_of::<T>();
+        let spare = 64 / size;
+        let buf = vec![T::zero(); len + spare];
+        let off = (buf.as_ptr() as usize).wrapping_neg() % 64 / size;
+        Self { buf, off, len }
+    }
+
+    fn slice_mut(&mut self) -> &mut [T] {
+        &mut self.buf[self.off..][..self.len]
+    }
+}

@@ -138,6 +138,21 @@ pub(super) fn direct_weights(g: &ConvGeometry, nr: usize) -> bool {
         && (choose_gemm(g) == ConvAlgo::Direct || g.out_h() * g.out_w() >= 1024)
 }
 
+/// Whether backward-weights takes the wide tiles (`wide_backward_weights`)
+/// `nb` wide: stride 1, a kernel wider than one tap, whole tiles across a
+/// kernel row's `kw·c_in` columns, and at least 80 output pixels in
+/// padded-width rows per image (the depth of each tile call). Measured
+/// (`cargo xtask bench conv`, with and without `STRATA_CONV_NO_WIDE`, which
+/// rules them out): 1.2–1.7× on 8×8 to 32×32 images, 0.5–0.9× on 7×7 and
+/// smaller, where the GEMM route's groups of images give longer calls.
+pub(super) fn wide_weights(g: &ConvGeometry, nb: usize) -> bool {
+    g.kh * g.kw > 1
+        && g.out_h() * g.padded_hw().1 >= 80
+        && super::backward_weights::wide_fits(g, nb)
+        && direct_allowed()
+        && !env_set("STRATA_CONV_NO_WIDE")
+}
+
 /// Whether an environment variable is set (read once per name).
 fn env_set(name: &'static str) -> bool {
     static SET: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
@@ -146,6 +161,7 @@ fn env_set(name: &'static str) -> bool {
             "STRATA_CONV_EXPLICIT",
             "STRATA_CONV_NO_DIRECT",
             "STRATA_CONV_NO_WINOGRAD",
+            "STRATA_CONV_NO_WIDE",
         ]
         .into_iter()
         .filter(|v| std::env::var_os(v).is_some())

@@ -48,7 +48,8 @@
 //! chunk order, so results do not depend on timing or thread count.
 
 use crate::gemm::{
-    direct_tile_sets, direct_tiles, direct_tiles_for, gemm, gemm_packed_b, GemmScalar, Trans,
+    direct_tile_sets, direct_tiles, direct_tiles_for, gemm, gemm_packed_b, DirectTiles, GemmScalar,
+    Trans,
 };
 use rayon::prelude::*;
 
@@ -63,10 +64,11 @@ mod tests;
 pub mod winograd;
 
 use backward_weights::{
-    direct_backward_weights, small_backward_weights, weight_chunk, SMALL_PATCH,
+    direct_backward_weights, small_backward_weights, weight_chunk, wide_backward_weights,
+    SMALL_PATCH,
 };
 pub use choose::{choose, ConvAlgo};
-use choose::{choose_gemm, direct_allowed, direct_weights, strided_direct};
+use choose::{choose_gemm, direct_allowed, direct_weights, strided_direct, wide_weights};
 use direct::{direct_forward, PhaseLayout};
 pub use im2col::{col2im, im2col};
 use im2col::{gather, padded, scatter, tap_offsets, Cols, ColsT};
@@ -552,6 +554,12 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
     }
     let algo = choose_gemm(g);
     if !x.is_empty() {
+        // The wide tiles (AVX-512 only) where a kernel row's kw·c_in
+        // columns fill them (48 for a 16-slice 3×3 layer).
+        let wide = |d: &DirectTiles<T>| !d.wide.rows.is_empty() && wide_weights(g, d.wide.nb);
+        if let Some(dt) = direct_tiles::<T>().filter(wide) {
+            return wide_backward_weights(g, x, dy, dw, dt);
+        }
         // The widest tiles whose width divides c_in (AVX2's 16 for a
         // 16-slice layer on an AVX-512 host).
         if let Some(dt) = direct_tile_sets::<T>().find(|d| direct_weights(g, d.nr)) {

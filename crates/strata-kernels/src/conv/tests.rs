@@ -183,9 +183,46 @@ fn strided_direct_paths_match_definition_on(dt: DirectTiles<f64>) {
 }
 
 /// Direct backward-weights agrees with the definition
+/// Direct tiles whose wide tiles have the AVX-512 geometry on emulated
+/// registers, so the wide backward-weights is tested on any x86 host.
+trait EmuWide: GemmScalar {
+    fn emulated() -> DirectTiles<Self>;
+}
+
+impl EmuWide for f32 {
+    fn emulated() -> DirectTiles<f32> {
+        use crate::gemm::emulated::{EMU512_F32 as K, EMU512_WIDE_F32};
+        DirectTiles {
+            mr: K.mr,
+            nr: K.nr,
+            ukr: K.ukr,
+            edge: K.edge,
+            taps: K.taps,
+            pack_bt: None,
+            wide: EMU512_WIDE_F32,
+        }
+    }
+}
+
+impl EmuWide for f64 {
+    fn emulated() -> DirectTiles<f64> {
+        use crate::gemm::emulated::{EMU512_F64 as K, EMU512_WIDE_F64};
+        DirectTiles {
+            mr: K.mr,
+            nr: K.nr,
+            ukr: K.ukr,
+            edge: K.edge,
+            taps: K.taps,
+            pack_bt: None,
+            wide: EMU512_WIDE_F64,
+        }
+    }
+}
+
 /// `∂E/∂K[o, c, i, j] = Σ ∂E/∂O[b, o, u, v] · I[b, c, s·u + i − p, s·v + j − p]`
 /// for slice counts that are whole tile widths, short row tiles, uneven
-/// padding, strides and several images per partial sum, in f64 and f32.
+/// padding, strides and several images per partial sum, in f64 and f32; on
+/// every set of direct tiles, and on the wide tiles at stride 1.
 #[test]
 fn direct_and_small_backward_weights_match_definition() {
     fn strided(g: ConvGeometry, stride_h: usize, stride_w: usize) -> ConvGeometry {
@@ -195,7 +232,7 @@ fn direct_and_small_backward_weights_match_definition() {
             ..g
         }
     }
-    fn check<T: GemmScalar + Into<f64>>(tol: f64, conv: impl Fn(f32) -> T) {
+    fn check<T: GemmScalar + Into<f64> + EmuWide>(tol: f64, conv: impl Fn(f32) -> T) {
         let g =
             |batch, c_in, h, w, c_out, kh, kw, pads: (usize, usize, usize, usize)| ConvGeometry {
                 batch,
@@ -231,15 +268,34 @@ fn direct_and_small_backward_weights_match_definition() {
         let direct = direct_tile_sets::<T>().flat_map(|dt| {
             shapes.map(|g| {
                 let c_in = g.c_in.div_ceil(dt.nr) * dt.nr;
-                (ConvGeometry { c_in, ..g }, Some(dt))
+                (ConvGeometry { c_in, ..g }, Some((dt, false)))
             })
         });
-        for (g, dt) in direct.chain(small.map(|g| (g, None))) {
+        // The wide tiles: stride 1, kw·c_in a whole number of tiles.
+        let gcd = |a: usize, b: usize| (1..=a.min(b)).rev().find(|d| a % d == 0 && b % d == 0);
+        // This CPU's (if any) and the AVX-512 geometry on emulated registers.
+        let wide = direct_tile_sets::<T>()
+            .chain([T::emulated()])
+            .filter(|dt| !dt.wide.rows.is_empty())
+            .flat_map(|dt| {
+                let unit = shapes.iter().filter(|g| g.stride_h == 1 && g.stride_w == 1);
+                unit.map(move |&g| {
+                    let step = dt.wide.nb / gcd(dt.wide.nb, g.kw).unwrap_or(1);
+                    let c_in = g.c_in.div_ceil(step) * step;
+                    (ConvGeometry { c_in, ..g }, Some((dt, true)))
+                })
+            })
+            .collect::<Vec<_>>();
+        for (g, dt) in direct.chain(wide).chain(small.map(|g| (g, None))) {
             let v = |n, seed| data(n, seed).into_iter().map(&conv).collect::<Vec<T>>();
             let (x, dy) = (v(g.batch * g.in_image(), 1), v(g.batch * g.out_image(), 2));
             let mut got = vec![T::zero(); g.weight_len()];
             match dt {
-                Some(dt) => direct_backward_weights(&g, &x, &dy, &mut got, dt),
+                Some((dt, false)) => direct_backward_weights(&g, &x, &dy, &mut got, dt),
+                Some((dt, true)) => {
+                    assert!(super::backward_weights::wide_fits(&g, dt.wide.nb), "{g:?}");
+                    super::backward_weights::wide_backward_weights(&g, &x, &dy, &mut got, dt)
+                }
                 None => {
                     // Through the public entry, which takes the small
                     // path for these shapes, bias gradient included.

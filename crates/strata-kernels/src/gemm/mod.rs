@@ -15,6 +15,8 @@ mod simd;
 mod tests;
 
 use driver::Scalar;
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(crate) use kernel::emulated;
 use kernel::Kernel;
 pub(crate) use kernel::TapKernel;
 use pack::MatrixB;
@@ -107,6 +109,8 @@ pub(crate) struct DirectTiles<T: 'static> {
     pub taps: &'static [TapKernel<T>],
     /// The kernel's fast transposing packer, if any.
     pub pack_bt: Option<PackTransposed<T>>,
+    /// Tiles with B read in place, rows `ldb` apart (may be empty).
+    pub wide: kernel::WideTiles<T>,
 }
 
 impl<T> DirectTiles<T> {
@@ -156,6 +160,7 @@ pub(crate) fn direct_tile_sets<T: GemmScalar>() -> impl Iterator<Item = DirectTi
             edge: k.edge,
             taps: k.taps,
             pack_bt: k.pack_bt,
+            wide: k.wide,
         })
 }
 
