@@ -78,7 +78,7 @@ pub(super) fn choose_gemm(g: &ConvGeometry) -> ConvAlgo {
         ConvAlgo::Im2colGemm
     } else if direct_allowed()
         && (if stride1 {
-            ragged_rows(g)
+            ragged_rows(g) || long_rows(g)
         } else {
             strided_direct(g) && phase_rows_fill(g)
         })
@@ -126,6 +126,15 @@ pub(super) fn direct_allowed() -> bool {
 fn ragged_rows(g: &ConvGeometry) -> bool {
     let (ow, nr) = (g.out_w(), direct_tiles::<f32>().map_or(1, |d| d.nr));
     !ow.is_multiple_of(nr) && !nr.is_multiple_of(ow.max(1))
+}
+
+/// Output rows of at least 16 on tiles at least 32 wide (AVX-512): there
+/// the direct tiles measured 1.3× the implicit GEMM, forward and
+/// backward-data, on ResNet-20's 32×32 and 16×16 layers (`cargo xtask bench
+/// conv`, 2026-12-06, a full-rate AVX-512 host), and level with it on 8×8.
+/// On AVX2's 16-wide tiles evenly tiling rows stay on the implicit GEMM.
+fn long_rows(g: &ConvGeometry) -> bool {
+    direct_tiles::<f32>().is_some_and(|d| d.nr >= 32) && g.out_w() >= 16
 }
 
 /// Whether backward-weights takes the direct route
