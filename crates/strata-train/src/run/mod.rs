@@ -1,16 +1,21 @@
 //! `strata train`: assemble the spec's network, train it with logs, plots and
 //! checkpoints, evaluate on held-out data; plus `eval`, `sweep` and `gradcheck`.
 //!
-//! The run folder's files are in `folder.rs` (claiming it, the model and the
-//! checkpoint), the data and evaluation settings in `data.rs`, the logs and
-//! metrics written as training goes in `report.rs`; `eval.rs` and
-//! `gradcheck.rs` hold the other commands.
+//! [`train`] is four steps: `plan.rs` resolves the spec and the options once
+//! into a plan (data and fitted preprocessing from `data.rs`, the network, the
+//! optimiser, training and evaluation settings); `start.rs` claims or resumes
+//! the run folder; `fit` trains, writing as it goes through `report.rs`'s
+//! observer; `report.rs` evaluates on the test split and writes
+//! `summary.json`. `folder.rs` holds the run folder's files (the model, the
+//! checkpoint); `eval.rs` and `gradcheck.rs` the other commands.
 
 mod data;
 mod eval;
 mod folder;
 mod gradcheck;
+mod plan;
 mod report;
+mod start;
 
 pub use data::{eval_options, input_shape_for, load_data, network_input, Splits};
 pub use eval::eval_dir;
@@ -21,20 +26,16 @@ pub use report::confusion_text;
 pub(crate) use data::load_raw;
 pub(crate) use folder::save_model;
 
-use crate::assemble::build_model_fitted;
 use crate::checkpoint::CheckpointError;
 use crate::collective::{rank_size, Group};
-use crate::fit::{
-    evaluate_with, fit_from, EpochReport, EvalOptions, FitOptions, Observer, StepInfo, TrainError,
-};
-use crate::plot;
+use crate::fit::{fit_from, EpochReport, Observer, StepInfo, TrainError};
 use crate::spec::{Spec, SpecError};
-use data::spec_error;
-use folder::{claim_out_folder, io_err, remove_stray_temporaries, restore_checkpoint, write_text};
-use report::{restore_metrics, Metrics, RunObserver};
+use plan::Plan;
+use report::{Metrics, RunObserver};
+use start::Start;
 use std::path::PathBuf;
 use strata_data::DataError;
-use strata_nn::{parameter_count, Module, Sequential};
+use strata_nn::Module;
 use strata_optim::Optimizer;
 use thiserror::Error;
 
@@ -145,39 +146,19 @@ pub struct DataParallel {
 }
 
 /// Trains the spec as the CLI's `strata train` does, writing into `opts.out`.
+///
+/// The spec and `opts` are first resolved into a plan: the data with its
+/// fitted preprocessing, the network, the optimiser, the training and
+/// evaluation settings, every field checked (errors name the spec's file and
+/// field). Then the run folder is claimed, or its checkpoint restored with
+/// `opts.resume`; the plan is fitted; the test evaluation and `summary.json`
+/// report it.
 pub fn train(
     spec: &Spec,
     opts: &RunOptions,
     progress: &mut dyn Observer,
 ) -> Result<Summary, RunError> {
-    let mut spec = spec.clone();
-    if let Some(e) = opts.epochs {
-        if e == 0 {
-            return Err(RunError::Usage("--epochs must be at least 1".into()));
-        }
-        // In the source too, so that the run folder's spec.toml says how many
-        // epochs the run had (the fields are set, not re-parsed, to keep any
-        // a caller changed in memory).
-        spec.source = spec
-            .with_overrides(&[format!("train.epochs = {e}")])?
-            .source;
-        spec.train.epochs = e;
-    }
-    match opts.threads {
-        Some(n) => strata_kernels::parallel::try_set_num_threads(n)
-            .map_err(|e| RunError::Usage(format!("--threads: {e}")))?,
-        None => strata_kernels::parallel::try_set_num_threads(spec.train.threads)
-            .map_err(|e| spec_error(&spec, "train.threads", e.to_string()))?,
-    }
-    let data = load_data(&spec, opts.data_dir.as_deref())?;
-    let image = data.train.image_shape();
-    let input = network_input(&spec, image)?;
-    let classes = data.train.num_classes();
-    let mut model: Sequential<f32> = build_model_fitted(&spec, &input, classes, Some(&data.train))?;
-    let steps_per_epoch = data.train.len().div_ceil(spec.train.batch) as u64;
-    let mut opt = spec
-        .optimizer_for(steps_per_epoch)
-        .map_err(RunError::Other)?;
+    let mut plan = plan::resolve(spec, opts)?;
     // Under a group only rank 0 writes files and reports progress.
     let lead = rank_size(opts.group.as_ref()).0 == 0;
     let mut quiet;
@@ -187,68 +168,28 @@ pub fn train(
         quiet = Quiet(progress);
         &mut quiet
     };
-    let claimed = if lead {
-        std::fs::create_dir_all(&opts.out)
-            .map_err(|e| io_err(&opts.out, e))
-            .and_then(|()| {
-                remove_stray_temporaries(&opts.out);
-                if opts.resume {
-                    Ok(())
-                } else {
-                    claim_out_folder(&opts.out, opts.overwrite)
-                }
-            })
-    } else {
-        Ok(())
-    };
-    agree(opts.group.as_ref(), claimed, "prepare the output folder")?;
-    let first_epoch = if opts.resume {
-        // Under a group every rank decodes the same bytes, so every rank
-        // fails alike.
-        let e = restore_checkpoint(&opts.out, &mut model, &mut opt, opts.group.as_ref()).map_err(
-            |e| match opts.group {
-                Some(_) => RunError::EveryRank(Box::new(e)),
-                None => e,
-            },
-        )?;
-        progress.on_message(&format!(
-            "resuming after epoch {e} from {}",
-            opts.out.join("checkpoint").display()
-        ));
-        e
-    } else {
-        0
-    };
-    if lead {
-        write_text(&opts.out.join("spec.toml"), &spec.source)?;
-    }
-    let metrics = if opts.resume && lead {
-        restore_metrics(&opts.out, first_epoch)
-    } else {
-        Metrics {
-            jsonl: String::new(),
-            step_losses: Vec::new(),
-            epochs: Vec::new(),
-            train_seconds: 0.0,
-        }
-    };
-    let fit_opts = FitOptions {
-        epochs: spec.train.epochs,
-        batch: spec.train.batch,
-        seed: spec.train.seed,
-        augment: spec.augmentation(),
-        eval: eval_options(&spec, image, false)?,
-        label_smoothing: spec.train.label_smoothing,
-        group: opts.group.clone(),
-        sync_batchnorm: spec.train.sync_batchnorm,
-    };
+    let start = start::prepare(&mut plan, opts, lead, progress)?;
+    let (metrics, data_parallel) = fit(&mut plan, opts, start, lead, progress)?;
+    report::summarise(&mut plan, opts, metrics, data_parallel, lead, progress)
+}
+
+/// Runs [`fit_from`] on the plan from where `start` says, writing logs,
+/// plots, the model and checkpoints as it goes; returns the metrics of every
+/// epoch (earlier runs' included) and, for a group, its time in collective calls.
+fn fit(
+    plan: &mut Plan,
+    opts: &RunOptions,
+    start: Start,
+    lead: bool,
+    progress: &mut dyn Observer,
+) -> Result<(Metrics, Option<DataParallel>), RunError> {
     let mut observer = RunObserver {
         out: opts.out.clone(),
-        spec: &spec,
-        pipeline: data.pipeline.as_ref(),
-        metrics,
+        spec: &plan.spec,
+        pipeline: plan.data.pipeline.as_ref(),
+        metrics: start.metrics,
         pending_steps: Vec::new(),
-        checkpointed: (first_epoch > 0).then_some(first_epoch),
+        checkpointed: (start.first_epoch > 0).then_some(start.first_epoch),
         inner: progress,
         lead,
     };
@@ -257,12 +198,12 @@ pub fn train(
         opts.group.as_ref().map_or(0.0, |g| g.busy_seconds()),
     );
     let result = fit_from(
-        &mut model,
-        &mut opt,
-        &data.train,
-        data.validation.as_ref(),
-        &fit_opts,
-        first_epoch,
+        &mut plan.model,
+        &mut plan.optimizer,
+        &plan.data.train,
+        plan.data.validation.as_ref(),
+        &plan.fit,
+        start.first_epoch,
         &mut observer,
     );
     let data_parallel = opts.group.as_ref().filter(|g| g.size() > 1).map(|g| {
@@ -279,7 +220,7 @@ pub fn train(
             Some(epoch) => format!(
                 "the checkpoint after epoch {epoch} is in {}; `strata train {} --out {} --resume` continues from there",
                 opts.out.join("checkpoint").display(),
-                spec.file.display(),
+                plan.spec.file.display(),
                 opts.out.display()
             ),
             None => "no checkpoint was written yet".into(),
@@ -295,63 +236,7 @@ pub fn train(
         };
         return Err(RunError::Other(format!("{e}{note}")));
     }
-    let metrics = observer.metrics;
-    let last = metrics.epochs.last();
-    let trained_items: f64 = metrics.epochs.len() as f64 * data.train.len() as f64;
-    let mut summary = Summary {
-        test_accuracy: None,
-        validation_accuracy: last.and_then(|r| r.validation_accuracy),
-        train_seconds: metrics.train_seconds,
-        epochs: spec.train.epochs,
-        parameters: parameter_count(&model),
-        samples_per_second: trained_items / metrics.train_seconds.max(1e-9),
-        warnings: Vec::new(),
-        data_parallel,
-    };
-    if let Some(r) = last {
-        for (layer, f) in &r.dead_units {
-            if *f >= 0.9 {
-                summary.warnings.push(format!(
-                    "{:.0} % of the units of {layer} were dead in the last epoch: try a smaller learning rate, a smaller init_epsilon or a warm-up",
-                    f * 100.0
-                ));
-            }
-        }
-    }
-    if !opts.skip_test {
-        let test_opts = EvalOptions {
-            group: opts.group.clone(),
-            ..eval_options(&spec, image, true)?
-        };
-        let eval = evaluate_with(&mut model, &data.test, &test_opts)?;
-        summary.test_accuracy = Some(eval.accuracy);
-        let chance = 1.0 / classes.max(1) as f64;
-        if eval.accuracy <= 1.5 * chance {
-            summary.warnings.push(format!(
-                "the test accuracy {:.2} % is at chance level ({:.2} % for {classes} classes): the network learned nothing usable",
-                eval.accuracy * 100.0,
-                chance * 100.0
-            ));
-        }
-        let names = data.test.class_names().to_vec();
-        if lead {
-            write_text(
-                &opts.out.join("confusion.txt"),
-                &confusion_text(&eval, &names),
-            )?;
-            plot::confusion_plot(&opts.out.join("confusion.png"), &eval.confusion, &names)
-                .map_err(RunError::Other)?;
-        }
-    }
-    let json =
-        serde_json::to_string_pretty(&summary).map_err(|e| RunError::Other(e.to_string()))?;
-    for w in &summary.warnings {
-        progress.on_message(&format!("warning: {w}"));
-    }
-    if lead {
-        write_text(&opts.out.join("summary.json"), &json)?;
-    }
-    Ok(summary)
+    Ok((observer.metrics, data_parallel))
 }
 
 /// Passes on only [`Observer::stop_requested`]: the progress of a rank

@@ -1,15 +1,17 @@
 //! What a run writes as it trains: `metrics.jsonl`, `metrics.csv`, the loss
-//! and accuracy plots, and the model and checkpoint after each epoch; the
-//! confusion table.
+//! and accuracy plots, and the model and checkpoint after each epoch; and
+//! once it has: the test evaluation, the confusion table and `summary.json`.
 
-use super::folder::{save_checkpoint, save_model};
+use super::folder::{save_checkpoint, save_model, write_text};
+use super::plan::Plan;
+use super::{DataParallel, RunError, RunOptions, Summary};
 use crate::checkpoint::write_atomic;
-use crate::fit::{EpochReport, Evaluation, Observer, StepInfo};
+use crate::fit::{evaluate_with, EpochReport, Evaluation, Observer, StepInfo};
 use crate::plot;
 use crate::spec::Spec;
 use std::path::{Path, PathBuf};
 use strata_data::FittedPipeline;
-use strata_nn::Module;
+use strata_nn::{parameter_count, Module};
 use strata_optim::Optimizer;
 
 pub(super) struct Metrics {
@@ -239,4 +241,70 @@ pub fn confusion_text(e: &Evaluation, names: &[String]) -> String {
     }
     s.push_str(&format!("accuracy {:.4}\n", e.accuracy));
     s
+}
+
+/// After fitting: the summary (with warnings for dead layers and a test
+/// accuracy at chance), the test evaluation with `confusion.txt` and
+/// `confusion.png`, and `summary.json`.
+pub(super) fn summarise(
+    plan: &mut Plan,
+    opts: &RunOptions,
+    metrics: Metrics,
+    data_parallel: Option<DataParallel>,
+    lead: bool,
+    progress: &mut dyn Observer,
+) -> Result<Summary, RunError> {
+    let last = metrics.epochs.last();
+    let trained_items: f64 = metrics.epochs.len() as f64 * plan.data.train.len() as f64;
+    let mut summary = Summary {
+        test_accuracy: None,
+        validation_accuracy: last.and_then(|r| r.validation_accuracy),
+        train_seconds: metrics.train_seconds,
+        epochs: plan.spec.train.epochs,
+        parameters: parameter_count(&plan.model),
+        samples_per_second: trained_items / metrics.train_seconds.max(1e-9),
+        warnings: Vec::new(),
+        data_parallel,
+    };
+    if let Some(r) = last {
+        for (layer, f) in &r.dead_units {
+            if *f >= 0.9 {
+                summary.warnings.push(format!(
+                    "{:.0} % of the units of {layer} were dead in the last epoch: try a smaller learning rate, a smaller init_epsilon or a warm-up",
+                    f * 100.0
+                ));
+            }
+        }
+    }
+    if let Some(test_opts) = &plan.test {
+        let eval = evaluate_with(&mut plan.model, &plan.data.test, test_opts)?;
+        summary.test_accuracy = Some(eval.accuracy);
+        let classes = plan.classes;
+        let chance = 1.0 / classes.max(1) as f64;
+        if eval.accuracy <= 1.5 * chance {
+            summary.warnings.push(format!(
+                "the test accuracy {:.2} % is at chance level ({:.2} % for {classes} classes): the network learned nothing usable",
+                eval.accuracy * 100.0,
+                chance * 100.0
+            ));
+        }
+        let names = plan.data.test.class_names().to_vec();
+        if lead {
+            write_text(
+                &opts.out.join("confusion.txt"),
+                &confusion_text(&eval, &names),
+            )?;
+            plot::confusion_plot(&opts.out.join("confusion.png"), &eval.confusion, &names)
+                .map_err(RunError::Other)?;
+        }
+    }
+    let json =
+        serde_json::to_string_pretty(&summary).map_err(|e| RunError::Other(e.to_string()))?;
+    for w in &summary.warnings {
+        progress.on_message(&format!("warning: {w}"));
+    }
+    if lead {
+        write_text(&opts.out.join("summary.json"), &json)?;
+    }
+    Ok(summary)
 }
