@@ -362,22 +362,6 @@ impl FittedPipeline {
         }
     }
 
-    /// The fitted state as named tensors, for a checkpoint file:
-    /// `preprocess.input_shape` (`[3]`) and, for step `i`,
-    /// `preprocess.{i}.pixel_whiten.{mean,scale}` (`[C, H, W]`),
-    /// `preprocess.{i}.{pca,zca}.{mean,matrix,eigenvalues}` (`[d]`, `[d, d]`, `[d]`),
-    /// `preprocess.{i}.patch_zca.{mean,weight,eigenvalues}` (`[d]`,
-    /// `[d, C, k, k]`, `[d]` with `d = C·k·k`).
-    pub fn to_tensors(&self) -> Vec<(String, Tensor<f32>)> {
-        crate::preprocess_io::to_tensors(self)
-    }
-
-    /// Rebuilds a pipeline from [`FittedPipeline::to_tensors`]'s output and the
-    /// same configuration. A missing or misshapen tensor is an error that names it.
-    pub fn from_tensors(tensors: &[(String, Tensor<f32>)], config: &[Preprocess]) -> Result<Self> {
-        crate::preprocess_io::from_tensors(tensors, config)
-    }
-
     pub(crate) fn parts(&self) -> (&[Preprocess], [usize; 3], Vec<StepState<'_>>) {
         let st = self
             .fitted

@@ -10,13 +10,33 @@ use strata_tensor::Tensor;
 
 const INPUT_SHAPE: &str = "preprocess.input_shape";
 
+// `to_tensors` and `from_tensors` live here, not in preprocess.rs, so that the
+// dependency runs one way: this module uses preprocess.rs, never the reverse.
+impl FittedPipeline {
+    /// The fitted state as named tensors, for a checkpoint file:
+    /// `preprocess.input_shape` (`[3]`) and, for step `i`,
+    /// `preprocess.{i}.pixel_whiten.{mean,scale}` (`[C, H, W]`),
+    /// `preprocess.{i}.{pca,zca}.{mean,matrix,eigenvalues}` (`[d]`, `[d, d]`, `[d]`),
+    /// `preprocess.{i}.patch_zca.{mean,weight,eigenvalues}` (`[d]`,
+    /// `[d, C, k, k]`, `[d]` with `d = C·k·k`).
+    pub fn to_tensors(&self) -> Vec<(String, Tensor<f32>)> {
+        to_tensors(self)
+    }
+
+    /// Rebuilds a pipeline from [`FittedPipeline::to_tensors`]'s output and the
+    /// same configuration. A missing or misshapen tensor is an error that names it.
+    pub fn from_tensors(tensors: &[(String, Tensor<f32>)], config: &[Preprocess]) -> Result<Self> {
+        from_tensors(tensors, config)
+    }
+}
+
 /// A tensor of fitted values whose length matches `shape` by construction: a
 /// pipeline is only built by fitting or by [`from_tensors`], which check shapes.
 fn tensor(v: &[f32], shape: &[usize]) -> Tensor<f32> {
     Tensor::from_slice(v, shape).expect("fitted state has the shape of its step")
 }
 
-pub(crate) fn to_tensors(p: &FittedPipeline) -> Vec<(String, Tensor<f32>)> {
+fn to_tensors(p: &FittedPipeline) -> Vec<(String, Tensor<f32>)> {
     let (config, input, states) = p.parts();
     let dims: Vec<f32> = input.iter().map(|&v| v as f32).collect();
     let mut out = vec![(INPUT_SHAPE.to_string(), tensor(&dims, &[3]))];
@@ -72,7 +92,7 @@ fn take(tensors: &[(String, Tensor<f32>)], name: &str, shape: &[usize]) -> Resul
     Ok(t.to_vec())
 }
 
-pub(crate) fn from_tensors(
+fn from_tensors(
     tensors: &[(String, Tensor<f32>)],
     config: &[Preprocess],
 ) -> Result<FittedPipeline> {
