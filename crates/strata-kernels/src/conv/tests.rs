@@ -254,6 +254,8 @@ fn direct_and_small_backward_weights_match_definition() {
             g(2, 32, 6, 5, 13, 3, 3, (0, 1, 2, 0)),
             g(17, 16, 9, 9, 6, 5, 5, (2, 2, 2, 2)),
             g(2, 16, 7, 30, 16, 1, 3, (0, 0, 1, 1)),
+            // Small images: the wide route stacks 5 per tile call.
+            g(40, 16, 4, 4, 9, 3, 3, (1, 1, 1, 1)),
             // Strided (through the stride phases), odd sizes, uneven padding.
             strided(g(3, 16, 8, 8, 7, 3, 3, (1, 1, 1, 1)), 2, 2),
             strided(g(2, 32, 7, 9, 13, 3, 3, (1, 0, 1, 1)), 2, 1),
