@@ -274,7 +274,11 @@ fn direct_and_small_backward_weights_match_definition() {
             })
         });
         // The wide tiles: stride 1, kw·c_in a whole number of tiles.
-        let gcd = |a: usize, b: usize| (1..=a.min(b)).rev().find(|d| a % d == 0 && b % d == 0);
+        let gcd = |a: usize, b: usize| {
+            (1..=a.min(b))
+                .rev()
+                .find(|&d| a.is_multiple_of(d) && b.is_multiple_of(d))
+        };
         // This CPU's (if any) and the AVX-512 geometry on emulated registers.
         let wide = direct_tile_sets::<T>()
             .chain([T::emulated()])
