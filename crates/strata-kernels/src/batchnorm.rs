@@ -150,15 +150,10 @@ pub fn batch_norm_train_act<T: Element>(
         mean.len() == c && var.len() == c && invstd.len() == c,
         "batch_norm_train: stats"
     );
-    let m = T::of((n * s).max(1) as f64);
-    for (mu, sm) in mean.iter_mut().zip(channel_sum(x, n, c, s)) {
-        *mu = sm / m;
-    }
-    // Second pass about the mean: no cancellation for data far from zero.
-    let sqs = channel_sq_dev(x, n, c, s, mean);
-    for ((v, k), q) in var.iter_mut().zip(invstd.iter_mut()).zip(sqs) {
-        *v = q / m;
-        *k = T::one() / (*v + eps).sqrt();
+    for (ch, (mu, v)) in channel_mean_var(x, n, c, s).into_iter().enumerate() {
+        mean[ch] = mu;
+        var[ch] = v;
+        invstd[ch] = T::one() / (v + eps).sqrt();
     }
     batch_norm_normalise_act(x, n, c, s, gamma, beta, mean, invstd, relu, y);
 }
@@ -169,6 +164,35 @@ pub fn batch_norm_train_act<T: Element>(
 pub fn channel_sum<T: Element>(x: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
     check("channel_sum", x, n, c, s);
     channel_sums(x, None, n, c, s).0
+}
+
+/// Per-channel mean and biased variance over `[N, C, S]`, reading `x` from
+/// memory once: each `S`-value slice of one image is summed and then, while
+/// it is still in L1, its squared deviations about its own mean are; the
+/// slices are combined as in Chan et al.'s parallel variance,
+/// `M = Σᵢ Mᵢ + S·Σᵢ (μᵢ − μ)²` with `μ = Σᵢ μᵢ / N`. Deviations are taken
+/// about means, so data far from zero do not cancel; a fixed order keeps
+/// the result independent of the thread count.
+pub fn channel_mean_var<T: Element>(x: &[T], n: usize, c: usize, s: usize) -> Vec<(T, T)> {
+    check("channel_mean_var", x, n, c, s);
+    if n == 0 || s == 0 {
+        return vec![(T::zero(), T::zero()); c];
+    }
+    let (nf, sf) = (T::of(n as f64), T::of(s as f64));
+    let per_channel = |ch: usize| {
+        let mut means = Vec::with_capacity(n);
+        let mut within = T::zero();
+        for i in 0..n {
+            let seg = &x[(i * c + ch) * s..][..s];
+            let mi = crate::reduce::sum(seg) / sf;
+            within = within + crate::reduce::sum_sq_dev(seg, mi);
+            means.push(mi);
+        }
+        let mean = crate::reduce::sum(&means) / nf;
+        let between = crate::reduce::sum_sq_dev(&means, mean) * sf;
+        (mean, (within + between) / (nf * sf))
+    };
+    crate::parallel::install(|| (0..c).into_par_iter().map(per_channel).collect())
 }
 
 /// Per-channel `Σ (x − mean)²` over `[N, C, S]` (the second pass).

@@ -200,3 +200,33 @@ proptest! {
         prop_assert_eq!(v1, v2);
     }
 }
+
+proptest! {
+    /// The one-pass per-slice statistics (`channel_mean_var`) equal the
+    /// two-pass definition, `μ = Σx/M`, `σ² = Σ(x − μ)²/M`, on data with a
+    /// large offset (where `Σx² − Mμ²` would cancel) and on tiny shapes.
+    #[test]
+    fn channel_mean_var_matches_two_passes(
+        n in 1usize..6, c in 1usize..4, s in 1usize..40,
+        offset in -1e4f64..1e4, seed in vecs(6 * 4 * 40),
+    ) {
+        let x: Vec<f64> = (0..n * c * s).map(|i| offset + seed[i % seed.len()]).collect();
+        let got = strata_kernels::batchnorm::channel_mean_var(&x, n, c, s);
+        for (ch, &(mean, var)) in got.iter().enumerate() {
+            let vals: Vec<f64> = (0..n).flat_map(|i| x[(i * c + ch) * s..][..s].to_vec()).collect();
+            let m = vals.iter().sum::<f64>() / vals.len() as f64;
+            let v = vals.iter().map(|&v| (v - m) * (v - m)).sum::<f64>() / vals.len() as f64;
+            prop_assert!((mean - m).abs() <= 1e-9 * (1.0 + m.abs()), "mean {} vs {}", mean, m);
+            prop_assert!((var - v).abs() <= 1e-9 * (1.0 + v), "var {} vs {}", var, v);
+        }
+        // f32, far from zero: the variance keeps its relative accuracy.
+        let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let gotf = strata_kernels::batchnorm::channel_mean_var(&xf, n, c, s);
+        for (ch, &(_, var)) in gotf.iter().enumerate() {
+            let vals: Vec<f64> = (0..n).flat_map(|i| xf[(i * c + ch) * s..][..s].iter().map(|&v| v as f64).collect::<Vec<_>>()).collect();
+            let m = vals.iter().sum::<f64>() / vals.len() as f64;
+            let v = vals.iter().map(|&v| (v - m) * (v - m)).sum::<f64>() / vals.len() as f64;
+            prop_assert!((var as f64 - v).abs() <= 1e-3 * v + 1e-6 * (1.0 + m.abs()), "f32 var {} vs {}", var, v);
+        }
+    }
+}
