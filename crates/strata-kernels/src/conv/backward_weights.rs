@@ -19,6 +19,25 @@ pub(super) fn weight_chunk(batch: usize, nb: usize) -> usize {
     batch.div_ceil(8).max(1).div_ceil(nb) * nb
 }
 
+/// Runs `partial` on each fixed chunk of images ([`weight_chunk`], groups of
+/// `nb`) of `x` and `∂E/∂O` in parallel; the results come back in chunk
+/// order, so the caller's sum does not depend on the thread count.
+pub(super) fn chunk_partials<T: GemmScalar, P: Send>(
+    g: &ConvGeometry,
+    x: &[T],
+    dy: &[T],
+    nb: usize,
+    partial: impl Fn((&[T], &[T])) -> P + Sync + Send,
+) -> Vec<P> {
+    let chunk = weight_chunk(g.batch, nb);
+    crate::parallel::install(|| {
+        x.par_chunks(chunk * g.in_image())
+            .zip(dy.par_chunks(chunk * g.out_image()))
+            .map(partial)
+            .collect()
+    })
+}
+
 /// Largest patch (`c_in·kh·kw`) that [`small_backward_weights`] takes: a
 /// first layer's 1×3×3 or 3×3×3. As a GEMM such a kernel gradient has only
 /// `patch` columns, a fraction of one register tile (11–23 GFLOPS measured
@@ -74,13 +93,7 @@ pub(super) fn small_backward_weights<T: GemmScalar>(
         }
         (acc, bias)
     };
-    let chunk = weight_chunk(g.batch, 1);
-    let parts: Vec<(Vec<T>, Vec<T>)> = crate::parallel::install(|| {
-        x.par_chunks(chunk * g.in_image())
-            .zip(dy.par_chunks(chunk * g.out_image()))
-            .map(partial)
-            .collect()
-    });
+    let parts = chunk_partials(g, x, dy, 1, partial);
     // Summed in chunk order (determinism).
     let mut db = db;
     if let Some(db) = db.as_deref_mut() {
@@ -322,13 +335,7 @@ pub(super) fn direct_backward_weights<T: GemmScalar>(
         }
         acc
     };
-    let chunk = weight_chunk(g.batch, 1);
-    let parts: Vec<Vec<T>> = crate::parallel::install(|| {
-        x.par_chunks(chunk * g.in_image())
-            .zip(dy.par_chunks(chunk * g.out_image()))
-            .map(partial)
-            .collect()
-    });
+    let parts = chunk_partials(g, x, dy, 1, partial);
     // dw[o, c, t] = Σ_chunks acc[t, o, c], in chunk order (determinism).
     for p in parts {
         for (t, per_tap) in p.chunks_exact(g.c_out * g.c_in).enumerate() {
@@ -465,13 +472,7 @@ pub(super) fn wide_backward_weights<T: GemmScalar>(
         }
         acc
     };
-    let chunk = weight_chunk(g.batch, 1);
-    let parts: Vec<Vec<T>> = crate::parallel::install(|| {
-        x.par_chunks(chunk * g.in_image())
-            .zip(dy.par_chunks(chunk * g.out_image()))
-            .map(partial)
-            .collect()
-    });
+    let parts = chunk_partials(g, x, dy, 1, partial);
     // dw[o, c, i, j] = Σ_chunks acc[i, o, j·c_in + c], in chunk order.
     for p in parts {
         for (io, per) in p.chunks_exact(kwc).enumerate() {

@@ -64,7 +64,7 @@ mod tests;
 pub mod winograd;
 
 use backward_weights::{
-    direct_backward_weights, small_backward_weights, weight_chunk, wide_backward_weights,
+    chunk_partials, direct_backward_weights, small_backward_weights, wide_backward_weights,
     SMALL_PATCH,
 };
 pub use choose::{choose, ConvAlgo};
@@ -567,7 +567,6 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
         }
     }
     let nb = group_size(g, algo);
-    let chunk = weight_chunk(g.batch, nb);
     let offs = tap_offsets(g);
     let partial = |(xs, gs): (&[T], &[T])| {
         let mut acc = vec![T::zero(); dw.len()];
@@ -632,12 +631,7 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
         }
         acc
     };
-    let parts: Vec<Vec<T>> = crate::parallel::install(|| {
-        x.par_chunks(chunk * g.in_image())
-            .zip(dy.par_chunks(chunk * g.out_image()))
-            .map(partial)
-            .collect()
-    });
+    let parts = chunk_partials(g, x, dy, nb, partial);
     for p in parts {
         crate::elementwise::add_assign(dw, &p);
     }
