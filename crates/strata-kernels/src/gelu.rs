@@ -11,6 +11,7 @@
 //! rounding.
 
 use crate::elementwise::{CHUNK, PAR_MIN};
+use crate::isa::isa_loop;
 use rayon::prelude::*;
 use std::any::TypeId;
 use strata_tensor::Element;
@@ -86,56 +87,6 @@ fn backward_loop(x: &[f32], dy: &[f32], dx: &mut [f32]) {
         .zip(x)
         .zip(dy)
         .for_each(|((d, &v), &g)| *d = backward_f32(v, g))
-}
-
-/// The widest vector ISA the f32 loops may use here: AVX-512 unless absent
-/// or capped by `STRATA_ISA=avx2` (as for the GEMM), then AVX2, else none.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    Avx512,
-    Avx2,
-    Baseline,
-}
-
-fn isa() -> Isa {
-    use crate::gemm::GemmImpl;
-    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-    *ISA.get_or_init(|| {
-        if GemmImpl::Avx512.is_available() {
-            Isa::Avx512
-        } else if GemmImpl::Avx2.is_available() {
-            Isa::Avx2
-        } else {
-            Isa::Baseline
-        }
-    })
-}
-
-/// Defines `$name(args)`, which runs `$body` compiled for the widest ISA.
-macro_rules! isa_loop {
-    ($name:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn wide($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn narrow($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                match isa() {
-                    // SAFETY: the CPU has the features (checked by `isa`).
-                    Isa::Avx512 => return unsafe { wide($($arg),*) },
-                    // SAFETY: as above.
-                    Isa::Avx2 => return unsafe { narrow($($arg),*) },
-                    Isa::Baseline => {}
-                }
-            }
-            $body($($arg),*)
-        }
-    };
 }
 
 isa_loop!(forward_isa, forward_loop, (x: &[f32], out: &mut [f32]));

@@ -51,6 +51,7 @@ pub mod elementwise;
 pub mod gelu;
 pub mod gemm;
 pub mod image;
+mod isa;
 pub mod memory;
 pub mod optim;
 pub mod pad;

@@ -177,6 +177,31 @@ pub fn max_pool2d<T: Element>(g: &PoolGeometry, x: &[T], y: &mut [T], arg: &mut 
     });
 }
 
+/// One row of whole 2×2 windows without the arg-max: `>` for the maximum,
+/// then NaN if the window holds one (the values of [`pair_row`]).
+#[inline(always)]
+fn pair_values<T: Element>(top: &[T], bot: &[T], y: &mut [T]) {
+    let pick = |best: T, v: T| if v > best { v } else { best };
+    for ((yv, t), b) in y
+        .iter_mut()
+        .zip(top.chunks_exact(2))
+        .zip(bot.chunks_exact(2))
+    {
+        let m = pick(pick(pick(t[0], t[1]), b[0]), b[1]);
+        let nan = t[0].is_nan() | t[1].is_nan() | b[0].is_nan() | b[1].is_nan();
+        *yv = if nan { T::nan() } else { m };
+    }
+}
+
+crate::isa::isa_loop!(pair_values_f32, pair_values::<f32>, (top: &[f32], bot: &[f32], y: &mut [f32]));
+
+fn pair_values_any<T: Element>(top: &[T], bot: &[T], y: &mut [T]) {
+    match (as_f32(top), as_f32(bot), as_f32_mut(y)) {
+        (Some(t), Some(b), Some(y)) => pair_values_f32(t, b, y),
+        _ => pair_values(top, bot, y),
+    }
+}
+
 /// [`max_pool2d`] without the arg-max, for inference (nothing routes a
 /// gradient back): the same maxima, with the 2×2 stride-2 case as a
 /// branch-free loop over window pairs the compiler vectorises.
@@ -205,16 +230,7 @@ pub fn max_pool2d_values<T: Element>(g: &PoolGeometry, x: &[T], y: &mut [T]) {
             let (top, bottom) = (&xs[r0..r0 + g.w], &xs[r1..r1 + g.w]);
             let full = (g.w / 2).min(ow);
             let (body, edge) = yr.split_at_mut(full);
-            for ((yv, t), b) in body
-                .iter_mut()
-                .zip(top.chunks_exact(2))
-                .zip(bottom.chunks_exact(2))
-            {
-                *yv = nan_or(
-                    pick(pick(pick(t[0], t[1]), b[0]), b[1]),
-                    [t[0], t[1], b[0], b[1]],
-                );
-            }
+            pair_values_any(top, bottom, body);
             // A ceil window clipped at the right edge: its one column.
             for (v, yv) in edge.iter_mut().enumerate() {
                 let c = 2 * (full + v);
@@ -297,6 +313,232 @@ pub fn max_pool2d_backward<T: Element>(g: &PoolGeometry, dy: &[T], arg: &[u32], 
                     d[a as usize] = d[a as usize] + gv;
                 }
             })
+    });
+}
+
+/// Whether `g` is the common 2×2 window with stride 2, which
+/// [`max_pool2x2`] and [`max_pool2x2_backward`] handle.
+pub fn is_pair(g: &PoolGeometry) -> bool {
+    g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2
+}
+
+/// One row of whole 2×2 windows: `y[v]` is the maximum of `top[2v..2v+2]`
+/// and `bot[2v..2v+2]`, `code[v]` where it sits (`2·row + column`), the first
+/// on ties and the first NaN if there is one (as [`max_pool2d`] chooses).
+/// Selects only, so it vectorises (the deinterleave becomes shuffles).
+#[inline(always)]
+fn pair_row<T: Element>(top: &[T], bot: &[T], y: &mut [T], code: &mut [u8]) {
+    for (((yv, cv), t), b) in y
+        .iter_mut()
+        .zip(code.iter_mut())
+        .zip(top.chunks_exact(2))
+        .zip(bot.chunks_exact(2))
+    {
+        let (a0, a1, b0, b1) = (t[0], t[1], b[0], b[1]);
+        // A tree of strict `>`: the first maximum of each pair, then of the
+        // two, is the first maximum of the four.
+        let (g0, g1) = (a1 > a0, b1 > b0);
+        let (m0, m1) = (if g0 { a1 } else { a0 }, if g1 { b1 } else { b0 });
+        let g = m1 > m0;
+        let m = if g { m1 } else { m0 };
+        let k = if g { 2 + g1 as u8 } else { g0 as u8 };
+        let (n0, n1, n2, n3) = (a0.is_nan(), a1.is_nan(), b0.is_nan(), b1.is_nan());
+        let kn = if n0 {
+            0
+        } else if n1 {
+            1
+        } else if n2 {
+            2
+        } else {
+            3
+        };
+        let vn = if n0 {
+            a0
+        } else if n1 {
+            a1
+        } else if n2 {
+            b0
+        } else {
+            b1
+        };
+        let nan = n0 | n1 | n2 | n3;
+        *yv = if nan { vn } else { m };
+        *cv = if nan { kn } else { k };
+    }
+}
+
+/// The backward of [`pair_row`]: each input pixel of the two rows gets its
+/// window's gradient if it is the window's maximum, else zero.
+#[inline(always)]
+fn pair_row_backward<T: Element>(dy: &[T], code: &[u8], top: &mut [T], bot: &mut [T]) {
+    for (((&g, &k), t), b) in dy
+        .iter()
+        .zip(code)
+        .zip(top.chunks_exact_mut(2))
+        .zip(bot.chunks_exact_mut(2))
+    {
+        let z = T::zero();
+        t[0] = if k == 0 { g } else { z };
+        t[1] = if k == 1 { g } else { z };
+        b[0] = if k == 2 { g } else { z };
+        b[1] = if k == 3 { g } else { z };
+    }
+}
+
+crate::isa::isa_loop!(pair_row_f32, pair_row::<f32>, (top: &[f32], bot: &[f32], y: &mut [f32], code: &mut [u8]));
+crate::isa::isa_loop!(pair_row_backward_f32, pair_row_backward::<f32>, (dy: &[f32], code: &[u8], top: &mut [f32], bot: &mut [f32]));
+
+fn pair_row_any<T: Element>(top: &[T], bot: &[T], y: &mut [T], code: &mut [u8]) {
+    match (as_f32(top), as_f32(bot), as_f32_mut(y)) {
+        (Some(t), Some(b), Some(y)) => pair_row_f32(t, b, y, code),
+        _ => pair_row(top, bot, y, code),
+    }
+}
+
+fn pair_row_backward_any<T: Element>(dy: &[T], code: &[u8], top: &mut [T], bot: &mut [T]) {
+    match (as_f32(dy), as_f32_mut(top), as_f32_mut(bot)) {
+        (Some(g), Some(t), Some(b)) => pair_row_backward_f32(g, code, t, b),
+        _ => pair_row_backward(dy, code, top, bot),
+    }
+}
+
+/// Views a slice of `T` as f32 when `T` is f32.
+fn as_f32<T: Element>(x: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32 (same type id), so the layout is identical.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+fn as_f32_mut<T: Element>(x: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: as in `as_f32`.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+}
+
+/// 2×2 max pooling with stride 2 ([`is_pair`]) for training: `y` as
+/// [`max_pool2d`] gives it, and for each window a one-byte `code`
+/// `2·dr + dc` locating its maximum at row `2u + dr`, column `2v + dc` (a
+/// quarter of the memory of [`max_pool2d`]'s 32-bit indices, which the
+/// backward pass reads again). A window clipped at the edge (ceil policy)
+/// only names pixels inside the slice.
+pub fn max_pool2x2<T: Element>(g: &PoolGeometry, x: &[T], y: &mut [T], code: &mut [u8]) {
+    assert!(
+        is_pair(g),
+        "max_pool2x2: the window must be 2×2 with stride 2"
+    );
+    let (oh, ow) = (g.out_h(), g.out_w());
+    assert_eq!(x.len(), g.planes * g.h * g.w, "max_pool2x2: input length");
+    assert_eq!(y.len(), g.planes * oh * ow, "max_pool2x2: output length");
+    assert_eq!(code.len(), y.len(), "max_pool2x2: code length");
+    if y.is_empty() {
+        return;
+    }
+    let w = g.w;
+    let full = (w / 2).min(ow);
+    let plane = |((xs, ys), cs): ((&[T], &mut [T]), &mut [u8])| {
+        for u in 0..oh {
+            let r0 = 2 * u;
+            let (yr, cr) = (&mut ys[u * ow..][..ow], &mut cs[u * ow..][..ow]);
+            if r0 + 1 < g.h {
+                let (top, bot) = (&xs[r0 * w..][..w], &xs[(r0 + 1) * w..][..w]);
+                pair_row_any(top, bot, &mut yr[..full], &mut cr[..full]);
+                if ow > full {
+                    // Ceil with an odd width: the window is the edge column.
+                    let (a, b) = (top[w - 1], bot[w - 1]);
+                    let k = if a.is_nan() {
+                        0
+                    } else if b.is_nan() || b > a {
+                        2
+                    } else {
+                        0
+                    };
+                    yr[full] = if k == 0 { a } else { b };
+                    cr[full] = k;
+                }
+            } else {
+                // Ceil with an odd height: the window is the edge row.
+                let row = &xs[r0 * w..][..w];
+                for (v, (yv, cv)) in yr.iter_mut().zip(cr.iter_mut()).enumerate() {
+                    let a = row[2 * v];
+                    let k = match row.get(2 * v + 1) {
+                        Some(&b) if !a.is_nan() && (b.is_nan() || b > a) => 1,
+                        _ => 0,
+                    };
+                    *yv = row[2 * v + k as usize];
+                    *cv = k;
+                }
+            }
+        }
+    };
+    crate::parallel::install(|| {
+        x.par_chunks_exact(g.h * w)
+            .zip(y.par_chunks_exact_mut(oh * ow))
+            .zip(code.par_chunks_exact_mut(oh * ow))
+            .for_each(plane)
+    });
+}
+
+/// The backward of [`max_pool2x2`]: each pixel of `dx` (`[planes, h, w]`,
+/// overwritten) gets the gradient of the window whose maximum it is, or zero
+/// (the windows do not overlap), in one pass.
+pub fn max_pool2x2_backward<T: Element>(g: &PoolGeometry, dy: &[T], code: &[u8], dx: &mut [T]) {
+    assert!(
+        is_pair(g),
+        "max_pool2x2_backward: the window must be 2×2 with stride 2"
+    );
+    let (oh, ow) = (g.out_h(), g.out_w());
+    assert_eq!(
+        dx.len(),
+        g.planes * g.h * g.w,
+        "max_pool2x2_backward: input length"
+    );
+    assert_eq!(
+        dy.len(),
+        g.planes * oh * ow,
+        "max_pool2x2_backward: output length"
+    );
+    assert_eq!(code.len(), dy.len(), "max_pool2x2_backward: code length");
+    if dy.is_empty() {
+        dx.fill(T::zero());
+        return;
+    }
+    let (h, w) = (g.h, g.w);
+    let full = (w / 2).min(ow);
+    let plane = |(d, (gs, cs)): (&mut [T], (&[T], &[u8]))| {
+        for u in 0..oh {
+            let r0 = 2 * u;
+            let (gr, cr) = (&gs[u * ow..][..ow], &cs[u * ow..][..ow]);
+            if r0 + 1 < h {
+                let (top, bot) = d[r0 * w..][..2 * w].split_at_mut(w);
+                pair_row_backward_any(&gr[..full], &cr[..full], top, bot);
+                if w > 2 * full {
+                    // The odd last column: its clipped window's (ceil), or
+                    // no window's (floor).
+                    let (gv, k) = match (ow > full).then(|| (gr[full], cr[full])) {
+                        Some(p) => p,
+                        None => (T::zero(), 0),
+                    };
+                    top[w - 1] = if k == 0 { gv } else { T::zero() };
+                    bot[w - 1] = if k == 2 { gv } else { T::zero() };
+                }
+            } else {
+                let row = &mut d[r0 * w..][..w];
+                row.fill(T::zero());
+                for (v, (&gv, &k)) in gr.iter().zip(cr).enumerate() {
+                    row[2 * v + k as usize] = gv;
+                }
+            }
+        }
+        // Floor with an odd height: the last row is in no window.
+        d[(2 * oh).min(h) * w..].fill(T::zero());
+    };
+    crate::parallel::install(|| {
+        dx.par_chunks_exact_mut(h * w)
+            .zip(
+                dy.par_chunks_exact(oh * ow)
+                    .zip(code.par_chunks_exact(oh * ow)),
+            )
+            .for_each(plane)
     });
 }
 
@@ -441,6 +683,107 @@ mod tests {
                 assert_eq!(got, want, "{planes}×{h}×{w} k{k} s{s} {policy:?}");
             }
         }
+    }
+
+    /// The pixel a [`max_pool2x2`] code names, within its slice.
+    fn code_pixel(g: &PoolGeometry, u: usize, v: usize, k: u8) -> usize {
+        let r = (2 * u + k as usize / 2).min(g.h - 1);
+        let c = (2 * v + k as usize % 2).min(g.w - 1);
+        r * g.w + c
+    }
+
+    /// Slices with ties (few distinct values) and NaNs at scattered places.
+    fn tie_data(n: usize, nans: bool) -> Vec<f32> {
+        (0..n)
+            .map(|i| match i * 7 % 23 {
+                0 if nans => f32::NAN,
+                r => (r % 5) as f32 - 2.0,
+            })
+            .collect()
+    }
+
+    /// 2×2 pooling with byte codes picks the same maxima at the same pixels as
+    /// the general arg-max pooling, and its backward is `dx[pixel] += dy` on
+    /// a zeroed `dx`: even, odd, floor, ceil, a one-row slice, ties, NaNs.
+    #[test]
+    fn pair_pooling_matches_the_general_pooling_and_its_backward() {
+        let shapes = [
+            (3, 4, 6),
+            (2, 7, 5),
+            (1, 3, 3),
+            (2, 8, 2),
+            (1, 1, 4),
+            (2, 5, 40),
+            (1, 2, 33),
+        ];
+        for (planes, h, w) in shapes {
+            for policy in [OddPolicy::Floor, OddPolicy::Ceil] {
+                let g = PoolGeometry {
+                    planes,
+                    h,
+                    w,
+                    kh: 2,
+                    kw: 2,
+                    stride_h: 2,
+                    stride_w: 2,
+                    policy,
+                };
+                let (oh, ow) = (g.out_h(), g.out_w());
+                let n = planes * oh * ow;
+                for nans in [false, true] {
+                    let x = tie_data(planes * h * w, nans);
+                    let (mut want, mut arg) = (vec![0.0; n], vec![0u32; n]);
+                    max_pool2d(&g, &x, &mut want, &mut arg);
+                    let (mut y, mut code) = (vec![0.0; n], vec![9u8; n]);
+                    max_pool2x2(&g, &x, &mut y, &mut code);
+                    let dy: Vec<f32> = (0..n).map(|i| i as f32 + 1.0).collect();
+                    let mut expect = vec![0.0; x.len()];
+                    for i in 0..n {
+                        let (p, u, v) = (i / (oh * ow), i % (oh * ow) / ow, i % ow);
+                        let at = code_pixel(&g, u, v, code[i]);
+                        let tag = format!("{planes}×{h}×{w} {policy:?} nans {nans} window {i}");
+                        assert!(code[i] < 4, "{tag}");
+                        assert_eq!(y[i].to_bits(), x[p * h * w + at].to_bits(), "{tag}");
+                        if want[i].is_nan() {
+                            assert!(y[i].is_nan(), "{tag}");
+                        } else {
+                            assert_eq!((y[i], at), (want[i], arg[i] as usize), "{tag}");
+                        }
+                        expect[p * h * w + at] += dy[i];
+                    }
+                    let mut dx = vec![f32::NAN; x.len()];
+                    max_pool2x2_backward(&g, &dy, &code, &mut dx);
+                    assert_eq!(dx, expect, "{planes}×{h}×{w} {policy:?} nans {nans}");
+                }
+            }
+        }
+    }
+
+    /// The row loops compiled for this host's vector ISA give the bits of
+    /// the baseline build.
+    #[test]
+    fn pair_rows_give_the_same_bits_on_every_isa() {
+        let top = tie_data(2 * 301, true);
+        let bot: Vec<f32> = tie_data(2 * 301 + 5, true)[5..].to_vec();
+        let (mut y0, mut c0, mut y1, mut c1) = (
+            vec![0.0; 301],
+            vec![0u8; 301],
+            vec![0.0; 301],
+            vec![0u8; 301],
+        );
+        pair_row_f32(&top, &bot, &mut y0, &mut c0);
+        pair_row::<f32>(&top, &bot, &mut y1, &mut c1);
+        assert_eq!(c0, c1);
+        assert!(y0.iter().zip(&y1).all(|(a, b)| a.to_bits() == b.to_bits()));
+        pair_values_f32(&top, &bot, &mut y0);
+        pair_values::<f32>(&top, &bot, &mut y1);
+        assert!(y0.iter().zip(&y1).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let dy: Vec<f32> = (0..301).map(|i| i as f32 - 7.5).collect();
+        let (mut t0, mut b0) = (vec![0.0; 602], vec![0.0; 602]);
+        let (mut t1, mut b1) = (vec![1.0; 602], vec![1.0; 602]);
+        pair_row_backward_f32(&dy, &c0, &mut t0, &mut b0);
+        pair_row_backward::<f32>(&dy, &c0, &mut t1, &mut b1);
+        assert_eq!((t0, b0), (t1, b1));
     }
 
     #[test]

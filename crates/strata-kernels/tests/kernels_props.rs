@@ -230,3 +230,46 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// 2×2 stride-2 pooling with byte codes gives the maxima and arg-max
+    /// pixels of the general pooling, and its one-pass backward equals
+    /// `dx[arg] += dy` on a zeroed `dx`, for any size, either odd policy,
+    /// ties (values on a coarse grid) and NaNs.
+    #[test]
+    fn pair_pooling_matches_general_pooling(
+        planes in 1usize..4, h in 1usize..12, w in 1usize..40, ceil in any::<bool>(),
+        vals in proptest::collection::vec(-3i8..4, 4 * 12 * 40),
+    ) {
+        use strata_kernels::pool::{self, OddPolicy, PoolGeometry};
+        let policy = if ceil { OddPolicy::Ceil } else { OddPolicy::Floor };
+        let g = PoolGeometry { planes, h, w, kh: 2, kw: 2, stride_h: 2, stride_w: 2, policy };
+        let x: Vec<f32> = vals[..planes * h * w]
+            .iter()
+            .map(|&v| if v == 3 { f32::NAN } else { v as f32 * 0.5 })
+            .collect();
+        let n = planes * g.out_h() * g.out_w();
+        let (mut want, mut arg) = (vec![0.0f32; n], vec![0u32; n]);
+        pool::max_pool2d(&g, &x, &mut want, &mut arg);
+        let (mut y, mut code) = (vec![0.0f32; n], vec![0u8; n]);
+        pool::max_pool2x2(&g, &x, &mut y, &mut code);
+        let dy: Vec<f32> = (0..n).map(|i| i as f32 + 1.0).collect();
+        let mut expect = vec![0.0f32; x.len()];
+        let ohw = (g.out_h() * g.out_w()).max(1);
+        for i in 0..n {
+            let (p, u, v) = (i / ohw, i % ohw / g.out_w(), i % g.out_w());
+            let k = code[i] as usize;
+            let at = (2 * u + k / 2).min(h - 1) * w + (2 * v + k % 2).min(w - 1);
+            prop_assert_eq!(y[i].to_bits(), x[p * h * w + at].to_bits());
+            if !want[i].is_nan() {
+                prop_assert_eq!((y[i], at), (want[i], arg[i] as usize));
+            } else {
+                prop_assert!(y[i].is_nan());
+            }
+            expect[p * h * w + at] += dy[i];
+        }
+        let mut dx = vec![f32::NAN; x.len()];
+        pool::max_pool2x2_backward(&g, &dy, &code, &mut dx);
+        prop_assert_eq!(dx, expect);
+    }
+}

@@ -11,9 +11,16 @@ use crate::{Backward, Real, Tape, Var};
 use strata_kernels::pool::{self, pooled_len, OddPolicy, PoolGeometry};
 use strata_tensor::{buffers, Tensor};
 
+/// Where each window's maximum sits: a one-byte offset for 2×2 windows with
+/// stride 2 (a quarter of the memory), else an index within the slice.
+enum ArgMax {
+    Pair(Vec<u8>),
+    Index(Vec<u32>),
+}
+
 struct MaxPoolBackward {
     g: PoolGeometry,
-    arg: Vec<u32>,
+    arg: ArgMax,
 }
 
 impl<T: Real> Backward<T> for MaxPoolBackward {
@@ -25,7 +32,11 @@ impl<T: Real> Backward<T> for MaxPoolBackward {
         _needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
         let mut dx = buffers::take(inputs[0].numel());
-        pool::max_pool2d_backward(&self.g, &grad.to_contiguous_slice(), &self.arg, &mut dx);
+        let dy = grad.to_contiguous_slice();
+        match &self.arg {
+            ArgMax::Pair(code) => pool::max_pool2x2_backward(&self.g, &dy, code, &mut dx),
+            ArgMax::Index(arg) => pool::max_pool2d_backward(&self.g, &dy, arg, &mut dx),
+        }
         Ok(vec![Some(tensor(dx, inputs[0].shape()))])
     }
 }
@@ -105,8 +116,15 @@ impl<T: Real> Tape<T> {
             let out = tensor(y, &[s[0], s[1], oh, ow]);
             return self.push_op(&[x], out, || unreachable!("inference records no backward"));
         }
-        let mut arg = vec![0u32; y.len()];
-        pool::max_pool2d(&g, &xv.to_contiguous_slice(), &mut y, &mut arg);
+        let arg = if pool::is_pair(&g) {
+            let mut code = vec![0u8; y.len()];
+            pool::max_pool2x2(&g, &xv.to_contiguous_slice(), &mut y, &mut code);
+            ArgMax::Pair(code)
+        } else {
+            let mut arg = vec![0u32; y.len()];
+            pool::max_pool2d(&g, &xv.to_contiguous_slice(), &mut y, &mut arg);
+            ArgMax::Index(arg)
+        };
         let out = tensor(y, &[s[0], s[1], oh, ow]);
         self.push_op(&[x], out, || Box::new(MaxPoolBackward { g, arg }))
     }
