@@ -14,7 +14,11 @@ pub(crate) const PAR_MIN: usize = 1 << 16;
 pub(crate) const CHUNK: usize = 1 << 14;
 
 /// Runs `f(offset, out_chunk)` over `out`, in parallel when it is large.
+/// Each call of `f` runs compiled for the host's vector ISA
+/// ([`crate::isa::vectorised`]).
+#[inline(always)]
 fn par_out<T: Element>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
+    let f = |at: usize, c: &mut [T]| crate::isa::vectorised(|| f(at, c));
     if out.len() < PAR_MIN || crate::parallel::num_threads() == 1 {
         return f(0, out);
     }
