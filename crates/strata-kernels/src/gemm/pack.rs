@@ -28,6 +28,19 @@ pub fn pack_a<T: Copy + Default>(
         let rows = mr.min(i0 + mc - r0);
         match ta {
             // op(A)[i, p] = a[i·lda + p]: gather one value from each of `rows` rows.
+            Trans::No if rows == mr && matches!(mr, 6 | 12) => {
+                // Full panels of the kernels' heights: gather each depth
+                // step's `mr` values (loads from `mr` sequential streams, one
+                // contiguous store) in a loop unrolled over the rows.
+                let base = r0 * lda + p0;
+                assert!(base + (mr - 1) * lda + kc <= a.len(), "pack_a: A too short");
+                match mr {
+                    6 => crate::isa::vectorised(|| gather_rows::<T, 6>(&a[base..], lda, kc, panel)),
+                    _ => {
+                        crate::isa::vectorised(|| gather_rows::<T, 12>(&a[base..], lda, kc, panel))
+                    }
+                }
+            }
             Trans::No => {
                 let mut src: [&[T]; MAX_TILE] = [&[]; MAX_TILE];
                 for (i, s) in src[..rows].iter_mut().enumerate() {
@@ -52,6 +65,19 @@ pub fn pack_a<T: Copy + Default>(
                     d[rows..].fill(T::default());
                 }
             }
+        }
+    }
+}
+
+/// `panel[p·MR + i] = a[i·lda + p]` for `p < kc`, `i < MR` (`a` holds the
+/// `MR` rows, checked by the caller).
+#[inline(always)]
+fn gather_rows<T: Copy, const MR: usize>(a: &[T], lda: usize, kc: usize, panel: &mut [T]) {
+    let src: [&[T]; MR] = std::array::from_fn(|i| &a[i * lda..][..kc]);
+    for (p, d) in panel[..kc * MR].chunks_exact_mut(MR).enumerate() {
+        let d: &mut [T; MR] = d.try_into().expect("chunks of MR");
+        for i in 0..MR {
+            d[i] = src[i][p];
         }
     }
 }
