@@ -331,11 +331,24 @@ unsafe fn block<T: Scalar>(
 ) {
     let (mr, nr) = (kern.mr, kern.nr);
     let mut tmp = [T::zero(); MAX_TILE * MAX_TILE];
-    for jp in j0 / nr..(j0 + ncols).div_ceil(nr) {
+    let (jp_end, ips) = ((j0 + ncols).div_ceil(nr), mc.div_ceil(mr));
+    // The next B micro-panel is fetched a slice per tile while this one is in
+    // use, so it is in cache when its first tile starts (it was packed by
+    // either thread and would otherwise come from L3 at that tile's pace).
+    let lines = (kc * nr * size_of::<T>()).div_ceil(64);
+    let per_tile = lines.div_ceil(ips);
+    for jp in j0 / nr..jp_end {
         let bp = &bpack[jp * kc * nr..][..kc * nr];
+        let next = (jp + 1 < jp_end).then(|| bpack[(jp + 1) * kc * nr..][..kc * nr].as_ptr());
         let cols = nr.min(j0 + ncols - jp * nr);
         let col = jc + jp * nr;
-        for ip in 0..mc.div_ceil(mr) {
+        for ip in 0..ips {
+            if let Some(nb) = next {
+                let first = ip * per_tile;
+                for l in first..lines.min(first + per_tile) {
+                    prefetch_l2(nb.cast::<u8>().wrapping_add(64 * l));
+                }
+            }
             let ap = &apack[ip * kc * mr..][..kc * mr];
             let rows = mr.min(mc - ip * mr);
             let row = i0 + ip * mr;
@@ -375,6 +388,19 @@ unsafe fn block<T: Scalar>(
             }
         }
     }
+}
+
+/// Hints that the line at `p` will be read soon (into L2 and, by the time
+/// of use, L1). A hint only: it never faults, whatever the address.
+#[inline(always)]
+fn prefetch_l2(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and has no architectural effect.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.cast())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// `dst ← src + β·dst`, β = 0 overwriting (so NaN in `dst` does not leak).
