@@ -1,19 +1,86 @@
 //! GEMM workloads: square sgemm/dgemm and neural-net layer shapes, for every
-//! implementation available on this CPU plus what `gemm()` picks.
+//! implementation available on this CPU plus what `gemm()` picks, and, built
+//! with the `gemm-crate` feature, the `gemm` crate (0.19, `x86-v4`) on the
+//! same thread pool as the baseline to beat.
 
 use strata_kernels::gemm::{choose, gemm, gemm_with, GemmImpl, GemmScalar, Trans};
 
 use super::{Opts, Out, Record, Shape};
 
-/// Candidates: each available own/portable implementation, then `None` for `gemm()`.
-fn candidates() -> Vec<Option<GemmImpl>> {
+/// A measured implementation.
+#[derive(Clone, Copy)]
+enum Cand {
+    /// One of strata's (or the portable `matrixmultiply`).
+    Own(GemmImpl),
+    /// What `gemm()` picks.
+    Chosen,
+    /// The `gemm` crate, as a baseline.
+    #[cfg(feature = "gemm-crate")]
+    GemmCrate,
+}
+
+/// Candidates: each available own/portable implementation, `gemm()`, then
+/// the `gemm` crate when built in.
+fn candidates() -> Vec<Cand> {
     let mut v: Vec<_> = GemmImpl::ALL
         .into_iter()
         .filter(|i| i.is_available())
-        .map(Some)
+        .map(Cand::Own)
         .collect();
-    v.push(None);
+    v.push(Cand::Chosen);
+    #[cfg(feature = "gemm-crate")]
+    v.push(Cand::GemmCrate);
     v
+}
+
+/// `C = op(A)·op(B)` by the `gemm` crate, row-major, on strata's pool (so
+/// both use the same threads).
+#[cfg(feature = "gemm-crate")]
+#[allow(clippy::too_many_arguments)]
+fn gemm_crate<T: GemmScalar>(
+    (ta, tb): (Trans, Trans),
+    (m, n, k): (usize, usize, usize),
+    (a, lda): (&[T], usize),
+    (b, ldb): (&[T], usize),
+    c: &mut [T],
+) {
+    // Strides of op(A) and op(B) as (column step, row step).
+    let (acs, ars) = if ta == Trans::No { (1, lda) } else { (lda, 1) };
+    let (bcs, brs) = if tb == Trans::No { (1, ldb) } else { (ldb, 1) };
+    let threads = strata_kernels::parallel::num_threads();
+    let (cp, ap, bp) = (
+        c.as_mut_ptr() as usize,
+        a.as_ptr() as usize,
+        b.as_ptr() as usize,
+    );
+    strata_kernels::parallel::install(|| {
+        // SAFETY: the pointers address m×n, m×k and k×n matrices with these
+        // strides (the slices were sized so by `measure`); C is not read
+        // (`read_dst` false), and nothing else touches C meanwhile.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                cp as *mut T,
+                1,
+                n as isize,
+                false,
+                ap as *const T,
+                acs as isize,
+                ars as isize,
+                bp as *const T,
+                bcs as isize,
+                brs as isize,
+                T::zero(),
+                T::one(),
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(threads),
+            )
+        }
+    })
 }
 
 /// Deterministic values in [-1, 1).
@@ -53,8 +120,10 @@ fn measure<T: GemmScalar>(
         .map(|(&imp, c)| -> Box<dyn FnMut() + '_> {
             let (a, b) = (&a, &b);
             Box::new(move || match imp {
-                Some(i) => gemm_with(i, ta, tb, m, n, k, one, a, lda, b, ldb, zero, c, n),
-                None => gemm(ta, tb, m, n, k, one, a, lda, b, ldb, zero, c, n),
+                Cand::Own(i) => gemm_with(i, ta, tb, m, n, k, one, a, lda, b, ldb, zero, c, n),
+                Cand::Chosen => gemm(ta, tb, m, n, k, one, a, lda, b, ldb, zero, c, n),
+                #[cfg(feature = "gemm-crate")]
+                Cand::GemmCrate => gemm_crate((ta, tb), (m, n, k), (a, lda), (b, ldb), c),
             })
         })
         .collect();
@@ -63,6 +132,23 @@ fn measure<T: GemmScalar>(
         .map(|f| (flops, &mut **f as &mut dyn FnMut()))
         .collect();
     let rates = o.timing.rates(&mut cands);
+    drop(fs);
+    // Every candidate computed the same product (a baseline wired up with a
+    // wrong stride would otherwise report a meaningless rate).
+    for (imp, c) in imps.iter().zip(&cs).skip(1) {
+        let worst = c
+            .iter()
+            .zip(&cs[0])
+            .map(|(&x, &y)| (x - y).abs().as_f64() / (1.0 + y.abs().as_f64()))
+            .fold(0.0, f64::max);
+        if worst > 1e-3 {
+            eprintln!(
+                "warning: {} differs from {} by {worst:.2e} (relative) at {m}×{n}×{k}",
+                label::<T>(*imp, m, n, k),
+                label::<T>(imps[0], m, n, k)
+            );
+        }
+    }
     for (&imp, gflops) in imps.iter().zip(rates) {
         let imp = label::<T>(imp, m, n, k);
         out(&Record {
@@ -75,10 +161,12 @@ fn measure<T: GemmScalar>(
     }
 }
 
-fn label<T: GemmScalar>(imp: Option<GemmImpl>, m: usize, n: usize, k: usize) -> String {
+fn label<T: GemmScalar>(imp: Cand, m: usize, n: usize, k: usize) -> String {
     match imp {
-        Some(i) => i.name().to_string(),
-        None => format!("gemm()={}", choose::<T>(m, n, k).name()),
+        Cand::Own(i) => i.name().to_string(),
+        Cand::Chosen => format!("gemm()={}", choose::<T>(m, n, k).name()),
+        #[cfg(feature = "gemm-crate")]
+        Cand::GemmCrate => "gemm-crate-0.19".to_string(),
     }
 }
 
