@@ -474,6 +474,33 @@ taps_wrapper!(taps512_f32_r9, "avx512f", Avx512F32, f32, 12, 9, 2);
 taps_wrapper!(taps512_f32_r10, "avx512f", Avx512F32, f32, 12, 10, 2);
 taps_wrapper!(taps512_f32_r11, "avx512f", Avx512F32, f32, 12, 11, 2);
 taps_wrapper!(taps512_f32_r12, "avx512f", Avx512F32, f32, 12, 12, 2);
+// AVX-512 16-wide f32 tiles (12×16, one vector per row: 12 accumulators)
+// for sweeps too narrow for 32-wide tiles (a 3×3 image's 15 columns), where
+// the AVX2 6×16 ymm tiles ran at half the 512-bit FMA rate.
+wrapper!(avx512n_f32, "avx512f", Avx512F32, f32, 12, 1);
+wrapper!(avx512n_f32_r1, "avx512f", Avx512F32, f32, 12, 1, 1);
+wrapper!(avx512n_f32_r2, "avx512f", Avx512F32, f32, 12, 2, 1);
+wrapper!(avx512n_f32_r3, "avx512f", Avx512F32, f32, 12, 3, 1);
+wrapper!(avx512n_f32_r4, "avx512f", Avx512F32, f32, 12, 4, 1);
+wrapper!(avx512n_f32_r5, "avx512f", Avx512F32, f32, 12, 5, 1);
+wrapper!(avx512n_f32_r6, "avx512f", Avx512F32, f32, 12, 6, 1);
+wrapper!(avx512n_f32_r7, "avx512f", Avx512F32, f32, 12, 7, 1);
+wrapper!(avx512n_f32_r8, "avx512f", Avx512F32, f32, 12, 8, 1);
+wrapper!(avx512n_f32_r9, "avx512f", Avx512F32, f32, 12, 9, 1);
+wrapper!(avx512n_f32_r10, "avx512f", Avx512F32, f32, 12, 10, 1);
+wrapper!(avx512n_f32_r11, "avx512f", Avx512F32, f32, 12, 11, 1);
+taps_wrapper!(taps512n_f32_r1, "avx512f", Avx512F32, f32, 12, 1, 1);
+taps_wrapper!(taps512n_f32_r2, "avx512f", Avx512F32, f32, 12, 2, 1);
+taps_wrapper!(taps512n_f32_r3, "avx512f", Avx512F32, f32, 12, 3, 1);
+taps_wrapper!(taps512n_f32_r4, "avx512f", Avx512F32, f32, 12, 4, 1);
+taps_wrapper!(taps512n_f32_r5, "avx512f", Avx512F32, f32, 12, 5, 1);
+taps_wrapper!(taps512n_f32_r6, "avx512f", Avx512F32, f32, 12, 6, 1);
+taps_wrapper!(taps512n_f32_r7, "avx512f", Avx512F32, f32, 12, 7, 1);
+taps_wrapper!(taps512n_f32_r8, "avx512f", Avx512F32, f32, 12, 8, 1);
+taps_wrapper!(taps512n_f32_r9, "avx512f", Avx512F32, f32, 12, 9, 1);
+taps_wrapper!(taps512n_f32_r10, "avx512f", Avx512F32, f32, 12, 10, 1);
+taps_wrapper!(taps512n_f32_r11, "avx512f", Avx512F32, f32, 12, 11, 1);
+taps_wrapper!(taps512n_f32_r12, "avx512f", Avx512F32, f32, 12, 12, 1);
 taps_wrapper!(taps512_f64_r1, "avx512f", Avx512F64, f64, 12, 1, 2);
 taps_wrapper!(taps512_f64_r2, "avx512f", Avx512F64, f64, 12, 2, 2);
 taps_wrapper!(taps512_f64_r3, "avx512f", Avx512F64, f64, 12, 3, 2);
@@ -592,6 +619,46 @@ pub const AVX512_F32: Kernel<f32> = Kernel {
             wide512_f32_r8,
         ],
     },
+};
+/// The AVX-512 16-wide f32 direct-convolution tiles (12×16): only offered as
+/// a narrower direct-tile set (`direct_tile_sets`), never as the GEMM kernel.
+#[cfg(target_arch = "x86_64")]
+pub const AVX512_NARROW_F32: Kernel<f32> = Kernel {
+    mr: 12,
+    nr: 16,
+    mc: 192,
+    kc: 256,
+    nc: 4096,
+    ukr: avx512n_f32,
+    pack_bt: None,
+    edge: &[
+        avx512n_f32_r1,
+        avx512n_f32_r2,
+        avx512n_f32_r3,
+        avx512n_f32_r4,
+        avx512n_f32_r5,
+        avx512n_f32_r6,
+        avx512n_f32_r7,
+        avx512n_f32_r8,
+        avx512n_f32_r9,
+        avx512n_f32_r10,
+        avx512n_f32_r11,
+    ],
+    taps: &[
+        taps512n_f32_r1,
+        taps512n_f32_r2,
+        taps512n_f32_r3,
+        taps512n_f32_r4,
+        taps512n_f32_r5,
+        taps512n_f32_r6,
+        taps512n_f32_r7,
+        taps512n_f32_r8,
+        taps512n_f32_r9,
+        taps512n_f32_r10,
+        taps512n_f32_r11,
+        taps512n_f32_r12,
+    ],
+    wide: WideTiles::NONE,
 };
 /// The AVX-512 f64 kernel (12×16 tile).
 #[cfg(target_arch = "x86_64")]

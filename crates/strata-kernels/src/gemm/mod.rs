@@ -146,12 +146,16 @@ pub(crate) fn direct_tiles_for<T: GemmScalar>(cols: usize) -> Option<DirectTiles
 }
 
 /// Every set of direct-convolution tiles this CPU runs, widest first (the
-/// AVX-512 12×32 f32 tiles, then AVX2's 6×16).
+/// AVX-512 12×32 f32 tiles, AVX-512's 12×16, then AVX2's 6×16; an equally
+/// narrow later set only serves when the earlier is unavailable).
 pub(crate) fn direct_tile_sets<T: GemmScalar>() -> impl Iterator<Item = DirectTiles<T>> {
     GemmImpl::ALL
         .into_iter()
         .filter(|i| i.is_available())
-        .filter_map(T::kernel)
+        .flat_map(|i| {
+            let narrow = (i == GemmImpl::Avx512).then(T::narrow_kernel).flatten();
+            T::kernel(i).into_iter().chain(narrow)
+        })
         .filter(|k| !k.taps.is_empty() && k.edge.len() + 1 == k.mr)
         .map(|k| DirectTiles {
             mr: k.mr,
@@ -219,6 +223,8 @@ mod sealed {
     pub trait Sealed: super::Scalar {
         /// The own kernel for `imp` on this target, if any.
         fn kernel(imp: super::GemmImpl) -> Option<&'static super::Kernel<Self>>;
+        /// Extra, narrower direct-convolution tiles of the AVX-512 kernel.
+        fn narrow_kernel() -> Option<&'static super::Kernel<Self>>;
         /// `matrixmultiply`'s routine for this type.
         const MM: super::MmFn<Self>;
     }
@@ -281,9 +287,20 @@ pub trait GemmScalar: strata_tensor::Element + sealed::Sealed {
     }
 }
 
+/// The AVX-512 16-wide f32 direct tiles, where the target has them.
+fn narrow_f32() -> Option<&'static Kernel<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    return Some(&kernel::AVX512_NARROW_F32);
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 macro_rules! scalar {
-    ($t:ty, $avx512:ident, $avx2:ident, $mm:path) => {
+    ($t:ty, $avx512:ident, $avx2:ident, $narrow:expr, $mm:path) => {
         impl sealed::Sealed for $t {
+            fn narrow_kernel() -> Option<&'static Kernel<$t>> {
+                $narrow
+            }
             fn kernel(imp: GemmImpl) -> Option<&'static Kernel<$t>> {
                 match imp {
                     #[cfg(target_arch = "x86_64")]
@@ -298,8 +315,14 @@ macro_rules! scalar {
         impl GemmScalar for $t {}
     };
 }
-scalar!(f32, AVX512_F32, AVX2_F32, matrixmultiply::sgemm);
-scalar!(f64, AVX512_F64, AVX2_F64, matrixmultiply::dgemm);
+scalar!(
+    f32,
+    AVX512_F32,
+    AVX2_F32,
+    narrow_f32(),
+    matrixmultiply::sgemm
+);
+scalar!(f64, AVX512_F64, AVX2_F64, None, matrixmultiply::dgemm);
 
 /// Panics with a clear message if a slice is too short for the described matrix.
 fn check(name: &str, t: Trans, rows: usize, cols: usize, ld: usize, len: usize) {
