@@ -140,10 +140,15 @@ fn long_rows(g: &ConvGeometry) -> bool {
 /// Whether backward-weights takes the direct route
 /// ([`direct_backward_weights`]): `c_in` a multiple of the tile width, and either a [`ConvAlgo::Direct`] shape or an image of ≥ 32×32
 /// outputs (where it measured ahead of the implicit GEMM; on small images
-/// such as 4×4 or 8×8 it fell behind).
+/// such as 4×4 or 8×8 it fell behind), with at least 32 output pixels in
+/// padded-width rows per image: that is the depth of each of its tile
+/// calls, and on a 3×3 image (15) the GEMM route, which groups images into
+/// longer calls, measured 2.2× faster (256→256, `cargo xtask bench conv`
+/// with and without `STRATA_CONV_NO_DIRECT`, 2026-12-07).
 pub(super) fn direct_weights(g: &ConvGeometry, nr: usize) -> bool {
     g.c_in.is_multiple_of(nr)
         && direct_allowed()
+        && g.out_h() * g.padded_hw().1 >= 32
         && (choose_gemm(g) == ConvAlgo::Direct || g.out_h() * g.out_w() >= 1024)
 }
 
