@@ -78,7 +78,7 @@ pub(super) fn choose_gemm(g: &ConvGeometry) -> ConvAlgo {
         ConvAlgo::Im2colGemm
     } else if direct_allowed()
         && (if stride1 {
-            ragged_rows(g) || long_rows(g)
+            (ragged_rows(g) && sweep_fills_a_tile(g)) || long_rows(g)
         } else {
             strided_direct(g) && phase_rows_fill(g)
         })
@@ -128,6 +128,17 @@ fn ragged_rows(g: &ConvGeometry) -> bool {
     !ow.is_multiple_of(nr) && !nr.is_multiple_of(ow.max(1))
 }
 
+/// Whether one image's sweep (its output rows in the padded width, the
+/// columns a direct tile call covers) fills at least one tile of the widest
+/// direct set. A 3×3 image's 15 columns do not: there the implicit GEMM,
+/// whose panels run across images, measured 1.6× the direct tiles forward
+/// (256→256 on full-rate AVX-512, 2026-12-07, with and without
+/// `STRATA_CONV_NO_DIRECT`); on AVX2's 16-wide tiles the two were level.
+fn sweep_fills_a_tile(g: &ConvGeometry) -> bool {
+    let nr = direct_tiles::<f32>().map_or(1, |d| d.nr);
+    g.out_h() * g.padded_hw().1 >= nr
+}
+
 /// Output rows of at least 16 on tiles at least 32 wide (AVX-512): there
 /// the direct tiles measured 1.3× the implicit GEMM, forward and
 /// backward-data, on ResNet-20's 32×32 and 16×16 layers (`cargo xtask bench
@@ -140,15 +151,19 @@ fn long_rows(g: &ConvGeometry) -> bool {
 /// Whether backward-weights takes the direct route
 /// ([`direct_backward_weights`]): `c_in` a multiple of the tile width, and either a [`ConvAlgo::Direct`] shape or an image of ≥ 32×32
 /// outputs (where it measured ahead of the implicit GEMM; on small images
-/// such as 4×4 or 8×8 it fell behind), with at least 32 output pixels in
-/// padded-width rows per image: that is the depth of each of its tile
-/// calls, and on a 3×3 image (15) the GEMM route, which groups images into
-/// longer calls, measured 2.2× faster (256→256, `cargo xtask bench conv`
-/// with and without `STRATA_CONV_NO_DIRECT`, 2026-12-07).
+/// such as 4×4 or 8×8 it fell behind), and deep enough tile calls. Their
+/// depth is the image's output pixels in padded-width rows; the GEMM route
+/// groups images into longer calls. Measured with and without
+/// `STRATA_CONV_NO_DIRECT` (2026-12-07, full-rate AVX-512):
+/// - 3×3 images (depth 15) are 2.2× faster on the GEMM route (256→256).
+/// - 5×5 and 7×7 images (depth 35 and 63) with ≥ 128 output slices are
+///   1.1–1.5× faster on it. 64→64 7×7 is 1.0–1.2× faster direct.
 pub(super) fn direct_weights(g: &ConvGeometry, nr: usize) -> bool {
+    let depth = g.out_h() * g.padded_hw().1;
     g.c_in.is_multiple_of(nr)
         && direct_allowed()
-        && g.out_h() * g.padded_hw().1 >= 32
+        && depth >= 32
+        && (depth >= 80 || g.c_out <= 64)
         && (choose_gemm(g) == ConvAlgo::Direct || g.out_h() * g.out_w() >= 1024)
 }
 
