@@ -630,7 +630,7 @@ pub const AVX512_NARROW_F32: Kernel<f32> = Kernel {
     kc: 256,
     nc: 4096,
     ukr: avx512n_f32,
-    pack_bt: None,
+    pack_bt: Some(pack_bt_f32_avx),
     edge: &[
         avx512n_f32_r1,
         avx512n_f32_r2,
