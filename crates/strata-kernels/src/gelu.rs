@@ -11,9 +11,8 @@
 //! rounding.
 
 use crate::elementwise::{CHUNK, PAR_MIN};
-use crate::isa::isa_loop;
+use crate::isa::{as_f32, as_f32_mut, isa_loop};
 use rayon::prelude::*;
-use std::any::TypeId;
 use strata_tensor::Element;
 
 const C: f64 = 0.797_884_560_802_865_4; // √(2/π)
@@ -91,19 +90,6 @@ fn backward_loop(x: &[f32], dy: &[f32], dx: &mut [f32]) {
 
 isa_loop!(forward_isa, forward_loop, (x: &[f32], out: &mut [f32]));
 isa_loop!(backward_isa, backward_loop, (x: &[f32], dy: &[f32], dx: &mut [f32]));
-
-/// Views a slice of `T` as f32 when `T` is f32.
-fn as_f32<T: Element>(x: &[T]) -> Option<&[f32]> {
-    // SAFETY: T is f32 (same type id), so the layout is identical.
-    (TypeId::of::<T>() == TypeId::of::<f32>())
-        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
-}
-
-fn as_f32_mut<T: Element>(x: &mut [T]) -> Option<&mut [f32]> {
-    // SAFETY: as in `as_f32`.
-    (TypeId::of::<T>() == TypeId::of::<f32>())
-        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
-}
 
 /// Runs `f(offset, chunk)` over `out`, in parallel when it is large.
 fn par<U: Send>(out: &mut [U], f: impl Fn(usize, &mut [U]) + Sync) {

@@ -96,3 +96,19 @@ pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     }
     f()
 }
+
+/// Views a slice of `T` as f32 when `T` is f32 (for the f32-only vector loops).
+pub(crate) fn as_f32<T: strata_tensor::Element>(x: &[T]) -> Option<&[f32]> {
+    use std::any::TypeId;
+    // SAFETY: T is f32 (same type id), so the layout is identical.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+/// [`as_f32`] for a mutable slice.
+pub(crate) fn as_f32_mut<T: strata_tensor::Element>(x: &mut [T]) -> Option<&mut [f32]> {
+    use std::any::TypeId;
+    // SAFETY: as in `as_f32`.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+}

@@ -9,6 +9,7 @@
 //! ([`OddPolicy`]). Copying the edge row never changes a maximum, so the
 //! imputed windows are the windows clipped to the slice.
 
+use crate::isa::{as_f32, as_f32_mut};
 use rayon::prelude::*;
 use strata_tensor::Element;
 
@@ -402,19 +403,6 @@ fn pair_row_backward_any<T: Element>(dy: &[T], code: &[u8], top: &mut [T], bot: 
     }
 }
 
-/// Views a slice of `T` as f32 when `T` is f32.
-fn as_f32<T: Element>(x: &[T]) -> Option<&[f32]> {
-    // SAFETY: T is f32 (same type id), so the layout is identical.
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
-        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
-}
-
-fn as_f32_mut<T: Element>(x: &mut [T]) -> Option<&mut [f32]> {
-    // SAFETY: as in `as_f32`.
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
-        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
-}
-
 /// 2×2 max pooling with stride 2 ([`is_pair`]) for training: `y` as
 /// [`max_pool2d`] gives it, and for each window a one-byte `code`
 /// `2·dr + dc` locating its maximum at row `2u + dr`, column `2v + dc` (a
@@ -623,16 +611,7 @@ mod tests {
     #[test]
     fn tiled_backward_routes_each_gradient_to_its_arg_max() {
         for (planes, h, w) in [(3, 4, 6), (2, 8, 2), (5, 2, 2)] {
-            let g = PoolGeometry {
-                planes,
-                h,
-                w,
-                kh: 2,
-                kw: 2,
-                stride_h: 2,
-                stride_w: 2,
-                policy: OddPolicy::Floor,
-            };
+            let g = pair_geometry(planes, h, w, OddPolicy::Floor);
             // Few distinct values, so some windows tie.
             let x: Vec<f64> = (0..planes * h * w).map(|i| ((i * 7) % 5) as f64).collect();
             let n = planes * g.out_h() * g.out_w();
@@ -685,6 +664,20 @@ mod tests {
         }
     }
 
+    /// 2×2 windows with stride 2 over `planes` slices of `h × w`.
+    fn pair_geometry(planes: usize, h: usize, w: usize, policy: OddPolicy) -> PoolGeometry {
+        PoolGeometry {
+            planes,
+            h,
+            w,
+            kh: 2,
+            kw: 2,
+            stride_h: 2,
+            stride_w: 2,
+            policy,
+        }
+    }
+
     /// The pixel a [`max_pool2x2`] code names, within its slice.
     fn code_pixel(g: &PoolGeometry, u: usize, v: usize, k: u8) -> usize {
         let r = (2 * u + k as usize / 2).min(g.h - 1);
@@ -718,16 +711,7 @@ mod tests {
         ];
         for (planes, h, w) in shapes {
             for policy in [OddPolicy::Floor, OddPolicy::Ceil] {
-                let g = PoolGeometry {
-                    planes,
-                    h,
-                    w,
-                    kh: 2,
-                    kw: 2,
-                    stride_h: 2,
-                    stride_w: 2,
-                    policy,
-                };
+                let g = pair_geometry(planes, h, w, policy);
                 let (oh, ow) = (g.out_h(), g.out_w());
                 let n = planes * oh * ow;
                 for nans in [false, true] {

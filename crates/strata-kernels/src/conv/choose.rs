@@ -105,9 +105,14 @@ pub(super) fn strided_direct(g: &ConvGeometry) -> bool {
 /// measured 1.1–1.3× the implicit GEMM, which gathers every `s`-th pixel for
 /// each tap; on 7×7 → 4×4 (half the columns wasted) 0.9×.
 pub(super) fn phase_rows_fill(g: &ConvGeometry) -> bool {
-    let nr = direct_tiles::<f32>().map_or(1, |d| d.nr);
+    let nr = widest_nr();
     let q = g.out_h() * PhaseLayout::new(g).pw;
     10 * g.out_h() * g.out_w() >= 7 * q.div_ceil(nr) * nr
+}
+
+/// Width of this CPU's widest direct tiles (1 without any).
+fn widest_nr() -> usize {
+    direct_tiles::<f32>().map_or(1, |d| d.nr)
 }
 
 /// Direct tiles exist on this CPU and no environment switch rules them out.
@@ -124,7 +129,7 @@ pub(super) fn direct_allowed() -> bool {
 /// implicit GEMM measured as fast or faster (`cargo xtask bench conv`,
 /// with and without `STRATA_CONV_NO_DIRECT`; benches/RESULTS.md).
 fn ragged_rows(g: &ConvGeometry) -> bool {
-    let (ow, nr) = (g.out_w(), direct_tiles::<f32>().map_or(1, |d| d.nr));
+    let (ow, nr) = (g.out_w(), widest_nr());
     !ow.is_multiple_of(nr) && !nr.is_multiple_of(ow.max(1))
 }
 
@@ -135,7 +140,7 @@ fn ragged_rows(g: &ConvGeometry) -> bool {
 /// (256→256 on full-rate AVX-512, 2026-12-07, with and without
 /// `STRATA_CONV_NO_DIRECT`); on AVX2's 16-wide tiles the two were level.
 fn sweep_fills_a_tile(g: &ConvGeometry) -> bool {
-    let nr = direct_tiles::<f32>().map_or(1, |d| d.nr);
+    let nr = widest_nr();
     g.out_h() * g.padded_hw().1 >= nr
 }
 
