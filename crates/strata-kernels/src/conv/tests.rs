@@ -130,6 +130,9 @@ fn strided_direct_paths_match_definition_on(dt: DirectTiles<f64>) {
         (2, 9, 8, 13, 12, 3, 2, (3, 2), (1, 1, 0, 1)),
         (2, 16, 8, 7, 8, 5, 5, (2, 2), (2, 2, 2, 2)),
         (2, 8, 12, 8, 7, 1, 1, (2, 2), (0, 0, 0, 0)),
+        // Odd width with an odd left pad; a stride of 3 across.
+        (2, 5, 9, 9, 9, 3, 3, (2, 2), (1, 1, 1, 1)),
+        (2, 6, 10, 11, 13, 3, 3, (2, 3), (1, 1, 2, 1)),
     ];
     for (batch, c_in, c_out, h, w, kh, kw, (sh, sw), p) in shapes {
         let g = ConvGeometry {
@@ -440,5 +443,48 @@ fn implicit_columns_match_stored_im2col() {
             k,
         );
         assert_eq!(want, got, "backward-weights {g:?}");
+    }
+}
+
+proptest::proptest! {
+    /// `PhaseLayout::store` puts padded pixel `(r, c)` at phase
+    /// `(r mod sh, c mod sw)`, position `(r div sh, c div sw)`, and writes
+    /// nothing else (the zero padding is never touched).
+    #[test]
+    fn phase_store_follows_the_layout(
+        h in 1usize..9,
+        w in 1usize..12,
+        sh in 1usize..4,
+        sw in 1usize..4,
+        pads in (0usize..3, 0usize..3, 0usize..3, 0usize..3),
+    ) {
+        let g = ConvGeometry {
+            batch: 1,
+            c_in: 1,
+            h,
+            w,
+            c_out: 1,
+            kh: sh,
+            kw: sw,
+            stride_h: sh,
+            stride_w: sw,
+            pad_top: pads.0,
+            pad_bottom: pads.1,
+            pad_left: pads.2,
+            pad_right: pads.3,
+        };
+        let lay = direct::PhaseLayout::new(&g);
+        let src: Vec<f64> = (0..h * w).map(|i| i as f64).collect();
+        let mut dst = vec![-1.0; lay.plane];
+        lay.store(&g, &src, &mut dst);
+        let mut want = vec![-1.0; lay.plane];
+        for y in 0..h {
+            for x in 0..w {
+                let (r, c) = (y + g.pad_top, x + g.pad_left);
+                let at = ((r % sh) * sw + c % sw) * lay.ph * lay.pw + (r / sh) * lay.pw + c / sw;
+                want[at] = src[y * w + x];
+            }
+        }
+        proptest::prop_assert_eq!(dst, want);
     }
 }
