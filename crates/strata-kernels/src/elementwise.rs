@@ -126,6 +126,22 @@ pub fn relu_inplace<T: Element>(x: &mut [T]) {
     });
 }
 
+/// ReLU in place on a short run (a row of a convolution's output), inlined
+/// into the caller's vectorised loop: [`relu_inplace`] would dispatch, and
+/// consider threads, once per row.
+#[inline(always)]
+pub(crate) fn relu_row<T: Element>(x: &mut [T]) {
+    let zero = T::zero();
+    x.iter_mut()
+        .for_each(|v| *v = if *v > zero { *v } else { zero });
+}
+
+/// `x[i] += y[i]` on a short run, inlined like [`relu_row`].
+#[inline(always)]
+pub(crate) fn add_row<T: Element>(x: &mut [T], y: &[T]) {
+    x.iter_mut().zip(y).for_each(|(a, &b)| *a = *a + b);
+}
+
 /// ReLU backward: `dx[i] = dy[i]·𝕀[y[i] > 0]`, with `y` the forward output (or input:
 /// the mask is the same).
 pub fn relu_backward<T: Element>(y: &[T], dy: &[T], dx: &mut [T]) {

@@ -7,6 +7,7 @@
 //! backward-weights store their images the same way.
 
 use super::{task_size, ConvGeometry};
+use crate::elementwise::{add_row, relu_row};
 use crate::gemm::{copy_run, DirectTiles, GemmScalar};
 use rayon::prelude::*;
 
@@ -219,25 +220,28 @@ pub(super) fn direct_forward<T: GemmScalar>(
             }
             sweep_taps(dt, &taps, g.c_in, plane, &a, xp, out, g.c_out, q, qp);
             // Drop the padded-width columns; bias, residual and ReLU while the
-            // rows are in cache.
-            for (o, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
-                let b = bias.map_or(T::zero(), |b| b[o]);
-                for (yy, d) in dst.chunks_exact_mut(ow).enumerate() {
-                    let src = &out[o * qp + yy * pw..][..ow];
-                    if bias.is_some() {
-                        d.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
-                    } else {
-                        copy_run(d, src);
-                    }
-                    if let Some(rs) = rs {
-                        let r = &rs[(o * oh + yy) * ow..][..ow];
-                        d.iter_mut().zip(r).for_each(|(d, &r)| *d = *d + r);
-                    }
-                    if relu {
-                        crate::elementwise::relu_inplace(d);
+            // rows are in cache, vectorised for the host (the rows are short:
+            // per-row dispatch cost more than the arithmetic).
+            let out = &out[..];
+            crate::isa::vectorised(|| {
+                for (o, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
+                    let b = bias.map_or(T::zero(), |b| b[o]);
+                    for (yy, d) in dst.chunks_exact_mut(ow).enumerate() {
+                        let src = &out[o * qp + yy * pw..][..ow];
+                        if bias.is_some() {
+                            d.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
+                        } else {
+                            d.copy_from_slice(src);
+                        }
+                        if let Some(rs) = rs {
+                            add_row(d, &rs[(o * oh + yy) * ow..][..ow]);
+                        }
+                        if relu {
+                            relu_row(d);
+                        }
                     }
                 }
-            }
+            });
         };
     let task = task_size(g.batch, 1);
     crate::parallel::install(|| {

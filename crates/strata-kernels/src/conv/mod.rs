@@ -353,15 +353,21 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
                 }
             }
         }
-        if let Some(b) = bias {
-            crate::elementwise::add_channel_bias(ys, b, ohw);
-        }
-        if let Some(rs) = rs {
-            ys.iter_mut().zip(rs).for_each(|(y, &r)| *y = *y + r);
-        }
-        if relu {
-            crate::elementwise::relu_inplace(ys);
-        }
+        // One task's images (the task is already one thread's share).
+        crate::isa::vectorised(|| {
+            if let Some(b) = bias {
+                for (i, plane) in ys.chunks_exact_mut(ohw).enumerate() {
+                    let b = b[i % g.c_out];
+                    plane.iter_mut().for_each(|v| *v = *v + b);
+                }
+            }
+            if let Some(rs) = rs {
+                crate::elementwise::add_row(ys, rs);
+            }
+            if relu {
+                crate::elementwise::relu_row(ys);
+            }
+        });
     };
     let task = task_size(g.batch, nb);
     crate::parallel::install(|| {

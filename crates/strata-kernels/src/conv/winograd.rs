@@ -15,6 +15,7 @@
 use rayon::prelude::*;
 
 use super::ConvGeometry;
+use crate::elementwise::{add_row, relu_row};
 use crate::gemm::{copy_run, DirectTiles, GemmScalar};
 
 /// Positions of the 4×4 transformed block.
@@ -454,36 +455,40 @@ fn output_body<T: GemmScalar>(
         for t in t..n {
             out_lanes::<T, 1>(&ms, &mut ys4, t);
         }
-        for br in rows.clone() {
-            let (b, ty) = (br / p.th, br % p.th);
-            let t0 = (br - r0) * tw;
-            let [y00, y01, y10, y11] = ys4.each_ref().map(|y| &y[t0..t0 + tw]);
-            let bo = bias.map(|b| b[o]);
-            for (dy, (left, right)) in [(y00, y01), (y10, y11)].into_iter().enumerate() {
-                let yy = 2 * ty + dy;
-                if yy >= oh {
-                    break;
-                }
-                let at = ((b * g.c_out + o) * oh + yy) * ow;
-                let d = &mut ys[at..][..ow];
-                let (pairs, tail) = d.as_chunks_mut::<2>();
-                for ((pair, &l), &r) in pairs.iter_mut().zip(left).zip(right) {
-                    *pair = [l, r];
-                }
-                if let [last] = tail {
-                    *last = left[ow / 2];
-                }
-                if let Some(bv) = bo {
-                    d.iter_mut().for_each(|d| *d = *d + bv);
-                }
-                if let Some(r) = residual {
-                    crate::elementwise::add_assign(d, &r[at..][..ow]);
-                }
-                if relu {
-                    crate::elementwise::relu_inplace(d);
+        // Vectorised for the host: the rows are short, and per-row dispatch
+        // of the residual add and ReLU cost more than their arithmetic.
+        crate::isa::vectorised(|| {
+            for br in rows.clone() {
+                let (b, ty) = (br / p.th, br % p.th);
+                let t0 = (br - r0) * tw;
+                let [y00, y01, y10, y11] = ys4.each_ref().map(|y| &y[t0..t0 + tw]);
+                let bo = bias.map(|b| b[o]);
+                for (dy, (left, right)) in [(y00, y01), (y10, y11)].into_iter().enumerate() {
+                    let yy = 2 * ty + dy;
+                    if yy >= oh {
+                        break;
+                    }
+                    let at = ((b * g.c_out + o) * oh + yy) * ow;
+                    let d = &mut ys[at..][..ow];
+                    let (pairs, tail) = d.as_chunks_mut::<2>();
+                    for ((pair, &l), &r) in pairs.iter_mut().zip(left).zip(right) {
+                        *pair = [l, r];
+                    }
+                    if let [last] = tail {
+                        *last = left[ow / 2];
+                    }
+                    if let Some(bv) = bo {
+                        d.iter_mut().for_each(|d| *d = *d + bv);
+                    }
+                    if let Some(r) = residual {
+                        add_row(d, &r[at..][..ow]);
+                    }
+                    if relu {
+                        relu_row(d);
+                    }
                 }
             }
-        }
+        });
     }
 }
 
