@@ -31,83 +31,72 @@ const CHUNK_ELEMS: usize = 48 << 10;
 /// straight-line vector code instead.
 const LANES: usize = 8;
 
-/// `Bᵀ d` down the columns `2k..2k + 2L` of the four input rows `i`, the
-/// even columns into `e`, the odd ones into `o` (at `k..k + L`).
+/// `d B` along one padded row for blocks `tx..tx + L`: block `t` reads
+/// columns `2t..2t + 3`; output `j` goes to `h[j][tx..tx + L]`.
+/// `B` maps `[a, b, c, d]` to `[a − c, b + c, c − b, b − d]`.
 #[inline(always)]
-fn down_lanes<T: GemmScalar, const L: usize>(
-    i: &[&[T]; 4],
-    e: &mut [&mut [T]; 4],
-    o: &mut [&mut [T]; 4],
-    k: usize,
-) -> usize {
-    let r: [&[T]; 4] = std::array::from_fn(|j| &i[j][2 * k..2 * k + 2 * L]);
-    let mut out = [[[T::zero(); L]; 4]; 2];
+fn row_lanes<T: GemmScalar, const L: usize>(p: &[T], h: &mut [&mut [T]; 4], tx: usize) -> usize {
+    let r = &p[2 * tx..2 * tx + 2 * L + 2];
+    let mut out = [[T::zero(); L]; 4];
     for l in 0..L {
-        for (p, half) in out.iter_mut().enumerate() {
-            let x = 2 * l + p;
-            half[0][l] = r[0][x] - r[2][x];
-            half[1][l] = r[1][x] + r[2][x];
-            half[2][l] = r[2][x] - r[1][x];
-            half[3][l] = r[1][x] - r[3][x];
-        }
+        let (a, b, c, d) = (r[2 * l], r[2 * l + 1], r[2 * l + 2], r[2 * l + 3]);
+        out[0][l] = a - c;
+        out[1][l] = b + c;
+        out[2][l] = c - b;
+        out[3][l] = b - d;
     }
-    for j in 0..4 {
-        e[j][k..k + L].copy_from_slice(&out[0][j]);
-        o[j][k..k + L].copy_from_slice(&out[1][j]);
+    for (h, out) in h.iter_mut().zip(&out) {
+        h[tx..tx + L].copy_from_slice(out);
     }
     L
 }
 
-/// `(Bᵀ d) B` along a row for blocks `tx..tx + L`: block `t` reads
-/// `e[t], o[t], e[t + 1], o[t + 1]` (columns `2t..2t + 3`); output `j` of
-/// the row's four goes to `v[at[j]..][..L]`.
+/// `Bᵀ (d B)` down the blocks `t..t + L` of a part, whose four padded rows
+/// are in `even` (rows 2ty and 2ty + 2, at `t` and `t + tw`) and `odd` (rows
+/// 2ty + 1 and 2ty + 3 in `odd`); output `i` goes to `v[at[i] + t..][..L]`
+/// (`at[i]` may be offset below zero, wrapping).
 #[inline(always)]
-fn along_lanes<T: GemmScalar, const L: usize>(
-    e: &[T],
-    o: &[T],
+fn col_lanes<T: GemmScalar, const L: usize>(
+    even: &[T],
+    odd: &[T],
+    tw: usize,
     v: &mut [T],
     at: [usize; 4],
-    tx: usize,
+    t: usize,
 ) -> usize {
-    let (ea, eb) = (&e[tx..tx + L], &e[tx + 1..tx + 1 + L]);
-    let (oa, ob) = (&o[tx..tx + L], &o[tx + 1..tx + 1 + L]);
+    let (a, c) = (&even[t..t + L], &even[t + tw..t + tw + L]);
+    let (b, d) = (&odd[t..t + L], &odd[t + tw..t + tw + L]);
     let mut out = [[T::zero(); L]; 4];
     for l in 0..L {
-        out[0][l] = ea[l] - eb[l];
-        out[1][l] = oa[l] + eb[l];
-        out[2][l] = eb[l] - oa[l];
-        out[3][l] = oa[l] - ob[l];
+        out[0][l] = a[l] - c[l];
+        out[1][l] = b[l] + c[l];
+        out[2][l] = c[l] - b[l];
+        out[3][l] = b[l] - d[l];
     }
-    for (&at, src) in at.iter().zip(out) {
-        v[at..at + L].copy_from_slice(&src);
+    for (&at, out) in at.iter().zip(&out) {
+        v[at.wrapping_add(t)..][..L].copy_from_slice(out);
     }
     L
 }
 
 /// `Aᵀ M A` for blocks `at..at + L` of one output slice: `m[ξ]` holds `M_ξ`
-/// along the blocks, `y` receives the four outputs of each block
-/// (top-left, top-right, bottom-left, bottom-right).
+/// along the blocks; `z[dy]` receives each block's output row `dy` as a
+/// pair (left, right) at `2t`, so that `z[dy]` holds the output rows of
+/// parity `dy`, one after another, each `2·tw` long.
 #[inline(always)]
-fn out_lanes<T: GemmScalar, const L: usize>(m: &[&[T]; XI], y: &mut [&mut [T]; 4], at: usize) {
+fn out_lanes<T: GemmScalar, const L: usize>(m: &[&[T]; XI], z: &mut [&mut [T]; 2], at: usize) {
     let e: [&[T; L]; XI] =
         std::array::from_fn(|xi| m[xi][at..at + L].try_into().expect("L values"));
-    let (mut y00, mut y01, mut y10, mut y11) = (
-        [T::zero(); L],
-        [T::zero(); L],
-        [T::zero(); L],
-        [T::zero(); L],
-    );
+    let mut rows = [[[T::zero(); 2]; L]; 2];
     for l in 0..L {
         // Aᵀ down the columns (rows 0–2 summed, rows 1–3 differenced), then along the rows.
         let s: [T; 4] = std::array::from_fn(|j| e[j][l] + e[4 + j][l] + e[8 + j][l]);
         let d: [T; 4] = std::array::from_fn(|j| e[4 + j][l] - e[8 + j][l] - e[12 + j][l]);
-        y00[l] = s[0] + s[1] + s[2];
-        y01[l] = s[1] - s[2] - s[3];
-        y10[l] = d[0] + d[1] + d[2];
-        y11[l] = d[1] - d[2] - d[3];
+        rows[0][l] = [s[0] + s[1] + s[2], s[1] - s[2] - s[3]];
+        rows[1][l] = [d[0] + d[1] + d[2], d[1] - d[2] - d[3]];
     }
-    for (dst, src) in y.iter_mut().zip([y00, y01, y10, y11]) {
-        dst[at..at + L].copy_from_slice(&src);
+    for (dst, src) in z.iter_mut().zip(&rows) {
+        dst[2 * at..2 * (at + L)].copy_from_slice(src.as_flattened());
     }
 }
 
@@ -143,17 +132,19 @@ fn kernel_transform<T: GemmScalar>(g: &ConvGeometry, w: &[T], mr: usize) -> Vec<
 
 /// One task's buffers, reused for every chunk of blocks it computes.
 struct Work<T> {
-    /// Four zero-padded input rows of one slice, `4 × pw`; the border is
-    /// never written, so it stays zero.
+    /// The zero-padded input rows one image's part of a chunk reads, per
+    /// slice `[c][Plan::part_rows][pw]`; the border is never written, so it
+    /// stays zero.
     rows: Vec<T>,
-    /// `Bᵀ d` for one row of blocks: four rows of `pw`.
-    cols: Vec<T>,
+    /// `d B` of each padded row of the part, `[c][j][row parity][row / 2][tw]`
+    /// with `Plan::part_rows() / 2` rows per parity.
+    hs: Vec<T>,
     /// `V`, packed B panels: `[ξ][panel][c][nr]`.
     v: Vec<T>,
     /// `M`: `[ξ][o][panels·nr]`.
     m: Vec<T>,
-    /// `Aᵀ M A` for one output slice over a chunk: `[4][chunk·tw]` (the four
-    /// outputs of each block).
+    /// `Aᵀ M A` over a chunk: `[o][row parity][blocks][2]` (each block's
+    /// two output rows), dense for the chunk's number of blocks.
     out: Vec<T>,
 }
 
@@ -173,7 +164,25 @@ struct Plan {
     panels: usize,
     /// Blocks per panel (the register tile's width).
     nr: usize,
+    /// Distance between the `ξ` planes of `V` and of `M`: their lengths plus
+    /// a cache line, so that the 16 planes, whose lengths are multiples of
+    /// 4 KB on every layer that takes this route, do not all fall in the
+    /// same L1 sets as the transforms write them and the output reads them.
+    v_stride: usize,
+    m_stride: usize,
 }
+
+impl Plan {
+    /// Padded input rows of the longest part of one image a chunk holds:
+    /// two per block row and two more.
+    fn part_rows(&self) -> usize {
+        2 * self.chunk.min(self.th) + 2
+    }
+}
+
+/// Elements added to a plane's length to offset the next plane by a cache
+/// line (at least; 128 bytes for f64).
+const SKEW: usize = 16;
 
 /// [`crate::conv::conv2d_forward_fused`] by F(2×2, 3×3): `y = F(conv(x) + b + r)`.
 /// Requires [`computes`]; lengths checked by the caller. Each block's result
@@ -204,6 +213,8 @@ pub(crate) fn forward<T: GemmScalar>(
         chunk,
         panels: (chunk * tw).div_ceil(dt.nr),
         nr: dt.nr,
+        v_stride: (chunk * tw).div_ceil(dt.nr) * g.c_in * dt.nr + SKEW,
+        m_stride: g.c_out * (chunk * tw).div_ceil(dt.nr) * dt.nr + SKEW,
     };
     let u = kernel_transform(g, w, dt.mr);
     let task = super::task_size(g.batch, 1);
@@ -213,11 +224,11 @@ pub(crate) fn forward<T: GemmScalar>(
             .enumerate()
             .for_each(|(t, (xs, ys))| {
                 let mut work = Work {
-                    rows: vec![T::zero(); 4 * plan.pw],
-                    cols: vec![T::zero(); 4 * plan.pw],
-                    v: vec![T::zero(); XI * plan.panels * g.c_in * dt.nr],
-                    m: vec![T::zero(); XI * g.c_out * plan.panels * dt.nr],
-                    out: vec![T::zero(); 4 * plan.chunk * tw],
+                    rows: vec![T::zero(); g.c_in * plan.part_rows() * plan.pw],
+                    hs: vec![T::zero(); g.c_in * 8 * plan.part_rows() / 2 * tw],
+                    v: vec![T::zero(); XI * plan.v_stride],
+                    m: vec![T::zero(); XI * plan.m_stride],
+                    out: vec![T::zero(); g.c_out * 4 * plan.chunk * tw],
                 };
                 let rs = residual.map(|r| &r[t * task * g.out_image()..][..ys.len()]);
                 let block_rows = xs.len() / g.in_image() * th;
@@ -271,72 +282,90 @@ fn transforms_body<T: GemmScalar>(
     work: &mut Work<T>,
 ) {
     let Work {
-        rows: input,
-        cols,
-        v,
-        ..
+        rows: input, hs, v, ..
     } = work;
     let (pw, tw, nr) = (p.pw, p.tw, p.nr);
-    let half = tw + 1;
     // The image's columns that land inside the padded rows.
     let width = g.w.min(pw.saturating_sub(g.pad_left));
+    // Fixed strides, so that every slice's border columns stay where they
+    // were zeroed whatever the part's length.
+    let (in_rows, h_rows) = (p.part_rows(), p.part_rows() / 2);
     let r0 = rows.start;
-    for br in rows {
-        let (b, ty) = (br / p.th, br % p.th);
+    let mut br = rows.start;
+    // One image's part of the chunk at a time, in three passes over all its
+    // slices: each pass reads what the one before wrote a whole part
+    // earlier. Reading values back right after storing them at other
+    // offsets (a row copy, then its transform) stalls on store forwarding;
+    // that was over half of this function's time.
+    while br < rows.end {
+        let (b, ty0) = (br / p.th, br % p.th);
+        let n = (p.th - ty0).min(rows.end - br);
         let img = &xs[b * g.in_image()..][..g.in_image()];
+        // Padded input rows 2·ty0 − pad_top + i, zero outside the image.
         for (c, src) in img.chunks_exact(g.h * g.w).enumerate() {
-            // Input rows 2·ty − pad_top + i, zero outside the image.
-            for i in 0..4 {
-                let dst = &mut input[i * pw + g.pad_left..][..width];
-                match (2 * ty + i).checked_sub(g.pad_top).filter(|&yy| yy < g.h) {
+            for i in 0..2 * n + 2 {
+                let dst = &mut input[(c * in_rows + i) * pw + g.pad_left..][..width];
+                match (2 * ty0 + i).checked_sub(g.pad_top).filter(|&yy| yy < g.h) {
                     Some(yy) => copy_run(dst, &src[yy * g.w..][..width]),
                     None => dst.fill(T::zero()),
                 }
             }
-            // Bᵀ d down the columns, on the even and the odd columns apart
-            // (`cols` = [even: 4 rows of tw + 1][odd: 4 rows]), so that the
-            // pass along the row below reads contiguous values.
-            let (ev, od) = cols.split_at_mut(4 * half);
-            let (e0, rest) = ev.split_at_mut(half);
-            let (e1, rest) = rest.split_at_mut(half);
-            let (e2, e3) = rest.split_at_mut(half);
-            let (o0, rest) = od.split_at_mut(half);
-            let (o1, rest) = rest.split_at_mut(half);
-            let (o2, o3) = rest.split_at_mut(half);
-            let (i0, rest) = input.split_at(pw);
-            let (i1, rest) = rest.split_at(pw);
-            let (i2, i3) = rest.split_at(pw);
-            let (inp, mut ev, mut od) = ([i0, i1, i2, i3], [e0, e1, e2, e3], [o0, o1, o2, o3]);
-            let mut k = 0;
-            while k < half {
-                k += match half - k {
-                    8.. => down_lanes::<T, 8>(&inp, &mut ev, &mut od, k),
-                    4.. => down_lanes::<T, 4>(&inp, &mut ev, &mut od, k),
-                    2.. => down_lanes::<T, 2>(&inp, &mut ev, &mut od, k),
-                    _ => down_lanes::<T, 1>(&inp, &mut ev, &mut od, k),
-                };
-            }
-            // (Bᵀ d) B along the row: block tx reads columns 2tx..2tx+3, i.e.
-            // even[tx], odd[tx], even[tx + 1], odd[tx + 1]; block t of the
-            // chunk goes to panel t / nr, lane t % nr, written in place.
-            let t0 = (br - r0) * tw;
-            for (i, (e, o)) in ev.iter().zip(&od).enumerate() {
+        }
+        // d B along every padded row, into `h[c][j][row parity][row / 2][tw]`:
+        // the pass down the columns then reads each of its four rows as one
+        // contiguous run over all the part's blocks.
+        for c in 0..g.c_in {
+            for y in 0..2 * n + 2 {
+                let row = &input[(c * in_rows + y) * pw..][..pw];
+                // Plane j of this slice and row parity: `2 · h_rows · tw` apart.
+                let at = (c * 8 + y % 2) * h_rows * tw + y / 2 * tw;
+                let gap = 2 * h_rows * tw;
+                let (a0, rest) = hs[at..].split_at_mut(gap);
+                let (a1, rest) = rest.split_at_mut(gap);
+                let (a2, a3) = rest.split_at_mut(gap);
+                let mut h = [&mut a0[..tw], &mut a1[..tw], &mut a2[..tw], &mut a3[..tw]];
                 let mut tx = 0;
                 while tx < tw {
-                    let t = t0 + tx;
-                    let (panel, lane) = (t / nr, t % nr);
-                    let at: [usize; 4] = std::array::from_fn(|j| {
-                        ((((4 * i + j) * p.panels + panel) * g.c_in) + c) * nr + lane
-                    });
-                    tx += match (tw - tx).min(nr - lane) {
-                        8.. => along_lanes::<T, 8>(e, o, v, at, tx),
-                        4.. => along_lanes::<T, 4>(e, o, v, at, tx),
-                        2.. => along_lanes::<T, 2>(e, o, v, at, tx),
-                        _ => along_lanes::<T, 1>(e, o, v, at, tx),
+                    tx += match tw - tx {
+                        8.. => row_lanes::<T, 8>(row, &mut h, tx),
+                        4.. => row_lanes::<T, 4>(row, &mut h, tx),
+                        2.. => row_lanes::<T, 2>(row, &mut h, tx),
+                        _ => row_lanes::<T, 1>(row, &mut h, tx),
                     };
                 }
             }
         }
+        // Bᵀ (d B) down the columns, over all the part's blocks at once;
+        // block t of the chunk goes to panel t / nr, lane t % nr.
+        for c in 0..g.c_in {
+            for j in 0..4 {
+                let plane = ((c * 4 + j) * 2) * h_rows * tw;
+                let even = &hs[plane..][..(n + 1) * tw];
+                let odd = &hs[plane + h_rows * tw..][..(n + 1) * tw];
+                let (mut t, end) = (0, n * tw);
+                let t0 = (br - r0) * tw;
+                while t < end {
+                    let (panel, lane) = ((t0 + t) / nr, (t0 + t) % nr);
+                    let step = (end - t).min(nr - lane);
+                    // Lane `t` of this run sits at `at[i] + t` in `v`.
+                    let at: [usize; 4] = std::array::from_fn(|i| {
+                        ((4 * i + j) * p.v_stride + (panel * g.c_in + c) * nr + lane)
+                            .wrapping_sub(t)
+                    });
+                    let stop = t + step;
+                    while t < stop {
+                        t += match stop - t {
+                            16.. => col_lanes::<T, 16>(even, odd, tw, v, at, t),
+                            8.. => col_lanes::<T, 8>(even, odd, tw, v, at, t),
+                            4.. => col_lanes::<T, 4>(even, odd, tw, v, at, t),
+                            2.. => col_lanes::<T, 2>(even, odd, tw, v, at, t),
+                            _ => col_lanes::<T, 1>(even, odd, tw, v, at, t),
+                        };
+                    }
+                }
+            }
+        }
+        br += n;
     }
 }
 
@@ -356,8 +385,8 @@ fn products<T: GemmScalar>(
     let live = (rows * p.tw).div_ceil(nr);
     for xi in 0..XI {
         let a = &u[xi * rts * g.c_in * mr..][..rts * g.c_in * mr];
-        let b = &work.v[xi * p.panels * g.c_in * nr..][..p.panels * g.c_in * nr];
-        let m = &mut work.m[xi * g.c_out * ldm..][..g.c_out * ldm];
+        let b = &work.v[xi * p.v_stride..][..p.panels * g.c_in * nr];
+        let m = &mut work.m[xi * p.m_stride..][..g.c_out * ldm];
         for panel in 0..live {
             let bp = &b[panel * g.c_in * nr..][..g.c_in * nr];
             for rt in 0..rts {
@@ -434,61 +463,74 @@ fn output_body<T: GemmScalar>(
     work: &mut Work<T>,
     ys: &mut [T],
 ) {
-    let (oh, ow, tw) = (p.oh, p.ow, p.tw);
+    let tw = p.tw;
     let ldm = p.panels * p.nr;
     let (m, out) = (&work.m, &mut work.out);
-    let r0 = rows.start;
     let n = rows.len() * tw;
-    for o in 0..g.c_out {
-        // Aᵀ M A for every block of the chunk at once (long vectors whatever
-        // the image width), then row by row into the output.
-        let ms: [&[T]; XI] = std::array::from_fn(|xi| &m[(xi * g.c_out + o) * ldm..][..n]);
-        let (y00, rest) = out.split_at_mut(n);
-        let (y01, rest) = rest.split_at_mut(n);
-        let (y10, y11) = rest.split_at_mut(n);
-        let mut ys4 = [y00, y01, y10, y11];
+    // Aᵀ M A for every output slice and block of the chunk at once (long
+    // vectors whatever the image width), then, in a second pass, row by
+    // row into the output: reading the values back right after storing
+    // them, at other offsets, stalled on store forwarding.
+    for (o, out) in out.chunks_exact_mut(4 * n).take(g.c_out).enumerate() {
+        let ms: [&[T]; XI] = std::array::from_fn(|xi| &m[xi * p.m_stride + o * ldm..][..n]);
+        let (z0, z1) = out.split_at_mut(2 * n);
+        let mut z = [z0, z1];
         let mut t = 0;
         while t + LANES <= n {
-            out_lanes::<T, LANES>(&ms, &mut ys4, t);
+            out_lanes::<T, LANES>(&ms, &mut z, t);
             t += LANES;
         }
         for t in t..n {
-            out_lanes::<T, 1>(&ms, &mut ys4, t);
+            out_lanes::<T, 1>(&ms, &mut z, t);
         }
-        // Vectorised for the host: the rows are short, and per-row dispatch
-        // of the residual add and ReLU cost more than their arithmetic.
-        crate::isa::vectorised(|| {
-            for br in rows.clone() {
-                let (b, ty) = (br / p.th, br % p.th);
-                let t0 = (br - r0) * tw;
-                let [y00, y01, y10, y11] = ys4.each_ref().map(|y| &y[t0..t0 + tw]);
-                let bo = bias.map(|b| b[o]);
-                for (dy, (left, right)) in [(y00, y01), (y10, y11)].into_iter().enumerate() {
-                    let yy = 2 * ty + dy;
-                    if yy >= oh {
-                        break;
-                    }
-                    let at = ((b * g.c_out + o) * oh + yy) * ow;
-                    let d = &mut ys[at..][..ow];
-                    let (pairs, tail) = d.as_chunks_mut::<2>();
-                    for ((pair, &l), &r) in pairs.iter_mut().zip(left).zip(right) {
-                        *pair = [l, r];
-                    }
-                    if let [last] = tail {
-                        *last = left[ow / 2];
-                    }
-                    if let Some(bv) = bo {
-                        d.iter_mut().for_each(|d| *d = *d + bv);
-                    }
-                    if let Some(r) = residual {
-                        add_row(d, &r[at..][..ow]);
-                    }
-                    if relu {
-                        relu_row(d);
-                    }
-                }
+    }
+    // Inlined here, so compiled for AVX2 with the rest. (Through
+    // `isa::vectorised`, LLVM did not inline the closure, which then ran as
+    // baseline SSE2.)
+    write_rows(g, p, bias, residual, relu, rows, n, &work.out, ys);
+}
+
+/// The second pass of [`output_body`]: the output rows of each block row
+/// (`out`, `[o][row parity][n][2]`, rows `2·tw` long) copied to the output,
+/// then bias, residual and ReLU over each image's part, its rows contiguous.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn write_rows<T: GemmScalar>(
+    g: &ConvGeometry,
+    p: &Plan,
+    bias: Option<&[T]>,
+    residual: Option<&[T]>,
+    relu: bool,
+    rows: std::ops::Range<usize>,
+    n: usize,
+    out: &[T],
+    ys: &mut [T],
+) {
+    let (oh, ow, tw, r0) = (p.oh, p.ow, p.tw, rows.start);
+    for (o, out) in out.chunks_exact(4 * n).take(g.c_out).enumerate() {
+        let bo = bias.map(|b| b[o]);
+        let mut br = rows.start;
+        while br < rows.end {
+            let (b, ty0) = (br / p.th, br % p.th);
+            let parts = (p.th - ty0).min(rows.end - br);
+            let (y0, y1) = (2 * ty0, (2 * (ty0 + parts)).min(oh));
+            let slice = (b * g.c_out + o) * oh * ow;
+            let d = &mut ys[slice + y0 * ow..slice + y1 * ow];
+            for (y, row) in (y0..y1).zip(d.chunks_exact_mut(ow)) {
+                let t = br - r0 + (y / 2 - ty0);
+                row.copy_from_slice(&out[(y % 2) * 2 * n + 2 * t * tw..][..ow]);
             }
-        });
+            if let Some(bv) = bo {
+                d.iter_mut().for_each(|d| *d = *d + bv);
+            }
+            if let Some(r) = residual {
+                add_row(d, &r[slice + y0 * ow..slice + y1 * ow]);
+            }
+            if relu {
+                relu_row(d);
+            }
+            br += parts;
+        }
     }
 }
 
@@ -512,7 +554,8 @@ mod tests {
 
     /// F(2×2, 3×3) itself, whatever `choose` would pick: odd sizes (cropped
     /// blocks), one-pixel and one-slice layers, uneven padding, short row
-    /// tiles (c_out not a multiple of 6), chunks that end inside a panel,
+    /// tiles (c_out not a multiple of 6), chunks that end inside a panel or
+    /// inside an image,
     /// bias + residual + ReLU; in f64 (to 1e-12) and f32 (to 1e-4).
     #[test]
     fn forward_matches_the_definition_on_any_shape() {
@@ -526,6 +569,8 @@ mod tests {
                     (5, 20, 4, 4, 70, (1, 1, 1, 1)),
                     (40, 64, 8, 8, 64, (1, 1, 1, 1)),
                     (2, 2, 33, 31, 3, (2, 1, 0, 1)),
+                    // Chunks of 3 block rows: an image spread over several.
+                    (1, 64, 20, 20, 64, (1, 1, 1, 1)),
                 ];
                 for (batch, c_in, h, w, c_out, pads) in shapes {
                     let g = ConvGeometry {
