@@ -18,7 +18,12 @@ pub(crate) const CHUNK: usize = 1 << 14;
 /// ([`crate::isa::vectorised`]).
 #[inline(always)]
 fn par_out<T: Element>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
-    let f = |at: usize, c: &mut [T]| crate::isa::vectorised(|| f(at, c));
+    let f = |at: usize, c: &mut [T]| {
+        crate::isa::vectorised(
+            #[inline(always)]
+            || f(at, c),
+        )
+    };
     if out.len() < PAR_MIN || crate::parallel::num_threads() == 1 {
         return f(0, out);
     }
@@ -39,11 +44,15 @@ fn same_len(op: &str, a: usize, b: usize) {
 pub fn add<T: Element>(a: &[T], b: &[T], out: &mut [T]) {
     same_len("add", a.len(), b.len());
     same_len("add", a.len(), out.len());
-    par_out(out, |at, out| {
-        for ((o, &x), &y) in out.iter_mut().zip(&a[at..]).zip(&b[at..]) {
-            *o = x + y;
-        }
-    });
+    par_out(
+        out,
+        #[inline(always)]
+        |at, out| {
+            for ((o, &x), &y) in out.iter_mut().zip(&a[at..]).zip(&b[at..]) {
+                *o = x + y;
+            }
+        },
+    );
 }
 
 /// `out[i] = max(0, a[i] + b[i])`: a residual sum and its ReLU in one pass.
@@ -51,79 +60,111 @@ pub fn add_relu<T: Element>(a: &[T], b: &[T], out: &mut [T]) {
     same_len("add_relu", a.len(), b.len());
     same_len("add_relu", a.len(), out.len());
     let zero = T::zero();
-    par_out(out, |at, out| {
-        for ((o, &x), &y) in out.iter_mut().zip(&a[at..]).zip(&b[at..]) {
-            let s = x + y;
-            *o = if s > zero { s } else { zero };
-        }
-    });
+    par_out(
+        out,
+        #[inline(always)]
+        |at, out| {
+            for ((o, &x), &y) in out.iter_mut().zip(&a[at..]).zip(&b[at..]) {
+                let s = x + y;
+                *o = if s > zero { s } else { zero };
+            }
+        },
+    );
 }
 
 /// `acc[i] += x[i]`.
 pub fn add_assign<T: Element>(acc: &mut [T], x: &[T]) {
     same_len("add_assign", acc.len(), x.len());
-    par_out(acc, |at, acc| {
-        for (a, &v) in acc.iter_mut().zip(&x[at..]) {
-            *a = *a + v;
-        }
-    });
+    par_out(
+        acc,
+        #[inline(always)]
+        |at, acc| {
+            for (a, &v) in acc.iter_mut().zip(&x[at..]) {
+                *a = *a + v;
+            }
+        },
+    );
 }
 
 /// `out[i] = a[i] · b[i]`.
 pub fn mul<T: Element>(a: &[T], b: &[T], out: &mut [T]) {
     same_len("mul", a.len(), b.len());
     same_len("mul", a.len(), out.len());
-    par_out(out, |at, out| {
-        for ((o, &x), &y) in out.iter_mut().zip(&a[at..]).zip(&b[at..]) {
-            *o = x * y;
-        }
-    });
+    par_out(
+        out,
+        #[inline(always)]
+        |at, out| {
+            for ((o, &x), &y) in out.iter_mut().zip(&a[at..]).zip(&b[at..]) {
+                *o = x * y;
+            }
+        },
+    );
 }
 
 /// `y[i] ← α·x[i] + y[i]` (BLAS axpy).
 pub fn axpy<T: Element>(alpha: T, x: &[T], y: &mut [T]) {
     same_len("axpy", x.len(), y.len());
-    par_out(y, |at, y| {
-        for (yi, &xi) in y.iter_mut().zip(&x[at..]) {
-            *yi = alpha * xi + *yi;
-        }
-    });
+    par_out(
+        y,
+        #[inline(always)]
+        |at, y| {
+            for (yi, &xi) in y.iter_mut().zip(&x[at..]) {
+                *yi = alpha * xi + *yi;
+            }
+        },
+    );
 }
 
 /// `out[i] = α·x[i]`.
 pub fn scale_into<T: Element>(alpha: T, x: &[T], out: &mut [T]) {
     same_len("scale_into", x.len(), out.len());
-    par_out(out, |at, out| {
-        for (o, &v) in out.iter_mut().zip(&x[at..]) {
-            *o = alpha * v;
-        }
-    });
+    par_out(
+        out,
+        #[inline(always)]
+        |at, out| {
+            for (o, &v) in out.iter_mut().zip(&x[at..]) {
+                *o = alpha * v;
+            }
+        },
+    );
 }
 
 /// `x[i] ← α·x[i]`.
 pub fn scale<T: Element>(alpha: T, x: &mut [T]) {
-    par_out(x, |_, x| x.iter_mut().for_each(|v| *v = alpha * *v));
+    par_out(
+        x,
+        #[inline(always)]
+        |_, x| x.iter_mut().for_each(|v| *v = alpha * *v),
+    );
 }
 
 /// ReLU, `F(u) = max(0, u)`: `out[i] = max(0, x[i])`.
 pub fn relu<T: Element>(x: &[T], out: &mut [T]) {
     same_len("relu", x.len(), out.len());
     let zero = T::zero();
-    par_out(out, |at, out| {
-        for (o, &v) in out.iter_mut().zip(&x[at..]) {
-            *o = if v > zero { v } else { zero };
-        }
-    });
+    par_out(
+        out,
+        #[inline(always)]
+        |at, out| {
+            for (o, &v) in out.iter_mut().zip(&x[at..]) {
+                *o = if v > zero { v } else { zero };
+            }
+        },
+    );
 }
 
 /// ReLU in place.
 pub fn relu_inplace<T: Element>(x: &mut [T]) {
     let zero = T::zero();
-    par_out(x, |_, x| {
-        for v in x.iter_mut() {
-            *v = if *v > zero { *v } else { zero };
-        }
-    });
+    par_out(
+        x,
+        #[inline(always)]
+        |_, x| {
+            for v in x.iter_mut() {
+                *v = if *v > zero { *v } else { zero };
+            }
+        },
+    );
 }
 
 /// ReLU in place on a short run (a row of a convolution's output), inlined
@@ -148,11 +189,15 @@ pub fn relu_backward<T: Element>(y: &[T], dy: &[T], dx: &mut [T]) {
     same_len("relu_backward", y.len(), dy.len());
     same_len("relu_backward", y.len(), dx.len());
     let zero = T::zero();
-    par_out(dx, |at, dx| {
-        for ((d, &g), &v) in dx.iter_mut().zip(&dy[at..]).zip(&y[at..]) {
-            *d = if v > zero { g } else { zero };
-        }
-    });
+    par_out(
+        dx,
+        #[inline(always)]
+        |at, dx| {
+            for ((d, &g), &v) in dx.iter_mut().zip(&dy[at..]).zip(&y[at..]) {
+                *d = if v > zero { g } else { zero };
+            }
+        },
+    );
 }
 
 /// Adds `bias` (length `cols`) to every row of the row-major `rows × cols` matrix `x`.

@@ -72,8 +72,10 @@ pub(crate) use isa_loop;
 
 /// Runs `f` compiled for the widest ISA of [`isa`]: `f`'s loops, inlined
 /// into a `target_feature` function, are vectorised for the host's
-/// registers. `f` should be a small closure around a loop (LLVM must inline
-/// it for this to help; a call it does not inline runs as compiled).
+/// registers. Mark the closure `#[inline(always)]`: LLVM does not inline a
+/// closure of more than a few lines on its own, and one it does not inline
+/// runs as compiled, for baseline SSE2 (the conv epilogues did, unnoticed,
+/// until `perf annotate` showed `xmm` code in them).
 #[inline(always)]
 pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]

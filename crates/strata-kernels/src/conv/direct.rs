@@ -146,12 +146,15 @@ impl PhaseLayout {
                         (&mut hi[..g.w - pairs], &mut lo[odd..][..pairs])
                     };
                     let src = &row[..2 * pairs];
-                    crate::isa::vectorised(|| {
-                        for k in 0..pairs {
-                            de[k] = src[2 * k];
-                            dodd[k] = src[2 * k + 1];
-                        }
-                    });
+                    crate::isa::vectorised(
+                        #[inline(always)]
+                        || {
+                            for k in 0..pairs {
+                                de[k] = src[2 * k];
+                                dodd[k] = src[2 * k + 1];
+                            }
+                        },
+                    );
                     if g.w % 2 == 1 {
                         de[pairs] = row[g.w - 1];
                     }
@@ -223,25 +226,28 @@ pub(super) fn direct_forward<T: GemmScalar>(
             // rows are in cache, vectorised for the host (the rows are short:
             // per-row dispatch cost more than the arithmetic).
             let out = &out[..];
-            crate::isa::vectorised(|| {
-                for (o, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
-                    let b = bias.map_or(T::zero(), |b| b[o]);
-                    for (yy, d) in dst.chunks_exact_mut(ow).enumerate() {
-                        let src = &out[o * qp + yy * pw..][..ow];
-                        if bias.is_some() {
-                            d.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
-                        } else {
-                            d.copy_from_slice(src);
-                        }
-                        if let Some(rs) = rs {
-                            add_row(d, &rs[(o * oh + yy) * ow..][..ow]);
-                        }
-                        if relu {
-                            relu_row(d);
+            crate::isa::vectorised(
+                #[inline(always)]
+                || {
+                    for (o, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
+                        let b = bias.map_or(T::zero(), |b| b[o]);
+                        for (yy, d) in dst.chunks_exact_mut(ow).enumerate() {
+                            let src = &out[o * qp + yy * pw..][..ow];
+                            if bias.is_some() {
+                                d.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
+                            } else {
+                                d.copy_from_slice(src);
+                            }
+                            if let Some(rs) = rs {
+                                add_row(d, &rs[(o * oh + yy) * ow..][..ow]);
+                            }
+                            if relu {
+                                relu_row(d);
+                            }
                         }
                     }
-                }
-            });
+                },
+            );
         };
     let task = task_size(g.batch, 1);
     crate::parallel::install(|| {

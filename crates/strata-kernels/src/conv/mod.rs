@@ -354,20 +354,23 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
             }
         }
         // One task's images (the task is already one thread's share).
-        crate::isa::vectorised(|| {
-            if let Some(b) = bias {
-                for (i, plane) in ys.chunks_exact_mut(ohw).enumerate() {
-                    let b = b[i % g.c_out];
-                    plane.iter_mut().for_each(|v| *v = *v + b);
+        crate::isa::vectorised(
+            #[inline(always)]
+            || {
+                if let Some(b) = bias {
+                    for (i, plane) in ys.chunks_exact_mut(ohw).enumerate() {
+                        let b = b[i % g.c_out];
+                        plane.iter_mut().for_each(|v| *v = *v + b);
+                    }
                 }
-            }
-            if let Some(rs) = rs {
-                crate::elementwise::add_row(ys, rs);
-            }
-            if relu {
-                crate::elementwise::relu_row(ys);
-            }
-        });
+                if let Some(rs) = rs {
+                    crate::elementwise::add_row(ys, rs);
+                }
+                if relu {
+                    crate::elementwise::relu_row(ys);
+                }
+            },
+        );
     };
     let task = task_size(g.batch, nb);
     crate::parallel::install(|| {

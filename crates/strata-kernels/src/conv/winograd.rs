@@ -484,10 +484,11 @@ fn output_body<T: GemmScalar>(
             out_lanes::<T, 1>(&ms, &mut z, t);
         }
     }
-    // Inlined here, so compiled for AVX2 with the rest. (Through
-    // `isa::vectorised`, LLVM did not inline the closure, which then ran as
-    // baseline SSE2.)
-    write_rows(g, p, bias, residual, relu, rows, n, &work.out, ys);
+    let out = &work.out;
+    crate::isa::vectorised(
+        #[inline(always)]
+        || write_rows(g, p, bias, residual, relu, rows, n, out, ys),
+    );
 }
 
 /// The second pass of [`output_body`]: the output rows of each block row

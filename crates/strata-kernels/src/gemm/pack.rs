@@ -35,10 +35,14 @@ pub fn pack_a<T: Copy + Default>(
                 let base = r0 * lda + p0;
                 assert!(base + (mr - 1) * lda + kc <= a.len(), "pack_a: A too short");
                 match mr {
-                    6 => crate::isa::vectorised(|| gather_rows::<T, 6>(&a[base..], lda, kc, panel)),
-                    _ => {
-                        crate::isa::vectorised(|| gather_rows::<T, 12>(&a[base..], lda, kc, panel))
-                    }
+                    6 => crate::isa::vectorised(
+                        #[inline(always)]
+                        || gather_rows::<T, 6>(&a[base..], lda, kc, panel),
+                    ),
+                    _ => crate::isa::vectorised(
+                        #[inline(always)]
+                        || gather_rows::<T, 12>(&a[base..], lda, kc, panel),
+                    ),
                 }
             }
             Trans::No => {
