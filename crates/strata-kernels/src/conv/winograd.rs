@@ -110,23 +110,40 @@ pub(crate) fn computes(g: &ConvGeometry) -> bool {
 /// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
 fn kernel_transform<T: GemmScalar>(g: &ConvGeometry, w: &[T], mr: usize) -> Vec<T> {
     let rts = g.c_out.div_ceil(mr);
-    let mut u = vec![T::zero(); XI * rts * g.c_in * mr];
+    let tile = g.c_in * mr;
+    let mut u = vec![T::zero(); XI * rts * tile];
     let half = T::of(0.5);
     // [a, b, c] ↦ [a, (a + b + c)/2, (a − b + c)/2, c]: one side of G·Gᵀ.
     let side = |a: T, b: T, c: T| [a, (a + b + c) * half, (a - b + c) * half, c];
-    for o in 0..g.c_out {
-        let (rt, r) = (o / mr, o % mr);
-        for c in 0..g.c_in {
-            let k = &w[(o * g.c_in + c) * 9..][..9];
-            let cols: [[T; 4]; 3] = std::array::from_fn(|j| side(k[j], k[3 + j], k[6 + j]));
-            for i in 0..4 {
-                let row = side(cols[0][i], cols[1][i], cols[2][i]);
-                for (j, &v) in row.iter().enumerate() {
-                    u[((4 * i + j) * rts + rt) * g.c_in * mr + c * mr + r] = v;
-                }
-            }
+    // Row tiles in parallel (it ran on one thread, 7 % of a 256→256 7×7
+    // forward): tile `rt` owns `[ξ][rt]` of every plane.
+    let mut tiles: Vec<Vec<&mut [T]>> = (0..rts).map(|_| Vec::with_capacity(XI)).collect();
+    for plane in u.chunks_exact_mut(rts * tile) {
+        for (t, part) in tiles.iter_mut().zip(plane.chunks_exact_mut(tile)) {
+            t.push(part);
         }
     }
+    crate::parallel::install(|| {
+        tiles
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(rt, mut planes)| {
+                for o in rt * mr..g.c_out.min((rt + 1) * mr) {
+                    let r = o - rt * mr;
+                    for c in 0..g.c_in {
+                        let k = &w[(o * g.c_in + c) * 9..][..9];
+                        let cols: [[T; 4]; 3] =
+                            std::array::from_fn(|j| side(k[j], k[3 + j], k[6 + j]));
+                        for i in 0..4 {
+                            let row = side(cols[0][i], cols[1][i], cols[2][i]);
+                            for (j, &v) in row.iter().enumerate() {
+                                planes[4 * i + j][c * mr + r] = v;
+                            }
+                        }
+                    }
+                }
+            })
+    });
     u
 }
 
