@@ -34,9 +34,21 @@ pub(super) fn sweep_taps<T: GemmScalar>(
     rows: usize,
     q: usize,
     qp: usize,
+    ahead: [Ahead; 2],
 ) {
     let (mr, nr) = (dt.mr, dt.nr);
     let tile_len = taps.len() * depth * mr;
+    // `ahead` (the next image's input and residual) is prefetched into L2 a
+    // few lines per tile call, spread over the sweep, so that the next
+    // image's copy into its padded layout does not wait on memory: a
+    // ResNet-20 16→16 layer whose input was not in cache ran 20 % slower
+    // than one whose input was, and about half of that is recovered.
+    let calls = q.div_ceil(nr) * rows.div_ceil(mr);
+    let lines: usize = ahead.iter().map(|a| a.1.div_ceil(64)).sum();
+    let per_call = lines.div_ceil(calls.max(1));
+    let mut next = ahead
+        .into_iter()
+        .flat_map(|(p, len)| (0..len.div_ceil(64)).map(move |l| p.wrapping_add(64 * l)));
     let max_tap = taps.iter().max().copied().unwrap_or(0);
     assert!(qp >= q && qp.is_multiple_of(nr) && depth > 0 && rows > 0);
     assert!(
@@ -50,6 +62,9 @@ pub(super) fn sweep_taps<T: GemmScalar>(
     assert!(out.len() >= rows * qp, "direct tiles: output");
     for q0 in (0..q).step_by(nr) {
         for tile in 0..rows.div_ceil(mr) {
+            (&mut next)
+                .take(per_call)
+                .for_each(crate::gemm::prefetch_l2);
             let live = mr.min(rows - tile * mr);
             // SAFETY (bounds asserted above): the tile's A holds
             // taps.len()·depth·mr values; every read `q0 + taps[t] + d·ldb +
@@ -72,6 +87,10 @@ pub(super) fn sweep_taps<T: GemmScalar>(
         }
     }
 }
+
+/// A byte range to prefetch: start and length (addresses only; a prefetch
+/// never faults).
+pub(super) type Ahead = (*const u8, usize);
 
 /// How the direct paths store a zero-padded image: split into its
 /// `sh·sw` stride phases, sub-image `(a, b)` holding the padded pixels
@@ -215,40 +234,43 @@ pub(super) fn direct_forward<T: GemmScalar>(
             }
         }
     }
-    let image =
-        |(xp, out): (&mut Vec<T>, &mut Vec<T>), xs: &[T], ys: &mut [T], rs: Option<&[T]>| {
-            // Borders and the tail are never written: they stay zero across images.
-            for (src, dst) in xs.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(plane)) {
-                lay.store(g, src, dst);
-            }
-            sweep_taps(dt, &taps, g.c_in, plane, &a, xp, out, g.c_out, q, qp);
-            // Drop the padded-width columns; bias, residual and ReLU while the
-            // rows are in cache, vectorised for the host (the rows are short:
-            // per-row dispatch cost more than the arithmetic).
-            let out = &out[..];
-            crate::isa::vectorised(
-                #[inline(always)]
-                || {
-                    for (o, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
-                        let b = bias.map_or(T::zero(), |b| b[o]);
-                        for (yy, d) in dst.chunks_exact_mut(ow).enumerate() {
-                            let src = &out[o * qp + yy * pw..][..ow];
-                            if bias.is_some() {
-                                d.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
-                            } else {
-                                d.copy_from_slice(src);
-                            }
-                            if let Some(rs) = rs {
-                                add_row(d, &rs[(o * oh + yy) * ow..][..ow]);
-                            }
-                            if relu {
-                                relu_row(d);
-                            }
+    let image = |(xp, out): (&mut Vec<T>, &mut Vec<T>),
+                 xs: &[T],
+                 ys: &mut [T],
+                 rs: Option<&[T]>,
+                 ahead: [Ahead; 2]| {
+        // Borders and the tail are never written: they stay zero across images.
+        for (src, dst) in xs.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(plane)) {
+            lay.store(g, src, dst);
+        }
+        sweep_taps(dt, &taps, g.c_in, plane, &a, xp, out, g.c_out, q, qp, ahead);
+        // Drop the padded-width columns; bias, residual and ReLU while the
+        // rows are in cache, vectorised for the host (the rows are short:
+        // per-row dispatch cost more than the arithmetic).
+        let out = &out[..];
+        crate::isa::vectorised(
+            #[inline(always)]
+            || {
+                for (o, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
+                    let b = bias.map_or(T::zero(), |b| b[o]);
+                    for (yy, d) in dst.chunks_exact_mut(ow).enumerate() {
+                        let src = &out[o * qp + yy * pw..][..ow];
+                        if bias.is_some() {
+                            d.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
+                        } else {
+                            d.copy_from_slice(src);
+                        }
+                        if let Some(rs) = rs {
+                            add_row(d, &rs[(o * oh + yy) * ow..][..ow]);
+                        }
+                        if relu {
+                            relu_row(d);
                         }
                     }
-                },
-            );
-        };
+                }
+            },
+        );
+    };
     let task = task_size(g.batch, 1);
     crate::parallel::install(|| {
         x.par_chunks(task * g.in_image())
@@ -263,7 +285,18 @@ pub(super) fn direct_forward<T: GemmScalar>(
                 imgs.for_each(|(i, (xs, ys))| {
                     let img = (t * task + i) * g.out_image();
                     let rs = residual.map(|r| &r[img..][..g.out_image()]);
-                    image((&mut buf.0, &mut buf.1), xs, ys, rs)
+                    // The next image of the task, if any.
+                    let (nx, ny) = ((i + 1) * g.in_image(), img + g.out_image());
+                    let bytes = |s: &[T]| (s.as_ptr().cast::<u8>(), std::mem::size_of_val(s));
+                    let none = (std::ptr::null(), 0);
+                    let ahead = match src.get(nx..nx + g.in_image()) {
+                        Some(nx) => [
+                            bytes(nx),
+                            residual.map_or(none, |r| bytes(&r[ny..][..g.out_image()])),
+                        ],
+                        None => [none; 2],
+                    };
+                    image((&mut buf.0, &mut buf.1), xs, ys, rs, ahead)
                 });
             })
     });

@@ -80,7 +80,19 @@ pub(super) fn direct_backward_data_strided<T: GemmScalar>(
             if offs.is_empty() {
                 out[..g.c_in * qp].fill(T::zero());
             } else {
-                sweep_taps(dt, offs, g.c_out, dplane, pack, dp, out, g.c_in, q, qp);
+                sweep_taps(
+                    dt,
+                    offs,
+                    g.c_out,
+                    dplane,
+                    pack,
+                    dp,
+                    out,
+                    g.c_in,
+                    q,
+                    qp,
+                    [(std::ptr::null(), 0); 2],
+                );
             }
             // Padded pixel (sh·R + a, sw·C + b) is image pixel (y, x) when
             // it lies inside the image.

@@ -393,7 +393,7 @@ unsafe fn block<T: Scalar>(
 /// Hints that the line at `p` will be read soon (into L2 and, by the time
 /// of use, L1). A hint only: it never faults, whatever the address.
 #[inline(always)]
-fn prefetch_l2(p: *const u8) {
+pub(crate) fn prefetch_l2(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch never faults and has no architectural effect.
     unsafe {

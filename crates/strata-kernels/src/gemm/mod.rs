@@ -14,6 +14,7 @@ mod simd;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use driver::prefetch_l2;
 use driver::Scalar;
 #[cfg(all(test, target_arch = "x86_64"))]
 pub(crate) use kernel::emulated;
