@@ -251,6 +251,9 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
     if let Some(r) = residual {
         assert_eq!(r.len(), y.len(), "conv2d_forward: residual length");
     }
+    if let Some(g1) = subsampled(g) {
+        return conv2d_forward_fused(&g1, &subsample(g, x), w, bias, residual, relu, y);
+    }
     let (k, ohw) = (g.patch(), g.out_h() * g.out_w());
     if y.is_empty() {
         return;
@@ -414,6 +417,83 @@ fn transposed_geometry(g: &ConvGeometry) -> Option<ConvGeometry> {
     })
 }
 
+/// A 1×1 kernel without padding at a stride above 1 (a ResNet's projection
+/// shortcut) reads only every `s`-th pixel: it is the pointwise convolution
+/// of the subsampled image, with this geometry. The general path gathered
+/// those pixels for every GEMM panel; its backward-weights ran ResNet-20's
+/// 16→32 projection at 24 GFLOPS, 34 this way (forward and backward-data
+/// level).
+fn subsampled(g: &ConvGeometry) -> Option<ConvGeometry> {
+    let no_pad = g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0;
+    (g.kh == 1 && g.kw == 1 && no_pad && (g.stride_h > 1 || g.stride_w > 1)).then(|| ConvGeometry {
+        h: g.out_h(),
+        w: g.out_w(),
+        stride_h: 1,
+        stride_w: 1,
+        ..*g
+    })
+}
+
+/// The pixels a [`subsampled`] layer reads, `[batch, c_in, out_h, out_w]`.
+fn subsample<T: GemmScalar>(g: &ConvGeometry, x: &[T]) -> Vec<T> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let mut xs = vec![T::zero(); g.batch * g.c_in * oh * ow];
+    // A task per image: a slice is a few hundred values.
+    crate::parallel::install(|| {
+        xs.par_chunks_mut(g.c_in * oh * ow)
+            .zip(x.par_chunks(g.in_image()))
+            .for_each(|(dst, src)| {
+                crate::isa::vectorised(
+                    #[inline(always)]
+                    || {
+                        let planes = dst
+                            .chunks_exact_mut(oh * ow)
+                            .zip(src.chunks_exact(g.h * g.w));
+                        for (dst, src) in planes {
+                            for (y, row) in dst.chunks_exact_mut(ow).enumerate() {
+                                let from =
+                                    &src[y * g.stride_h * g.w..][..(ow - 1) * g.stride_w + 1];
+                                if g.stride_w == 2 {
+                                    // Every other value: a loop LLVM vectorises with shuffles.
+                                    let (pairs, last) = from.as_chunks::<2>();
+                                    row.iter_mut().zip(pairs).for_each(|(d, p)| *d = p[0]);
+                                    if let [v] = last {
+                                        row[ow - 1] = *v;
+                                    }
+                                } else {
+                                    let from = from.iter().step_by(g.stride_w);
+                                    row.iter_mut().zip(from).for_each(|(d, &v)| *d = v);
+                                }
+                            }
+                        }
+                    },
+                )
+            })
+    });
+    xs
+}
+
+/// The adjoint of [`subsample`]: `d1` at the pixels it read, zero elsewhere.
+fn unsubsample<T: GemmScalar>(g: &ConvGeometry, d1: &[T], dx: &mut [T]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    crate::parallel::install(|| {
+        dx.par_chunks_mut(g.in_image())
+            .zip(d1.par_chunks(g.c_in * oh * ow))
+            .for_each(|(dst, src)| {
+                dst.fill(T::zero());
+                for (dst, src) in dst
+                    .chunks_exact_mut(g.h * g.w)
+                    .zip(src.chunks_exact(oh * ow))
+                {
+                    for (y, row) in src.chunks_exact(ow).enumerate() {
+                        let to = dst[y * g.stride_h * g.w..].iter_mut().step_by(g.stride_w);
+                        to.zip(row).for_each(|(d, &v)| *d = v);
+                    }
+                }
+            })
+    });
+}
+
 /// Backward-data (a transposed convolution): `dx = Kᵀ ⋆ dy`, i.e. per image
 /// `col2im(Kᵀ · dy)` (`dx` overwritten).
 pub fn conv2d_backward_data<T: GemmScalar>(g: &ConvGeometry, w: &[T], dy: &[T], dx: &mut [T]) {
@@ -425,6 +505,11 @@ pub fn conv2d_backward_data<T: GemmScalar>(g: &ConvGeometry, w: &[T], dy: &[T], 
     if dy.is_empty() {
         dx.fill(T::zero());
         return;
+    }
+    if let Some(g1) = subsampled(g) {
+        let mut d1 = vec![T::zero(); g1.batch * g1.in_image()];
+        conv2d_backward_data(&g1, w, dy, &mut d1);
+        return unsubsample(g, &d1, dx);
     }
     let strided = g.stride_h > 1 || g.stride_w > 1;
     if strided && strided_direct(g) && direct_allowed() {
@@ -541,13 +626,19 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
     db: Option<&mut [T]>,
 ) {
     check_lens(g, "conv2d_backward_weights", x.len(), dw.len(), dy.len());
+    if let Some(g1) = subsampled(g) {
+        return conv2d_backward_weights(&g1, &subsample(g, x), dy, dw, db);
+    }
     let (k, ohw) = (g.patch(), g.out_h() * g.out_w());
     dw.fill(T::zero());
     if let Some(db) = &db {
         assert_eq!(db.len(), g.c_out, "conv2d_backward_weights: bias length");
     }
     let stride1 = g.stride_h == 1 && g.stride_w == 1;
-    if !x.is_empty() && !dy.is_empty() && (1..=SMALL_PATCH).contains(&k) && stride1 {
+    // Not 1×1 kernels: their gradient is a GEMM per image (16→32 16×16,
+    // ResNet-20's projection: 31 → 54 GFLOPS; 32→64 8×8: 33 → 110).
+    let spatial = g.kh * g.kw > 1;
+    if !x.is_empty() && !dy.is_empty() && (1..=SMALL_PATCH).contains(&k) && stride1 && spatial {
         return small_backward_weights(g, x, dy, dw, db);
     }
     if let Some(db) = db {

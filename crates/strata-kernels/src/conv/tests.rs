@@ -488,3 +488,84 @@ proptest::proptest! {
         proptest::prop_assert_eq!(dst, want);
     }
 }
+
+/// 1×1 kernels at a stride above 1 without padding (projection shortcuts)
+/// run as the pointwise convolution of the subsampled image: forward with
+/// bias, residual and ReLU against the definition, and both backward passes
+/// as its adjoints (`⟨dy, K x⟩ = ⟨Kᵀ dy, x⟩ = ⟨∂/∂K, K⟩`), in f64; odd sizes
+/// and unequal strides, where the last pixel read is the image's last.
+#[test]
+fn strided_pointwise_matches_the_definition() {
+    let shapes = [
+        (2, 3, 9, 11, 5, 2, 2),
+        (3, 16, 32, 32, 32, 2, 2),
+        (2, 4, 7, 10, 3, 2, 3),
+        (1, 2, 5, 6, 2, 3, 1),
+    ];
+    for (batch, c_in, h, w, c_out, sh, sw) in shapes {
+        let g = ConvGeometry {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh: 1,
+            kw: 1,
+            stride_h: sh,
+            stride_w: sw,
+            pad_top: 0,
+            pad_bottom: 0,
+            pad_left: 0,
+            pad_right: 0,
+        };
+        assert!(subsampled(&g).is_some(), "{g:?}");
+        let v = |n, seed| {
+            data(n, seed)
+                .into_iter()
+                .map(f64::from)
+                .collect::<Vec<f64>>()
+        };
+        let (x, k, b) = (
+            v(batch * g.in_image(), 1),
+            v(g.weight_len(), 2),
+            v(c_out, 3),
+        );
+        let n = batch * g.out_image();
+        let (r, dy) = (v(n, 4), v(n, 5));
+        let mut got = vec![f64::NAN; n];
+        conv2d_forward_fused(&g, &x, &k, Some(&b), Some(&r), true, &mut got);
+        let mut want = vec![0.0; n];
+        conv2d_naive(&g, &x, &k, Some(&b), &mut want);
+        for ((&a, &e), &r) in got.iter().zip(&want).zip(&r) {
+            assert!(
+                (a - (e + r).max(0.0)).abs() < 1e-12,
+                "{g:?}: {a} vs {}",
+                (e + r).max(0.0)
+            );
+        }
+        let mut y = vec![0.0; n];
+        conv2d_naive(&g, &x, &k, None, &mut y);
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
+        let lhs = dot(&dy, &y);
+        let mut dx = vec![f64::NAN; x.len()];
+        conv2d_backward_data(&g, &k, &dy, &mut dx);
+        assert!(
+            (lhs - dot(&dx, &x)).abs() < 1e-9 * (1.0 + lhs.abs()),
+            "{g:?}: backward-data"
+        );
+        // Pixels the kernel never reads get a zero gradient.
+        for (i, &d) in dx.iter().enumerate() {
+            let (yy, xx) = (i / w % h, i % w);
+            let read = yy % sh == 0 && xx % sw == 0;
+            assert!(read && d.is_finite() || d == 0.0, "{g:?}: dx[{i}] = {d}");
+        }
+        let (mut dw, mut db) = (vec![f64::NAN; k.len()], vec![f64::NAN; c_out]);
+        conv2d_backward_weights(&g, &x, &dy, &mut dw, Some(&mut db));
+        assert!(
+            (lhs - dot(&dw, &k)).abs() < 1e-9 * (1.0 + lhs.abs()),
+            "{g:?}: backward-weights"
+        );
+        let sum_dy: f64 = dy.iter().sum();
+        assert!((db.iter().sum::<f64>() - sum_dy).abs() < 1e-9 * (1.0 + sum_dy.abs()));
+    }
+}
