@@ -375,6 +375,20 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
             },
         );
     };
+    if g.in_image() == 0 {
+        // No input (no slices or no pixels): the sum is empty, so y is the
+        // epilogue of zero (chunks of zero length would not split).
+        for (i, ys) in y.chunks_exact_mut(ohw.max(1)).enumerate() {
+            ys.fill(bias.map_or(T::zero(), |b| b[i % g.c_out]));
+            if let Some(r) = residual {
+                crate::elementwise::add_row(ys, &r[i * ohw..][..ys.len()]);
+            }
+            if relu {
+                crate::elementwise::relu_row(ys);
+            }
+        }
+        return;
+    }
     let task = task_size(g.batch, nb);
     crate::parallel::install(|| {
         x.par_chunks(task * g.in_image())
@@ -425,7 +439,10 @@ fn transposed_geometry(g: &ConvGeometry) -> Option<ConvGeometry> {
 /// level).
 fn subsampled(g: &ConvGeometry) -> Option<ConvGeometry> {
     let no_pad = g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0;
-    (g.kh == 1 && g.kw == 1 && no_pad && (g.stride_h > 1 || g.stride_w > 1)).then(|| ConvGeometry {
+    // Empty layers take the general path, which handles them.
+    let some = g.batch * g.c_in * g.c_out * g.out_h() * g.out_w() > 0;
+    let strided = g.stride_h > 1 || g.stride_w > 1;
+    (g.kh == 1 && g.kw == 1 && no_pad && strided && some).then(|| ConvGeometry {
         h: g.out_h(),
         w: g.out_w(),
         stride_h: 1,

@@ -568,4 +568,33 @@ fn strided_pointwise_matches_the_definition() {
         let sum_dy: f64 = dy.iter().sum();
         assert!((db.iter().sum::<f64>() - sum_dy).abs() < 1e-9 * (1.0 + sum_dy.abs()));
     }
+    // Empty layers (no images, no input or no output slices) do not panic
+    // and leave zero gradients.
+    for (batch, c_in, h, c_out) in [(0, 2, 5, 3), (2, 0, 5, 3), (2, 2, 5, 0)] {
+        let g = ConvGeometry {
+            batch,
+            c_in,
+            h,
+            w: h,
+            c_out,
+            kh: 1,
+            kw: 1,
+            stride_h: 2,
+            stride_w: 2,
+            pad_top: 0,
+            pad_bottom: 0,
+            pad_left: 0,
+            pad_right: 0,
+        };
+        let (x, k) = (vec![1.0; batch * g.in_image()], vec![1.0; g.weight_len()]);
+        let mut y = vec![1.0; batch * g.out_image()];
+        conv2d_forward_fused(&g, &x, &k, None, None, false, &mut y);
+        assert!(y.iter().all(|&v| v == 0.0), "{g:?}: y");
+        let mut dx = vec![1.0; x.len()];
+        conv2d_backward_data(&g, &k, &y, &mut dx);
+        assert!(dx.iter().all(|&v| v == 0.0), "{g:?}");
+        let mut dw = vec![1.0; k.len()];
+        conv2d_backward_weights(&g, &x, &y, &mut dw, None);
+        assert!(dw.iter().all(|&v| v == 0.0), "{g:?}");
+    }
 }

@@ -53,7 +53,7 @@ fn row_lanes<T: GemmScalar, const L: usize>(p: &[T], h: &mut [&mut [T]; 4], tx: 
 
 /// `Bᵀ (d B)` down the blocks `t..t + L` of a part, whose four padded rows
 /// are in `even` (rows 2ty and 2ty + 2, at `t` and `t + tw`) and `odd` (rows
-/// 2ty + 1 and 2ty + 3 in `odd`); output `i` goes to `v[at[i] + t..][..L]`
+/// 2ty + 1 and 2ty + 3); output `i` goes to `v[at[i] + t..][..L]`
 /// (`at[i]` may be offset below zero, wrapping).
 #[inline(always)]
 fn col_lanes<T: GemmScalar, const L: usize>(
