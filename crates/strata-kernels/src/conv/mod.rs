@@ -460,31 +460,15 @@ fn subsample<T: GemmScalar>(g: &ConvGeometry, x: &[T]) -> Vec<T> {
         xs.par_chunks_mut(g.c_in * oh * ow)
             .zip(x.par_chunks(g.in_image()))
             .for_each(|(dst, src)| {
-                crate::isa::vectorised(
-                    #[inline(always)]
-                    || {
-                        let planes = dst
-                            .chunks_exact_mut(oh * ow)
-                            .zip(src.chunks_exact(g.h * g.w));
-                        for (dst, src) in planes {
-                            for (y, row) in dst.chunks_exact_mut(ow).enumerate() {
-                                let from =
-                                    &src[y * g.stride_h * g.w..][..(ow - 1) * g.stride_w + 1];
-                                if g.stride_w == 2 {
-                                    // Every other value: a loop LLVM vectorises with shuffles.
-                                    let (pairs, last) = from.as_chunks::<2>();
-                                    row.iter_mut().zip(pairs).for_each(|(d, p)| *d = p[0]);
-                                    if let [v] = last {
-                                        row[ow - 1] = *v;
-                                    }
-                                } else {
-                                    let from = from.iter().step_by(g.stride_w);
-                                    row.iter_mut().zip(from).for_each(|(d, &v)| *d = v);
-                                }
-                            }
-                        }
-                    },
-                )
+                let planes = dst
+                    .chunks_exact_mut(oh * ow)
+                    .zip(src.chunks_exact(g.h * g.w));
+                for (dst, src) in planes {
+                    for (y, row) in dst.chunks_exact_mut(ow).enumerate() {
+                        let from = src[y * g.stride_h * g.w..].iter().step_by(g.stride_w);
+                        row.iter_mut().zip(from).for_each(|(d, &v)| *d = v);
+                    }
+                }
             })
     });
     xs
