@@ -187,6 +187,25 @@ pub(super) fn wide_weights(g: &ConvGeometry, nb: usize) -> bool {
         && !env_set("STRATA_CONV_NO_WIDE")
 }
 
+/// Whether backward-weights takes F(2×2, 3×3) (`winograd::backward_weights`):
+/// images of at least 7×7 outputs, and slices enough that the transforms,
+/// whose work grows with `c_in + c_out`, are small beside the products,
+/// which grow with `c_in·c_out` (`c_in·c_out ≥ 40·(c_in + c_out)`).
+/// Measured against the other routes (`cargo run --release --example`
+/// timing of one pass, with and without `STRATA_CONV_NO_WINOGRAD`,
+/// 2026-12-07, full-rate AVX-512), GFLOPS: 256→256 7×7 272 against 228,
+/// 64→256 15×15 316 against 282, 128→128 8×8 251 against 201, 64→128 8×8
+/// 271 against 205; below the line 64→64 8×8 175 against 207 and 64→64
+/// 15×15 183 against 257; on 3×3 images (blocks 16/9 of the outputs)
+/// 256→256 102 against 185.
+pub(super) fn winograd_weights(g: &ConvGeometry) -> bool {
+    super::winograd::computes(g)
+        && g.out_h() >= 7
+        && g.out_w() >= 7
+        && g.c_in * g.c_out >= 40 * (g.c_in + g.c_out)
+        && !env_set("STRATA_CONV_NO_WINOGRAD")
+}
+
 /// Whether an environment variable is set (read once per name).
 fn env_set(name: &'static str) -> bool {
     static SET: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();

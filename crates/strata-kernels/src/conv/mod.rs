@@ -68,7 +68,9 @@ use backward_weights::{
     SMALL_PATCH,
 };
 pub use choose::{choose, ConvAlgo};
-use choose::{choose_gemm, direct_allowed, direct_weights, strided_direct, wide_weights};
+use choose::{
+    choose_gemm, direct_allowed, direct_weights, strided_direct, wide_weights, winograd_weights,
+};
 use direct::{direct_forward, PhaseLayout};
 pub use im2col::{col2im, im2col};
 use im2col::{gather, padded, scatter, tap_offsets, Cols, ColsT};
@@ -654,6 +656,9 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
         return;
     }
     let algo = choose_gemm(g);
+    if !x.is_empty() && winograd_weights(g) {
+        return winograd::backward_weights(g, x, dy, dw);
+    }
     if !x.is_empty() {
         // The wide tiles (AVX-512 only) where a kernel row's kw·c_in
         // columns fill them (48 for a 16-slice 3×3 layer).

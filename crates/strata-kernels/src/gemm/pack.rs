@@ -62,10 +62,12 @@ pub fn pack_a<T: Copy + Default>(
                         .for_each(|(d, &x)| *d = x);
                 }
             }
-            // op(A)[i, p] = a[p·lda + i]: each step is a contiguous run.
+            // op(A)[i, p] = a[p·lda + i]: each step is a contiguous run
+            // (`copy_run`: a memmove call per 12-value run was 15 % of a
+            // Winograd kernel gradient).
             Trans::Yes => {
                 for (p, d) in panel.chunks_exact_mut(mr).enumerate() {
-                    d[..rows].copy_from_slice(&a[(p0 + p) * lda + r0..][..rows]);
+                    copy_run(&mut d[..rows], &a[(p0 + p) * lda + r0..][..rows]);
                     d[rows..].fill(T::default());
                 }
             }
