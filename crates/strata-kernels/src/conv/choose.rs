@@ -188,21 +188,29 @@ pub(super) fn wide_weights(g: &ConvGeometry, nb: usize) -> bool {
 }
 
 /// Whether backward-weights takes F(2×2, 3×3) (`winograd::backward_weights`):
-/// images of at least 7×7 outputs, and slices enough that the transforms,
-/// whose work grows with `c_in + c_out`, are small beside the products,
-/// which grow with `c_in·c_out` (`c_in·c_out ≥ 40·(c_in + c_out)`).
-/// Measured against the other routes (`cargo run --release --example`
-/// timing of one pass, with and without `STRATA_CONV_NO_WINOGRAD`,
-/// 2026-12-07, full-rate AVX-512), GFLOPS: 256→256 7×7 272 against 228,
-/// 64→256 15×15 316 against 282, 128→128 8×8 251 against 201, 64→128 8×8
-/// 271 against 205; below the line 64→64 8×8 175 against 207 and 64→64
-/// 15×15 183 against 257; on 3×3 images (blocks 16/9 of the outputs)
-/// 256→256 102 against 185.
+/// images of at least 7×7 outputs, ≥ 24 input and ≥ 64 output slices,
+/// except where the wide tiles run over ≥ 15×15 images of few slices
+/// (`c_in·c_out < 40·(c_in + c_out)`: the transforms, whose work grows with
+/// `c_in + c_out`, are then large beside the products, which grow with
+/// `c_in·c_out`). Measured against the other routes (one pass timed in a
+/// scratch program, with and without `STRATA_CONV_NO_WINOGRAD`,
+/// 2026-12-07, full-rate AVX-512), GFLOPS: 256→256 7×7 384 against 258,
+/// 128→128 8×8 406 against 223, 64→64 8×8 276 against 214, 32→64 14×14
+/// 339 against 256, 24→64 31×31 195 against 150, 64→256 15×15 313 against
+/// 288; not taken: 64→64 15×15 260 against 277 (wide tiles), 32→32 16×16
+/// 184 against 259, 16→16 32×32 87 against 279; 3×3 and 4×4 images (blocks
+/// 16/9 of the outputs, or short products) level or behind.
 pub(super) fn winograd_weights(g: &ConvGeometry) -> bool {
+    let many = g.c_in * g.c_out >= 40 * (g.c_in + g.c_out);
+    let wide_large = g.out_h() * g.out_w() >= 225
+        && direct_tiles::<f32>()
+            .is_some_and(|d| !d.wide.rows.is_empty() && wide_weights(g, d.wide.nb));
     super::winograd::computes(g)
         && g.out_h() >= 7
         && g.out_w() >= 7
-        && g.c_in * g.c_out >= 40 * (g.c_in + g.c_out)
+        && g.c_in >= 24
+        && g.c_out >= 64
+        && (many || !wide_large)
         && !env_set("STRATA_CONV_NO_WINOGRAD")
 }
 

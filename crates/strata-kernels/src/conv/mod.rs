@@ -37,7 +37,10 @@
 //!   column buffer and `col2im`.
 //! - [`ConvAlgo::Winograd`]: 3×3 stride-1 layers with ≥ 64 slices each way
 //!   and even output sizes: Winograd's F(2×2, 3×3) ([`crate::winograd`]),
-//!   forward and (through the flipped kernel) backward-data;
+//!   forward and (through the flipped kernel) backward-data. Backward-weights
+//!   takes it on its own test (`winograd_weights`: ≥ 7×7 outputs and
+//!   `c_in·c_out ≥ 40·(c_in + c_out)`, whatever the forward algorithm), as
+//!   16 GEMMs over all of a part's blocks;
 //!   `STRATA_CONV_NO_WINOGRAD` turns it off for A/B runs.
 //! - [`ConvAlgo::Im2colGemm`]: the explicit path (a column buffer per
 //!   worker, never one for the whole minibatch), forced by setting
@@ -656,8 +659,8 @@ pub fn conv2d_backward_weights<T: GemmScalar>(
         return;
     }
     let algo = choose_gemm(g);
-    if !x.is_empty() && winograd_weights(g) {
-        return winograd::backward_weights(g, x, dy, dw);
+    if let Some(dt) = direct_tiles::<T>().filter(|_| !x.is_empty() && winograd_weights(g)) {
+        return winograd::backward_weights(g, x, dy, dw, dt);
     }
     if !x.is_empty() {
         // The wide tiles (AVX-512 only) where a kernel row's kw·c_in

@@ -552,9 +552,9 @@ fn write_rows<T: GemmScalar>(
     }
 }
 
-/// Blocks per kernel-gradient product (its depth): long enough for the
-/// GEMM's depth blocks, short enough that a part's `V` and `∂M` stay near
-/// L2 (256 blocks of 256 slices: 4 MB of f32 for the 16 planes).
+/// Blocks per kernel-gradient product (its depth): long enough to hide
+/// the register tiles' loads and stores of C, short enough that a tile's A
+/// panel (12 KB of f32) and a B panel (32 KB) stay near L1.
 const WEIGHT_BLOCKS: usize = 256;
 
 /// Partial kernel gradients, each summed over a fixed set of parts in part
@@ -563,12 +563,26 @@ const WEIGHT_SLOTS: usize = 2;
 
 /// Backward-weights by F(2×2, 3×3). With `M_ξ = U_ξ · V_ξ` (forward),
 /// `∂E/∂M = A ∂E/∂Y Aᵀ` per 2×2 output block, `∂E/∂U_ξ[o, c] =
-/// Σ_t ∂E/∂M_ξ[o, t] · V_ξ[c, t]` over all blocks `t` (16 GEMMs, depth the
-/// blocks: long), and `∂E/∂g = Gᵀ (∂E/∂U) G` per kernel. 16·(2·tw)·(2·th)/9
-/// multiplies per output pixel and slice pair against the direct 9·9/9:
-/// 1.8× fewer on 8×8 images, 1.4× on 7×7 (cropped blocks).
+/// Σ_t ∂E/∂M_ξ[o, t] · V_ξ[c, t]` over the blocks `t` (16 products whose
+/// depth is the blocks: long), and `∂E/∂g = Gᵀ (∂E/∂U) G` per kernel. 16
+/// multiplies per block (4 outputs) and slice pair against the direct 36:
+/// 2.25× fewer on even images, 1.7× on 7×7 ones (cropped blocks).
+///
+/// Both transforms run along the slices of a pixel-major copy of each image
+/// (`[pixel][c]`, transposed 8×8 in registers), in long vectors whatever
+/// the image's width, and write the register tiles' packed panels
+/// directly: `∂E/∂M` as A (`[ξ][row tile][block][mr]`) and `V` as B
+/// (`[ξ][panel][block][nr]`), or the other way round when `c_out > c_in`.
+/// Transforming along the blocks instead and
+/// packing for the GEMM driver took 35 % of the time (256→256 7×7).
 /// Requires [`computes`]; lengths checked by the caller; `dw` overwritten.
-pub(crate) fn backward_weights<T: GemmScalar>(g: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T]) {
+pub(crate) fn backward_weights<T: GemmScalar>(
+    g: &ConvGeometry,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    dt: DirectTiles<T>,
+) {
     debug_assert!(computes(g));
     let (oh, ow) = (g.out_h(), g.out_w());
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
@@ -576,55 +590,70 @@ pub(crate) fn backward_weights<T: GemmScalar>(g: &ConvGeometry, x: &[T], dy: &[T
     let imgs = WEIGHT_BLOCKS.div_ceil(per_image).clamp(1, g.batch.max(1));
     let parts = g.batch.div_ceil(imgs);
     let slots = WEIGHT_SLOTS.min(parts);
-    let cc = g.c_out * g.c_in;
+    let (mr, nr) = (dt.mr, dt.nr);
+    // The side with more slices goes on the tiles' nr lanes (its transform
+    // then writes runs of nr values; runs of mr = 12 cost it 40 % of
+    // 64→256 15×15): ∂E/∂Uᵀ = V · ∂E/∂Mᵀ when c_out > c_in.
+    let swap = g.c_out > g.c_in;
+    let (rows_ch, cols_ch) = if swap {
+        (g.c_in, g.c_out)
+    } else {
+        (g.c_out, g.c_in)
+    };
+    let (tiles, panels) = (rows_ch.div_ceil(mr), cols_ch.div_ceil(nr));
+    // ∂E/∂U (or its transpose): `[ξ][row][ldc]`, the columns past the
+    // last (zero) lanes computed and dropped.
+    let ldc = panels * nr;
+    let nb = imgs * per_image;
+    let (a_len, b_len) = (tiles * nb * mr, panels * nb * nr);
     let slot = |s: usize| {
-        let nb = imgs * per_image;
-        let plan = Plan {
-            oh,
-            ow,
-            th,
-            tw,
-            pw: 2 * tw + 2,
-            chunk: imgs * th,
-            panels: 1,
-            nr: nb,
-            v_stride: g.c_in * nb + SKEW,
-            m_stride: g.c_out * nb + SKEW,
-        };
-        let mut work = Work {
-            rows: vec![T::zero(); g.c_in * plan.part_rows() * plan.pw],
-            hs: vec![T::zero(); g.c_in * 8 * plan.part_rows() / 2 * tw],
-            v: vec![T::zero(); XI * plan.v_stride],
-            // ∂E/∂M: `[ξ][block][o]`.
-            m: vec![T::zero(); XI * plan.m_stride],
-            out: Vec::new(),
-        };
-        let mut acc = vec![T::zero(); XI * cc];
+        // Lanes past c_out and c_in are never written, so they stay zero.
+        let mut a = vec![T::zero(); XI * a_len];
+        let mut b = vec![T::zero(); XI * b_len];
+        let mut hwc = vec![T::zero(); (g.h * g.w * g.c_in).max(oh * ow * g.c_out)];
+        let mut acc = vec![T::zero(); XI * rows_ch * ldc];
         for (i, part) in (s..parts).step_by(slots).enumerate() {
             let b0 = part * imgs;
             let n = imgs.min(g.batch - b0);
-            let xs = &x[b0 * g.in_image()..][..n * g.in_image()];
-            let gs = &dy[b0 * g.out_image()..][..n * g.out_image()];
-            transforms(g, &plan, xs, 0..n * th, &mut work);
-            gradient_transforms(g, &plan, gs, &mut work.m);
-            let beta = if i == 0 { T::zero() } else { T::one() };
+            for j in 0..n {
+                let xi = &x[(b0 + j) * g.in_image()..][..g.in_image()];
+                let gi = &dy[(b0 + j) * g.out_image()..][..g.out_image()];
+                let t0 = j * per_image;
+                if swap {
+                    input_transforms(g, &dt, xi, &mut hwc, &mut a, (t0, nb, a_len, mr));
+                    gradient_transforms(g, &dt, gi, &mut hwc, &mut b, (t0, nb, b_len, nr));
+                } else {
+                    input_transforms(g, &dt, xi, &mut hwc, &mut b, (t0, nb, b_len, nr));
+                    gradient_transforms(g, &dt, gi, &mut hwc, &mut a, (t0, nb, a_len, mr));
+                }
+            }
+            let (k, beta) = (n * per_image, if i == 0 { T::zero() } else { T::one() });
             for xi in 0..XI {
-                crate::gemm::gemm(
-                    crate::gemm::Trans::Yes,
-                    crate::gemm::Trans::Yes,
-                    g.c_out,
-                    g.c_in,
-                    // A short last part: only its images' blocks.
-                    n * per_image,
-                    T::one(),
-                    &work.m[xi * plan.m_stride..][..nb * g.c_out],
-                    g.c_out,
-                    &work.v[xi * plan.v_stride..][..g.c_in * nb],
-                    nb,
-                    beta,
-                    &mut acc[xi * cc..][..cc],
-                    g.c_in,
-                );
+                for panel in 0..panels {
+                    let bp = &b[xi * b_len + panel * nb * nr..][..k * nr];
+                    for tile in 0..tiles {
+                        let rows = mr.min(rows_ch - tile * mr);
+                        let ap = &a[xi * a_len + tile * nb * mr..][..k * mr];
+                        let c = &mut acc[(xi * rows_ch + tile * mr) * ldc + panel * nr..];
+                        assert!(c.len() >= (rows - 1) * ldc + nr);
+                        // SAFETY: A's panel holds k·mr values and B's k·nr;
+                        // the `rows × nr` tile at `c` (row stride ldc) lies
+                        // inside acc (asserted); the tiles exist only where
+                        // their ISA runs (the caller got them from
+                        // `direct_tiles`).
+                        unsafe {
+                            (dt.rows(rows))(
+                                k,
+                                ap.as_ptr(),
+                                bp.as_ptr(),
+                                c.as_mut_ptr(),
+                                ldc,
+                                T::one(),
+                                beta,
+                            )
+                        }
+                    }
+                }
             }
         }
         acc
@@ -643,8 +672,11 @@ pub(crate) fn backward_weights<T: GemmScalar>(g: &ConvGeometry, x: &[T], dy: &[T
     // `[a + (b + c)/2, (b − c)/2, (b + c)/2 + d]`.
     let half = T::of(0.5);
     let side = |a: T, b: T, c: T, d: T| [a + (b + c) * half, (b - c) * half, (b + c) * half + d];
+    let plane = rows_ch * ldc;
     for (oc, k) in dw.chunks_exact_mut(9).enumerate() {
-        let e: [T; XI] = std::array::from_fn(|xi| du[xi * cc + oc]);
+        let (o, c) = (oc / g.c_in, oc % g.c_in);
+        let at = if swap { c * ldc + o } else { o * ldc + c };
+        let e: [T; XI] = std::array::from_fn(|xi| du[xi * plane + at]);
         // Down the columns (over i), then along the rows (over j).
         let cols: [[T; 3]; 4] = std::array::from_fn(|j| side(e[j], e[4 + j], e[8 + j], e[12 + j]));
         for (r, row) in k.chunks_exact_mut(3).enumerate() {
@@ -653,101 +685,217 @@ pub(crate) fn backward_weights<T: GemmScalar>(g: &ConvGeometry, x: &[T], dy: &[T
     }
 }
 
-/// `∂E/∂M = A ∂E/∂Y Aᵀ` of every 2×2 output block of a part's images into
-/// `m` (`[ξ][block][o]`, planes `p.m_stride` apart, blocks in the order of
-/// [`transforms`]): `A` maps a pair `[p, q]` to `[p, p + q, p − q, −q]`, along
-/// each row and then down the two rows. Each image's ∂E/∂Y is first stored
-/// pixel-major (`[pixel][o]`), so the transform runs along the output
-/// slices in long vectors and writes `[block][o]`, which the GEMM packs
-/// with plain copies (transposing `[o][block]` for it took a fifth of the
-/// time, and the transform along blocks, short rows of them, another).
-fn gradient_transforms<T: GemmScalar>(g: &ConvGeometry, p: &Plan, gs: &[T], m: &mut [T]) {
+/// `dst[p][c] = src[c][p]` for `c < chans`, `p < pixels`: 8×8 blocks in
+/// registers where the running kernel has a transposing packer and `chans`
+/// is a multiple of 8.
+fn pixel_major<T: GemmScalar>(dt: &DirectTiles<T>, src: &[T], chans: usize, dst: &mut [T]) {
+    let pixels = src.len() / chans.max(1);
+    match dt.pack_bt.filter(|_| chans.is_multiple_of(8)) {
+        // SAFETY: rows `src + c·pixels` (c < chans) hold `pixels` values;
+        // `dst` has room for pixels·chans (callers size it); the packer is
+        // the running kernel's own.
+        Some(f) => {
+            assert!(dst.len() >= pixels * chans);
+            unsafe { f(src.as_ptr(), pixels, pixels, chans, dst.as_mut_ptr()) }
+        }
+        None => {
+            for (q, px) in dst[..pixels * chans].chunks_exact_mut(chans).enumerate() {
+                px.iter_mut()
+                    .enumerate()
+                    .for_each(|(c, v)| *v = src[c * pixels + q]);
+            }
+        }
+    }
+}
+
+/// Runs `f` compiled for AVX2 where the CPU has it (the lane loops then
+/// use 256-bit vectors), plainly elsewhere.
+#[inline(always)]
+fn avx2<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        fn run<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
         // SAFETY: the CPU has AVX2 and FMA (checked above).
-        return unsafe { gradient_transforms_avx2(g, p, gs, m) };
+        return unsafe { run(f) };
     }
-    gradient_transforms_body(g, p, gs, m)
+    f()
 }
 
-/// [`gradient_transforms_body`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn gradient_transforms_avx2<T: GemmScalar>(g: &ConvGeometry, p: &Plan, gs: &[T], m: &mut [T]) {
-    gradient_transforms_body(g, p, gs, m)
+/// `V = Bᵀ d B` of every block of one image into packed panels `w` slices
+/// wide (`b[ξ·len + (panel·nb + t₀ + t)·w + lane]`, `(t₀, nb, len, w)` = `at`),
+/// along its slices: `d` is the 4×4 window of padded input at rows
+/// `2ty − pad_top ..`, columns `2tx − pad_left ..` (zero outside the image).
+fn input_transforms<T: GemmScalar>(
+    g: &ConvGeometry,
+    dt: &DirectTiles<T>,
+    img: &[T],
+    hwc: &mut [T],
+    b: &mut [T],
+    (t0, nb, len, nr): (usize, usize, usize, usize),
+) {
+    let ci = g.c_in;
+    let (th, tw) = (g.out_h().div_ceil(2), g.out_w().div_ceil(2));
+    pixel_major(dt, img, ci, hwc);
+    let zero = vec![T::zero(); ci];
+    avx2(
+        #[inline(always)]
+        || {
+            let px = |y: usize, x: usize| {
+                let (y, x) = (y.wrapping_sub(g.pad_top), x.wrapping_sub(g.pad_left));
+                match y < g.h && x < g.w {
+                    true => &hwc[(y * g.w + x) * ci..][..ci],
+                    false => &zero[..],
+                }
+            };
+            for ty in 0..th {
+                for tx in 0..tw {
+                    let mut d: [&[T]; XI] = [&zero[..]; XI];
+                    for (k, d) in d.iter_mut().enumerate() {
+                        *d = px(2 * ty + k / 4, 2 * tx + k % 4);
+                    }
+                    let t = t0 + ty * tw + tx;
+                    for (panel, c0) in (0..ci).step_by(nr).enumerate() {
+                        let live = nr.min(ci - c0);
+                        let at = (panel * nb + t) * nr;
+                        let mut l = 0;
+                        while l < live {
+                            l += match live - l {
+                                16.. => in_lanes::<T, 16>(&d, c0 + l, b, len, at + l),
+                                8.. => in_lanes::<T, 8>(&d, c0 + l, b, len, at + l),
+                                4.. => in_lanes::<T, 4>(&d, c0 + l, b, len, at + l),
+                                _ => in_lanes::<T, 1>(&d, c0 + l, b, len, at + l),
+                            };
+                        }
+                    }
+                }
+            }
+        },
+    )
 }
 
+/// `Bᵀ d B` of one block for slices `c..c + L`, plane `ξ` written at
+/// `out[ξ·len + at..][..L]`: `d[4i + j]` holds window row `i`, column `j`,
+/// per slice.
+/// `B` maps `[a, b, c, d]` to `[a − c, b + c, c − b, b − d]`.
 #[inline(always)]
-fn gradient_transforms_body<T: GemmScalar>(g: &ConvGeometry, p: &Plan, gs: &[T], m: &mut [T]) {
-    let (oh, ow, th, tw) = (p.oh, p.ow, p.th, p.tw);
-    let (co, pixels) = (g.c_out, oh * ow);
-    let fast = crate::gemm::direct_tiles::<T>()
-        .and_then(|d| d.pack_bt)
-        .filter(|_| co.is_multiple_of(8));
-    let mut hwc = vec![T::zero(); pixels * co];
-    let zero = vec![T::zero(); co];
-    for (b, img) in gs.chunks_exact(co * pixels).enumerate() {
-        match fast {
-            // SAFETY: rows `img + o·pixels` (o < c_out) hold `pixels` values;
-            // `hwc` has room for pixels·c_out; the packer is the running
-            // CPU's (it came from `direct_tiles`).
-            Some(f) => unsafe { f(img.as_ptr(), pixels, pixels, co, hwc.as_mut_ptr()) },
-            None => {
-                for (q, px) in hwc.chunks_exact_mut(co).enumerate() {
-                    px.iter_mut()
-                        .enumerate()
-                        .for_each(|(o, v)| *v = img[o * pixels + q]);
-                }
-            }
+fn in_lanes<T: GemmScalar, const L: usize>(
+    d: &[&[T]; XI],
+    c: usize,
+    out: &mut [T],
+    len: usize,
+    at: usize,
+) -> usize {
+    let mut v = [[T::zero(); L]; XI];
+    for (v, d) in v.iter_mut().zip(d) {
+        v.copy_from_slice(&d[c..c + L]);
+    }
+    let side = |a: T, b: T, c: T, d: T| [a - c, b + c, c - b, b - d];
+    let mut res = [[T::zero(); L]; XI];
+    for l in 0..L {
+        // Along each window row (d B), then down the columns (Bᵀ ·).
+        let mut h = [[T::zero(); 4]; 4];
+        for (i, h) in h.iter_mut().enumerate() {
+            *h = side(
+                v[4 * i][l],
+                v[4 * i + 1][l],
+                v[4 * i + 2][l],
+                v[4 * i + 3][l],
+            );
         }
-        let px = |y: usize, x: usize| match y < oh && x < ow {
-            true => &hwc[(y * ow + x) * co..][..co],
-            false => &zero[..],
-        };
-        for ty in 0..th {
-            for tx in 0..tw {
-                let (y, x) = (2 * ty, 2 * tx);
-                let (a, bb, c, d) = (px(y, x), px(y, x + 1), px(y + 1, x), px(y + 1, x + 1));
-                let t = (b * th + ty) * tw + tx;
-                let mut planes = m.chunks_mut(p.m_stride);
-                let mut out: [&mut [T]; XI] =
-                    std::array::from_fn(|_| &mut planes.next().expect("16 planes")[t * co..][..co]);
-                let mut l = 0;
-                while l < co {
-                    l += match co - l {
-                        16.. => grad_lanes::<T, 16>([a, bb, c, d], &mut out, l),
-                        8.. => grad_lanes::<T, 8>([a, bb, c, d], &mut out, l),
-                        _ => grad_lanes::<T, 1>([a, bb, c, d], &mut out, l),
-                    };
-                }
+        for j in 0..4 {
+            let col = side(h[0][j], h[1][j], h[2][j], h[3][j]);
+            for i in 0..4 {
+                res[4 * i + j][l] = col[i];
             }
         }
     }
+    for (xi, r) in res.iter().enumerate() {
+        out[xi * len + at..][..L].copy_from_slice(r);
+    }
+    L
 }
 
-/// `A ∂E/∂Y Aᵀ` of one block for output slices `l..l + L`: `px` holds its
-/// four values (top left, top right, bottom left, bottom right) per slice.
+/// `∂E/∂M = A ∂E/∂Y Aᵀ` of every 2×2 output block of one image into packed
+/// panels `w` slices wide (`a[ξ·len + (tile·nb + t₀ + t)·w + lane]`,
+/// `(t₀, nb, len, w)` = `at`),
+/// along its output slices; `A` maps a pair `[p, q]` to
+/// `[p, p + q, p − q, −q]`, along each row and then down the two rows.
+fn gradient_transforms<T: GemmScalar>(
+    g: &ConvGeometry,
+    dt: &DirectTiles<T>,
+    img: &[T],
+    hwc: &mut [T],
+    a: &mut [T],
+    (t0, nb, len, mr): (usize, usize, usize, usize),
+) {
+    let co = g.c_out;
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+    pixel_major(dt, img, co, hwc);
+    let zero = vec![T::zero(); co];
+    avx2(
+        #[inline(always)]
+        || {
+            let px = |y: usize, x: usize| match y < oh && x < ow {
+                true => &hwc[(y * ow + x) * co..][..co],
+                false => &zero[..],
+            };
+            for ty in 0..th {
+                for tx in 0..tw {
+                    let (y, x) = (2 * ty, 2 * tx);
+                    let q = [px(y, x), px(y, x + 1), px(y + 1, x), px(y + 1, x + 1)];
+                    let t = t0 + ty * tw + tx;
+                    for (tile, o0) in (0..co).step_by(mr).enumerate() {
+                        let live = mr.min(co - o0);
+                        let at = (tile * nb + t) * mr;
+                        let mut l = 0;
+                        while l < live {
+                            l += match live - l {
+                                16.. => grad_lanes::<T, 16>(q, o0 + l, a, len, at + l),
+                                8.. => grad_lanes::<T, 8>(q, o0 + l, a, len, at + l),
+                                4.. => grad_lanes::<T, 4>(q, o0 + l, a, len, at + l),
+                                _ => grad_lanes::<T, 1>(q, o0 + l, a, len, at + l),
+                            };
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// `A ∂E/∂Y Aᵀ` of one block for output slices `c..c + L`, plane `ξ`
+/// written at `out[ξ·len + at..][..L]`: `px` holds its four values (top
+/// left, top right, bottom left, bottom right) per slice.
 #[inline(always)]
 fn grad_lanes<T: GemmScalar, const L: usize>(
     px: [&[T]; 4],
-    out: &mut [&mut [T]; XI],
-    l: usize,
+    c: usize,
+    out: &mut [T],
+    len: usize,
+    at: usize,
 ) -> usize {
-    let v: [&[T; L]; 4] = px.map(|p| p[l..l + L].try_into().expect("L values"));
+    let mut v = [[T::zero(); L]; 4];
+    for (v, p) in v.iter_mut().zip(px) {
+        v.copy_from_slice(&p[c..c + L]);
+    }
     let mut res = [[T::zero(); L]; XI];
-    for i in 0..L {
-        let (a, b, c, d) = (v[0][i], v[1][i], v[2][i], v[3][i]);
+    for l in 0..L {
+        let (a, b, c, d) = (v[0][l], v[1][l], v[2][l], v[3][l]);
         let h0 = [a, a + b, a - b, T::zero() - b];
         let h1 = [c, c + d, c - d, T::zero() - d];
         for j in 0..4 {
-            res[j][i] = h0[j];
-            res[4 + j][i] = h0[j] + h1[j];
-            res[8 + j][i] = h0[j] - h1[j];
-            res[12 + j][i] = T::zero() - h1[j];
+            res[j][l] = h0[j];
+            res[4 + j][l] = h0[j] + h1[j];
+            res[8 + j][l] = h0[j] - h1[j];
+            res[12 + j][l] = T::zero() - h1[j];
         }
     }
-    for (o, r) in out.iter_mut().zip(&res) {
-        o[l..l + L].copy_from_slice(r);
+    for (xi, r) in res.iter().enumerate() {
+        out[xi * len + at..][..L].copy_from_slice(r);
     }
     L
 }
@@ -846,6 +994,9 @@ mod tests {
                 (1, 5, 2, 11, 7, (1, 1, 1, 1)),
                 (4, 16, 15, 15, 24, (1, 1, 1, 1)),
                 (2, 2, 33, 31, 3, (2, 1, 0, 1)),
+                // More input than output slices (the other orientation).
+                (3, 20, 8, 8, 6, (1, 1, 1, 1)),
+                (2, 13, 7, 7, 13, (1, 1, 1, 1)),
                 // Wide enough for the public entry to take this route.
                 (3, 64, 7, 9, 128, (1, 1, 1, 1)),
             ];
@@ -898,6 +1049,12 @@ mod tests {
                     }
                 }
                 let v = |d: &[f64]| d.iter().map(|&v| of(v)).collect::<Vec<T>>();
+                let compare = |got: &[T]| {
+                    for ((&a, &e), &m) in got.iter().zip(&want).zip(&mag) {
+                        let a: f64 = a.into();
+                        assert!((a - e).abs() <= tol * (1.0 + m), "{g:?}: {a} vs {e}");
+                    }
+                };
                 let mut got = vec![T::nan(); g.weight_len()];
                 if super::super::choose::winograd_weights(&g) {
                     let mut db = vec![T::nan(); c_out];
@@ -915,12 +1072,13 @@ mod tests {
                         assert!((have.into() - want).abs() < tol * 1e3, "{g:?} bias {o}");
                     }
                 } else {
-                    backward_weights(&g, &v(&x), &v(&dy), &mut got);
+                    for dt in direct_tile_sets::<T>() {
+                        backward_weights(&g, &v(&x), &v(&dy), &mut got, dt);
+                        compare(&got);
+                    }
+                    continue;
                 }
-                for ((&a, &e), &m) in got.iter().zip(&want).zip(&mag) {
-                    let a: f64 = a.into();
-                    assert!((a - e).abs() <= tol * (1.0 + m), "{g:?}: {a} vs {e}");
-                }
+                compare(&got);
             }
         }
         check::<f64>(1e-10, |x| x);
