@@ -120,13 +120,17 @@ fn cifar10_resnet20_quick() {
             "data.subset=3000",
             "data.validation=500",
             "data.test_subset=1000",
-            "train.epochs=2",
+            // Four epochs (80 steps), as for fashion-resnet: after two the
+            // test accuracy ranged over 13–23 % with the seed and with the
+            // rounding of the kernel gradient's algorithm (2026-12-07);
+            // after four it is 34–39 % for seeds 1–4.
+            "train.epochs=4",
             // A short run warms up over its first steps, not the full run's hundreds.
             "optimizer.warmup_steps=10",
         ],
     );
     // Chance is 10 %; the subsets are random, so all ten classes appear.
-    assert!(acc >= 0.18, "cifar10-resnet20 test accuracy {acc}");
+    assert!(acc >= 0.25, "cifar10-resnet20 test accuracy {acc}");
 }
 
 #[test]
