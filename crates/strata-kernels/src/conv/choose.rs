@@ -188,7 +188,8 @@ pub(super) fn wide_weights(g: &ConvGeometry, nb: usize) -> bool {
 }
 
 /// Whether backward-weights takes F(2×2, 3×3) (`winograd::backward_weights`):
-/// images of at least 7×7 outputs, ≥ 24 input and ≥ 64 output slices,
+/// images of 7×7 to 64×64 outputs (a part holds at least one whole image;
+/// larger ones are unmeasured), ≥ 24 input and ≥ 64 output slices,
 /// except where the wide tiles run over ≥ 15×15 images of few slices
 /// (`c_in·c_out < 40·(c_in + c_out)`: the transforms, whose work grows with
 /// `c_in + c_out`, are then large beside the products, which grow with
@@ -208,6 +209,7 @@ pub(super) fn winograd_weights(g: &ConvGeometry) -> bool {
     super::winograd::computes(g)
         && g.out_h() >= 7
         && g.out_w() >= 7
+        && g.out_h() * g.out_w() <= 64 * 64
         && g.c_in >= 24
         && g.c_out >= 64
         && (many || !wide_large)

@@ -38,9 +38,9 @@
 //! - [`ConvAlgo::Winograd`]: 3×3 stride-1 layers with ≥ 64 slices each way
 //!   and even output sizes: Winograd's F(2×2, 3×3) ([`crate::winograd`]),
 //!   forward and (through the flipped kernel) backward-data. Backward-weights
-//!   takes it on its own test (`winograd_weights`: ≥ 7×7 outputs and
-//!   `c_in·c_out ≥ 40·(c_in + c_out)`, whatever the forward algorithm), as
-//!   16 GEMMs over all of a part's blocks;
+//!   takes it on its own test (`winograd_weights`: 7×7 to 64×64 outputs,
+//!   ≥ 24 input and ≥ 64 output slices, whatever the forward algorithm), as
+//!   16 products over all of a part's blocks;
 //!   `STRATA_CONV_NO_WINOGRAD` turns it off for A/B runs.
 //! - [`ConvAlgo::Im2colGemm`]: the explicit path (a column buffer per
 //!   worker, never one for the whole minibatch), forced by setting

@@ -558,7 +558,9 @@ fn write_rows<T: GemmScalar>(
 const WEIGHT_BLOCKS: usize = 256;
 
 /// Partial kernel gradients, each summed over a fixed set of parts in part
-/// order: the result does not depend on the thread count.
+/// order: the result does not depend on the thread count. Each is one
+/// task, so this route uses at most this many threads (the 2-core hosts it
+/// was measured on); more slots would cost another sum of the 16 planes each.
 const WEIGHT_SLOTS: usize = 2;
 
 /// Backward-weights by F(2×2, 3×3). With `M_ξ = U_ξ · V_ξ` (forward),
@@ -691,11 +693,11 @@ pub(crate) fn backward_weights<T: GemmScalar>(
 fn pixel_major<T: GemmScalar>(dt: &DirectTiles<T>, src: &[T], chans: usize, dst: &mut [T]) {
     let pixels = src.len() / chans.max(1);
     match dt.pack_bt.filter(|_| chans.is_multiple_of(8)) {
-        // SAFETY: rows `src + c·pixels` (c < chans) hold `pixels` values;
-        // `dst` has room for pixels·chans (callers size it); the packer is
-        // the running kernel's own.
         Some(f) => {
             assert!(dst.len() >= pixels * chans);
+            // SAFETY: rows `src + c·pixels` (c < chans) hold `pixels` values;
+            // `dst` has room for pixels·chans (asserted); the packer is the
+            // running kernel's own.
             unsafe { f(src.as_ptr(), pixels, pixels, chans, dst.as_mut_ptr()) }
         }
         None => {

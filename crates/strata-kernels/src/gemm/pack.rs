@@ -63,8 +63,8 @@ pub fn pack_a<T: Copy + Default>(
                 }
             }
             // op(A)[i, p] = a[p·lda + i]: each step is a contiguous run
-            // (`copy_run`: a memmove call per 12-value run was 15 % of a
-            // Winograd kernel gradient).
+            // (`copy_run`: a memmove call per 12-value run was 15 % of the
+            // first Winograd kernel gradient, which packed A stored K×M).
             Trans::Yes => {
                 for (p, d) in panel.chunks_exact_mut(mr).enumerate() {
                     copy_run(&mut d[..rows], &a[(p0 + p) * lda + r0..][..rows]);
