@@ -613,6 +613,8 @@ pub(crate) fn backward_weights<T: GemmScalar>(
         let mut a = vec![T::zero(); XI * a_len];
         let mut b = vec![T::zero(); XI * b_len];
         let mut hwc = vec![T::zero(); (g.h * g.w * g.c_in).max(oh * ow * g.c_out)];
+        // The values of a pixel outside the image, for either transform.
+        let zero = vec![T::zero(); g.c_in.max(g.c_out)];
         let mut acc = vec![T::zero(); XI * rows_ch * ldc];
         for (i, part) in (s..parts).step_by(slots).enumerate() {
             let b0 = part * imgs;
@@ -622,11 +624,11 @@ pub(crate) fn backward_weights<T: GemmScalar>(
                 let gi = &dy[(b0 + j) * g.out_image()..][..g.out_image()];
                 let t0 = j * per_image;
                 if swap {
-                    input_transforms(g, &dt, xi, &mut hwc, &mut a, (t0, nb, a_len, mr));
-                    gradient_transforms(g, &dt, gi, &mut hwc, &mut b, (t0, nb, b_len, nr));
+                    input_transforms(g, &dt, xi, &zero, &mut hwc, &mut a, (t0, nb, a_len, mr));
+                    gradient_transforms(g, &dt, gi, &zero, &mut hwc, &mut b, (t0, nb, b_len, nr));
                 } else {
-                    input_transforms(g, &dt, xi, &mut hwc, &mut b, (t0, nb, b_len, nr));
-                    gradient_transforms(g, &dt, gi, &mut hwc, &mut a, (t0, nb, a_len, mr));
+                    input_transforms(g, &dt, xi, &zero, &mut hwc, &mut b, (t0, nb, b_len, nr));
+                    gradient_transforms(g, &dt, gi, &zero, &mut hwc, &mut a, (t0, nb, a_len, mr));
                 }
             }
             let (k, beta) = (n * per_image, if i == 0 { T::zero() } else { T::one() });
@@ -734,6 +736,7 @@ fn input_transforms<T: GemmScalar>(
     g: &ConvGeometry,
     dt: &DirectTiles<T>,
     img: &[T],
+    zero: &[T],
     hwc: &mut [T],
     b: &mut [T],
     (t0, nb, len, nr): (usize, usize, usize, usize),
@@ -741,7 +744,6 @@ fn input_transforms<T: GemmScalar>(
     let ci = g.c_in;
     let (th, tw) = (g.out_h().div_ceil(2), g.out_w().div_ceil(2));
     pixel_major(dt, img, ci, hwc);
-    let zero = vec![T::zero(); ci];
     avx2(
         #[inline(always)]
         || {
@@ -749,12 +751,12 @@ fn input_transforms<T: GemmScalar>(
                 let (y, x) = (y.wrapping_sub(g.pad_top), x.wrapping_sub(g.pad_left));
                 match y < g.h && x < g.w {
                     true => &hwc[(y * g.w + x) * ci..][..ci],
-                    false => &zero[..],
+                    false => &zero[..ci],
                 }
             };
             for ty in 0..th {
                 for tx in 0..tw {
-                    let mut d: [&[T]; XI] = [&zero[..]; XI];
+                    let mut d: [&[T]; XI] = [&zero[..ci]; XI];
                     for (k, d) in d.iter_mut().enumerate() {
                         *d = px(2 * ty + k / 4, 2 * tx + k % 4);
                     }
@@ -829,6 +831,7 @@ fn gradient_transforms<T: GemmScalar>(
     g: &ConvGeometry,
     dt: &DirectTiles<T>,
     img: &[T],
+    zero: &[T],
     hwc: &mut [T],
     a: &mut [T],
     (t0, nb, len, mr): (usize, usize, usize, usize),
@@ -837,13 +840,12 @@ fn gradient_transforms<T: GemmScalar>(
     let (oh, ow) = (g.out_h(), g.out_w());
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
     pixel_major(dt, img, co, hwc);
-    let zero = vec![T::zero(); co];
     avx2(
         #[inline(always)]
         || {
             let px = |y: usize, x: usize| match y < oh && x < ow {
                 true => &hwc[(y * ow + x) * co..][..co],
-                false => &zero[..],
+                false => &zero[..co],
             };
             for ty in 0..th {
                 for tx in 0..tw {
@@ -920,6 +922,31 @@ mod tests {
             .collect()
     }
 
+    /// A 3×3 stride-1 layer with padding `(top, bottom, left, right)`.
+    fn geometry(
+        batch: usize,
+        c_in: usize,
+        (h, w): (usize, usize),
+        c_out: usize,
+        pads: (usize, usize, usize, usize),
+    ) -> ConvGeometry {
+        ConvGeometry {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh: 3,
+            kw: 3,
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: pads.0,
+            pad_bottom: pads.1,
+            pad_left: pads.2,
+            pad_right: pads.3,
+        }
+    }
+
     /// F(2×2, 3×3) itself, whatever `choose` would pick: odd sizes (cropped
     /// blocks), one-pixel and one-slice layers, uneven padding, short row
     /// tiles (c_out not a multiple of 6), chunks that end inside a panel or
@@ -941,21 +968,7 @@ mod tests {
                     (1, 64, 20, 20, 64, (1, 1, 1, 1)),
                 ];
                 for (batch, c_in, h, w, c_out, pads) in shapes {
-                    let g = ConvGeometry {
-                        batch,
-                        c_in,
-                        h,
-                        w,
-                        c_out,
-                        kh: 3,
-                        kw: 3,
-                        stride_h: 1,
-                        stride_w: 1,
-                        pad_top: pads.0,
-                        pad_bottom: pads.1,
-                        pad_left: pads.2,
-                        pad_right: pads.3,
-                    };
+                    let g = geometry(batch, c_in, (h, w), c_out, pads);
                     let v = |n, seed| data(n, seed).into_iter().map(&of).collect::<Vec<T>>();
                     let (x, k, b) = (
                         v(batch * g.in_image(), 1),
@@ -1003,21 +1016,7 @@ mod tests {
                 (3, 64, 7, 9, 128, (1, 1, 1, 1)),
             ];
             for (batch, c_in, h, w, c_out, pads) in shapes {
-                let g = ConvGeometry {
-                    batch,
-                    c_in,
-                    h,
-                    w,
-                    c_out,
-                    kh: 3,
-                    kw: 3,
-                    stride_h: 1,
-                    stride_w: 1,
-                    pad_top: pads.0,
-                    pad_bottom: pads.1,
-                    pad_left: pads.2,
-                    pad_right: pads.3,
-                };
+                let g = geometry(batch, c_in, (h, w), c_out, pads);
                 let (x, dy) = (
                     data(batch * g.in_image(), 5),
                     data(batch * g.out_image(), 6),
