@@ -5,7 +5,7 @@
 //! of `cargo xtask bench conv`, so every strided layer whose kernel covers
 //! its stride takes it, whatever algorithm its forward pass uses.
 
-use super::direct::{sweep_reads, sweep_taps, PhaseLayout};
+use super::direct::{sweep_reads, sweep_taps, PhaseLayout, Sweep};
 use super::{task_size, ConvGeometry};
 use crate::gemm::{copy_run, DirectTiles, GemmScalar};
 use rayon::prelude::*;
@@ -25,7 +25,7 @@ pub(super) fn direct_backward_data_strided<T: GemmScalar>(
     dx: &mut [T],
     dt: DirectTiles<T>,
 ) {
-    let (mr, nr) = (dt.mr, dt.nr);
+    let mr = dt.mr;
     let (sh, sw) = (g.stride_h, g.stride_w);
     let (oh, ow) = (g.out_h(), g.out_w());
     // The phase grid (rows × columns of one phase) and ∂E/∂O's zero border.
@@ -35,8 +35,7 @@ pub(super) fn direct_backward_data_strided<T: GemmScalar>(
     // Padded ∂E/∂O, [c_out][hd][wd]; outputs in rows of width wd.
     let (hd, wd) = (rows_p + th, cols_p + tw);
     let dplane = hd * wd;
-    let q = rows_p * wd;
-    let qp = q.div_ceil(nr) * nr;
+    let (sweep, qp) = Sweep::padded(dt, rows_p * wd);
     let ntaps = g.kh * g.kw;
     // Per phase (a, b): its taps' offsets and the kernel packed
     // [row tile over c_in][tap][o][mr] (zero rows past c_in).
@@ -89,8 +88,7 @@ pub(super) fn direct_backward_data_strided<T: GemmScalar>(
                     dp,
                     out,
                     g.c_in,
-                    q,
-                    qp,
+                    &sweep,
                     [(std::ptr::null(), 0); 2],
                 );
             }

@@ -5,6 +5,7 @@
 use super::choose::phase_rows_fill;
 use super::*;
 use crate::gemm::DirectTiles;
+use direct::Sweep;
 
 fn geoms() -> Vec<ConvGeometry> {
     let g = |batch, c_in, h, w, c_out, k, s, pads: (usize, usize, usize, usize)| ConvGeometry {
@@ -29,6 +30,8 @@ fn geoms() -> Vec<ConvGeometry> {
         g(2, 4, 9, 11, 6, 3, 2, (1, 0, 2, 1)),
         g(2, 40, 8, 8, 17, 3, 1, (0, 0, 0, 0)),
         g(3, 3, 7, 5, 4, 5, 1, (2, 2, 2, 2)),
+        // 16-wide rows: two to a 32-wide tile swept as stored.
+        g(2, 6, 16, 16, 13, 3, 1, (1, 1, 1, 1)),
     ]
 }
 
@@ -60,6 +63,25 @@ fn direct_forward_matches_naive() {
                 pad_bottom: 2,
                 ..shapes[1]
             });
+            // Rows one vector wide, an even number of them (two to a tile
+            // where tiles are two vectors wide) and an odd one (swept padded).
+            for h in [14, 15] {
+                shapes.push(ConvGeometry {
+                    h,
+                    w: tiles.lanes,
+                    ..shapes[1]
+                });
+            }
+            // Every set sweeps some shapes as stored, and those of two
+            // vectors some two rows to a tile.
+            let stored = |g: &ConvGeometry| {
+                let pw = g.padded_hw().1;
+                Sweep::stored(tiles, g.out_h(), g.out_w(), pw).map(|s| s.split)
+            };
+            assert!(shapes.iter().any(|g| stored(g) == Some(false)));
+            if tiles.nr == 2 * tiles.lanes {
+                assert!(shapes.iter().any(|g| stored(g) == Some(true)));
+            }
             for g in shapes {
                 let v = |n, seed| data(n, seed).into_iter().map(&conv).collect::<Vec<T>>();
                 let (x, w, b) = (
@@ -133,6 +155,10 @@ fn strided_direct_paths_match_definition_on(dt: DirectTiles<f64>) {
         // Odd width with an odd left pad; a stride of 3 across.
         (2, 5, 9, 9, 9, 3, 3, (2, 2), (1, 1, 1, 1)),
         (2, 6, 10, 11, 13, 3, 3, (2, 3), (1, 1, 2, 1)),
+        // Outputs 16 and 8 wide: phase rows swept as stored, one row or
+        // two to a tile (depending on the set's widths).
+        (2, 5, 13, 32, 32, 3, 3, (2, 2), (1, 1, 1, 1)),
+        (2, 7, 6, 16, 16, 3, 3, (2, 2), (1, 1, 1, 1)),
     ];
     for (batch, c_in, c_out, h, w, kh, kw, (sh, sw), p) in shapes {
         let g = ConvGeometry {
@@ -198,9 +224,11 @@ impl EmuWide for f32 {
         DirectTiles {
             mr: K.mr,
             nr: K.nr,
+            lanes: 64 / std::mem::size_of::<Self>(),
             ukr: K.ukr,
             edge: K.edge,
             taps: K.taps,
+            taps_split: K.taps_split,
             pack_bt: None,
             wide: EMU512_WIDE_F32,
         }
@@ -213,9 +241,11 @@ impl EmuWide for f64 {
         DirectTiles {
             mr: K.mr,
             nr: K.nr,
+            lanes: 64 / std::mem::size_of::<Self>(),
             ukr: K.ukr,
             edge: K.edge,
             taps: K.taps,
+            taps_split: K.taps_split,
             pack_bt: None,
             wide: EMU512_WIDE_F64,
         }

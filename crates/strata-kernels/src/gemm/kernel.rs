@@ -14,12 +14,14 @@ use super::simd::{Avx2F32, Avx2F64, Avx512F32, Avx512F64, Simd};
 /// `(kc, a, b, c, ldc, alpha, beta)`: `C[MR×NR] ← α·A·B + β·C`, β = 0 overwriting.
 pub type MicroKernel<T> = unsafe fn(usize, *const T, *const T, *mut T, usize, T, T);
 
-/// `(taps, ntaps, depth, ldb, a, b, c, ldc)`: one register tile of a direct
-/// (stride-1) convolution, `C[rows×NR] ← Σ_t Σ_d A[t, d]·B[b + taps[t] + d·ldb]`.
-/// B is read where it lies (a zero-padded image, `ldb` apart per slice), not
-/// packed; A is packed `[tap][depth][MR]`. Stores with row stride `ldc`.
+/// `(taps, ntaps, depth, ldb, bstep, a, b, c, ldc)`: one register tile of a
+/// direct (stride-1) convolution, `C[rows×NR] ← Σ_t Σ_d A[t, d]·B[b + taps[t]
+/// + d·ldb]`. B is read where it lies (a zero-padded image, `ldb` apart per
+/// slice), not packed, its `NR/W` vectors `bstep` apart (`W` when they are
+/// one run; a padded row's width when each vector is the start of its own
+/// output row); A is packed `[tap][depth][MR]`. Stores with row stride `ldc`.
 pub type TapKernel<T> =
-    unsafe fn(*const usize, usize, usize, usize, *const T, *const T, *mut T, usize);
+    unsafe fn(*const usize, usize, usize, usize, usize, *const T, *const T, *mut T, usize);
 
 /// `(kc, a, b, ldb, c, ldc)`: `C[rows×NB] += A·B` over `kc` steps, A packed
 /// `[k][MR]`, B read in place with its rows `ldb` apart (they may overlap:
@@ -71,6 +73,9 @@ pub struct Kernel<T: 'static> {
     /// Direct-convolution tiles for `r + 1` live rows (`r < mr`), or empty
     /// where this ISA has none.
     pub taps: &'static [TapKernel<T>],
+    /// The same with B's vectors `bstep` apart (`taps_tile`'s `SPLIT`), or
+    /// empty.
+    pub taps_split: &'static [TapKernel<T>],
     /// Tiles with B read in place, rows `ldb` apart ([`WideKernel`]).
     pub wide: WideTiles<T>,
 }
@@ -182,20 +187,32 @@ unsafe fn tile<S: Simd, const MR: usize, const ROWS: usize, const NV: usize>(
 }
 
 /// The direct-convolution tile loop (see [`TapKernel`]): the depth loop of
-/// [`tile`], run once per kernel tap with B read in place, `ldb` apart.
+/// [`tile`], run once per kernel tap with B read in place, `ldb` apart. With
+/// `SPLIT` B's vectors lie `bstep` apart (each tracked by its own pointer:
+/// a runtime offset inside the unrolled addresses cost 15 % on every
+/// sweep, `bstep = W` or not); without, they are one run and `bstep` is
+/// ignored.
 ///
 /// # Safety
-/// `a` holds `ntaps·depth·MR` values; for every tap `t` and `d < depth`,
-/// `b + taps[t] + d·ldb` has `NV·W` readable values; `c` addresses a
-/// `ROWS × NV·W` tile with row stride `ldc`; `S`'s ISA is available.
+/// `a` holds `ntaps·depth·MR` values; for every tap `t`, `d < depth` and
+/// `v < NV`, `b + taps[t] + d·ldb + v·s` has `W` readable values (`s` =
+/// `bstep` with `SPLIT`, else `W`); `c` addresses a `ROWS × NV·W` tile with
+/// row stride `ldc`; `S`'s ISA is available.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
-unsafe fn taps_tile<S: Simd, const MR: usize, const ROWS: usize, const NV: usize>(
+unsafe fn taps_tile<
+    S: Simd,
+    const MR: usize,
+    const ROWS: usize,
+    const NV: usize,
+    const SPLIT: bool,
+>(
     taps: *const usize,
     ntaps: usize,
     depth: usize,
     ldb: usize,
+    bstep: usize,
     a: *const S::T,
     b: *const S::T,
     c: *mut S::T,
@@ -206,11 +223,12 @@ unsafe fn taps_tile<S: Simd, const MR: usize, const ROWS: usize, const NV: usize
     unsafe {
         let mut acc = [[S::zero(); NV]; ROWS];
         let mut ap = a;
+        // One step: B's vectors at `$bp[v] + $k`, A's ROWS values at `$ap`.
         macro_rules! step {
-            ($ap:expr, $bp:expr) => {
+            ($ap:expr, $bp:expr, $k:expr) => {
                 let mut bv = [S::zero(); NV];
                 for v in 0..NV {
-                    bv[v] = S::load($bp.add(v * S::W));
+                    bv[v] = S::load($bp[v].add($k));
                 }
                 for i in 0..ROWS {
                     let ai = S::splat(*$ap.add(i));
@@ -221,20 +239,54 @@ unsafe fn taps_tile<S: Simd, const MR: usize, const ROWS: usize, const NV: usize
             };
         }
         for t in 0..ntaps {
-            let mut bp = b.add(*taps.add(t));
-            for _ in 0..depth / 4 {
-                prefetch_a::<S::T, MR>(ap);
-                step!(ap, bp);
-                step!(ap.add(MR), bp.add(ldb));
-                step!(ap.add(2 * MR), bp.add(2 * ldb));
-                step!(ap.add(3 * MR), bp.add(3 * ldb));
-                ap = ap.add(4 * MR);
-                bp = bp.add(4 * ldb);
-            }
-            for _ in 0..depth % 4 {
-                step!(ap, bp);
-                ap = ap.add(MR);
-                bp = bp.add(ldb);
+            let base = b.add(*taps.add(t));
+            if SPLIT {
+                let mut bp = [base; NV];
+                for v in 0..NV {
+                    bp[v] = base.add(v * bstep);
+                }
+                for _ in 0..depth / 4 {
+                    prefetch_a::<S::T, MR>(ap);
+                    step!(ap, bp, 0);
+                    step!(ap.add(MR), bp, ldb);
+                    step!(ap.add(2 * MR), bp, 2 * ldb);
+                    step!(ap.add(3 * MR), bp, 3 * ldb);
+                    ap = ap.add(4 * MR);
+                    for p in &mut bp {
+                        *p = p.add(4 * ldb);
+                    }
+                }
+                for _ in 0..depth % 4 {
+                    step!(ap, bp, 0);
+                    ap = ap.add(MR);
+                    for p in &mut bp {
+                        *p = p.add(ldb);
+                    }
+                }
+            } else {
+                // One pointer; the vectors at constant displacements.
+                let mut bp = base;
+                let at = |p: *const S::T| {
+                    let mut v = [p; NV];
+                    for (i, v) in v.iter_mut().enumerate() {
+                        *v = p.add(i * S::W);
+                    }
+                    v
+                };
+                for _ in 0..depth / 4 {
+                    prefetch_a::<S::T, MR>(ap);
+                    step!(ap, at(bp), 0);
+                    step!(ap.add(MR), at(bp.add(ldb)), 0);
+                    step!(ap.add(2 * MR), at(bp.add(2 * ldb)), 0);
+                    step!(ap.add(3 * MR), at(bp.add(3 * ldb)), 0);
+                    ap = ap.add(4 * MR);
+                    bp = bp.add(4 * ldb);
+                }
+                for _ in 0..depth % 4 {
+                    step!(ap, at(bp), 0);
+                    ap = ap.add(MR);
+                    bp = bp.add(ldb);
+                }
             }
         }
         for i in 0..ROWS {
@@ -361,6 +413,9 @@ wide_wrappers!(
 
 macro_rules! taps_wrapper {
     ($name:ident, $feat:literal, $s:ty, $t:ty, $mr:expr, $rows:expr, $nv:expr) => {
+        taps_wrapper!($name, $feat, $s, $t, $mr, $rows, $nv, false);
+    };
+    ($name:ident, $feat:literal, $s:ty, $t:ty, $mr:expr, $rows:expr, $nv:expr, $split:expr) => {
         /// # Safety
         /// As for `taps_tile`, and the CPU supports the enabled features.
         #[cfg(target_arch = "x86_64")]
@@ -371,13 +426,18 @@ macro_rules! taps_wrapper {
             ntaps: usize,
             depth: usize,
             ldb: usize,
+            bstep: usize,
             a: *const $t,
             b: *const $t,
             c: *mut $t,
             ldc: usize,
         ) {
             // SAFETY: forwarded contract; the features are enabled on this function.
-            unsafe { taps_tile::<$s, $mr, $rows, $nv>(taps, ntaps, depth, ldb, a, b, c, ldc) }
+            unsafe {
+                taps_tile::<$s, $mr, $rows, $nv, $split>(
+                    taps, ntaps, depth, ldb, bstep, a, b, c, ldc,
+                )
+            }
         }
     };
 }
@@ -388,12 +448,26 @@ taps_wrapper!(taps_f32_r3, "avx2,fma", Avx2F32, f32, 6, 3, 2);
 taps_wrapper!(taps_f32_r4, "avx2,fma", Avx2F32, f32, 6, 4, 2);
 taps_wrapper!(taps_f32_r5, "avx2,fma", Avx2F32, f32, 6, 5, 2);
 taps_wrapper!(taps_f32_r6, "avx2,fma", Avx2F32, f32, 6, 6, 2);
+// The same tiles with B's two vectors `bstep` apart (two output rows of
+// one vector each per tile).
+taps_wrapper!(tapsx_f32_r1, "avx2,fma", Avx2F32, f32, 6, 1, 2, true);
+taps_wrapper!(tapsx_f32_r2, "avx2,fma", Avx2F32, f32, 6, 2, 2, true);
+taps_wrapper!(tapsx_f32_r3, "avx2,fma", Avx2F32, f32, 6, 3, 2, true);
+taps_wrapper!(tapsx_f32_r4, "avx2,fma", Avx2F32, f32, 6, 4, 2, true);
+taps_wrapper!(tapsx_f32_r5, "avx2,fma", Avx2F32, f32, 6, 5, 2, true);
+taps_wrapper!(tapsx_f32_r6, "avx2,fma", Avx2F32, f32, 6, 6, 2, true);
 taps_wrapper!(taps_f64_r1, "avx2,fma", Avx2F64, f64, 6, 1, 2);
 taps_wrapper!(taps_f64_r2, "avx2,fma", Avx2F64, f64, 6, 2, 2);
 taps_wrapper!(taps_f64_r3, "avx2,fma", Avx2F64, f64, 6, 3, 2);
 taps_wrapper!(taps_f64_r4, "avx2,fma", Avx2F64, f64, 6, 4, 2);
 taps_wrapper!(taps_f64_r5, "avx2,fma", Avx2F64, f64, 6, 5, 2);
 taps_wrapper!(taps_f64_r6, "avx2,fma", Avx2F64, f64, 6, 6, 2);
+taps_wrapper!(tapsx_f64_r1, "avx2,fma", Avx2F64, f64, 6, 1, 2, true);
+taps_wrapper!(tapsx_f64_r2, "avx2,fma", Avx2F64, f64, 6, 2, 2, true);
+taps_wrapper!(tapsx_f64_r3, "avx2,fma", Avx2F64, f64, 6, 3, 2, true);
+taps_wrapper!(tapsx_f64_r4, "avx2,fma", Avx2F64, f64, 6, 4, 2, true);
+taps_wrapper!(tapsx_f64_r5, "avx2,fma", Avx2F64, f64, 6, 5, 2, true);
+taps_wrapper!(tapsx_f64_r6, "avx2,fma", Avx2F64, f64, 6, 6, 2, true);
 
 macro_rules! wrapper {
     ($name:ident, $feat:literal, $s:ty, $t:ty, $mr:expr, $nv:expr) => {
@@ -474,6 +548,20 @@ taps_wrapper!(taps512_f32_r9, "avx512f", Avx512F32, f32, 12, 9, 2);
 taps_wrapper!(taps512_f32_r10, "avx512f", Avx512F32, f32, 12, 10, 2);
 taps_wrapper!(taps512_f32_r11, "avx512f", Avx512F32, f32, 12, 11, 2);
 taps_wrapper!(taps512_f32_r12, "avx512f", Avx512F32, f32, 12, 12, 2);
+// The same tiles with B's two vectors `bstep` apart (two output rows of
+// one vector each per tile).
+taps_wrapper!(tapsx512_f32_r1, "avx512f", Avx512F32, f32, 12, 1, 2, true);
+taps_wrapper!(tapsx512_f32_r2, "avx512f", Avx512F32, f32, 12, 2, 2, true);
+taps_wrapper!(tapsx512_f32_r3, "avx512f", Avx512F32, f32, 12, 3, 2, true);
+taps_wrapper!(tapsx512_f32_r4, "avx512f", Avx512F32, f32, 12, 4, 2, true);
+taps_wrapper!(tapsx512_f32_r5, "avx512f", Avx512F32, f32, 12, 5, 2, true);
+taps_wrapper!(tapsx512_f32_r6, "avx512f", Avx512F32, f32, 12, 6, 2, true);
+taps_wrapper!(tapsx512_f32_r7, "avx512f", Avx512F32, f32, 12, 7, 2, true);
+taps_wrapper!(tapsx512_f32_r8, "avx512f", Avx512F32, f32, 12, 8, 2, true);
+taps_wrapper!(tapsx512_f32_r9, "avx512f", Avx512F32, f32, 12, 9, 2, true);
+taps_wrapper!(tapsx512_f32_r10, "avx512f", Avx512F32, f32, 12, 10, 2, true);
+taps_wrapper!(tapsx512_f32_r11, "avx512f", Avx512F32, f32, 12, 11, 2, true);
+taps_wrapper!(tapsx512_f32_r12, "avx512f", Avx512F32, f32, 12, 12, 2, true);
 // AVX-512 16-wide f32 tiles (12×16, one vector per row: 12 accumulators)
 // for sweeps too narrow for 32-wide tiles (a 3×3 image's 15 columns), where
 // the AVX2 6×16 ymm tiles ran at half the 512-bit FMA rate.
@@ -513,6 +601,18 @@ taps_wrapper!(taps512_f64_r9, "avx512f", Avx512F64, f64, 12, 9, 2);
 taps_wrapper!(taps512_f64_r10, "avx512f", Avx512F64, f64, 12, 10, 2);
 taps_wrapper!(taps512_f64_r11, "avx512f", Avx512F64, f64, 12, 11, 2);
 taps_wrapper!(taps512_f64_r12, "avx512f", Avx512F64, f64, 12, 12, 2);
+taps_wrapper!(tapsx512_f64_r1, "avx512f", Avx512F64, f64, 12, 1, 2, true);
+taps_wrapper!(tapsx512_f64_r2, "avx512f", Avx512F64, f64, 12, 2, 2, true);
+taps_wrapper!(tapsx512_f64_r3, "avx512f", Avx512F64, f64, 12, 3, 2, true);
+taps_wrapper!(tapsx512_f64_r4, "avx512f", Avx512F64, f64, 12, 4, 2, true);
+taps_wrapper!(tapsx512_f64_r5, "avx512f", Avx512F64, f64, 12, 5, 2, true);
+taps_wrapper!(tapsx512_f64_r6, "avx512f", Avx512F64, f64, 12, 6, 2, true);
+taps_wrapper!(tapsx512_f64_r7, "avx512f", Avx512F64, f64, 12, 7, 2, true);
+taps_wrapper!(tapsx512_f64_r8, "avx512f", Avx512F64, f64, 12, 8, 2, true);
+taps_wrapper!(tapsx512_f64_r9, "avx512f", Avx512F64, f64, 12, 9, 2, true);
+taps_wrapper!(tapsx512_f64_r10, "avx512f", Avx512F64, f64, 12, 10, 2, true);
+taps_wrapper!(tapsx512_f64_r11, "avx512f", Avx512F64, f64, 12, 11, 2, true);
+taps_wrapper!(tapsx512_f64_r12, "avx512f", Avx512F64, f64, 12, 12, 2, true);
 
 /// The AVX2 + FMA f32 kernel (6×16 tile).
 #[cfg(target_arch = "x86_64")]
@@ -538,6 +638,14 @@ pub const AVX2_F32: Kernel<f32> = Kernel {
         taps_f32_r4,
         taps_f32_r5,
         taps_f32_r6,
+    ],
+    taps_split: &[
+        tapsx_f32_r1,
+        tapsx_f32_r2,
+        tapsx_f32_r3,
+        tapsx_f32_r4,
+        tapsx_f32_r5,
+        tapsx_f32_r6,
     ],
     wide: WideTiles::NONE,
 };
@@ -565,6 +673,14 @@ pub const AVX2_F64: Kernel<f64> = Kernel {
         taps_f64_r4,
         taps_f64_r5,
         taps_f64_r6,
+    ],
+    taps_split: &[
+        tapsx_f64_r1,
+        tapsx_f64_r2,
+        tapsx_f64_r3,
+        tapsx_f64_r4,
+        tapsx_f64_r5,
+        tapsx_f64_r6,
     ],
     wide: WideTiles::NONE,
 };
@@ -604,6 +720,20 @@ pub const AVX512_F32: Kernel<f32> = Kernel {
         taps512_f32_r10,
         taps512_f32_r11,
         taps512_f32_r12,
+    ],
+    taps_split: &[
+        tapsx512_f32_r1,
+        tapsx512_f32_r2,
+        tapsx512_f32_r3,
+        tapsx512_f32_r4,
+        tapsx512_f32_r5,
+        tapsx512_f32_r6,
+        tapsx512_f32_r7,
+        tapsx512_f32_r8,
+        tapsx512_f32_r9,
+        tapsx512_f32_r10,
+        tapsx512_f32_r11,
+        tapsx512_f32_r12,
     ],
     wide: WideTiles {
         mr: 8,
@@ -658,6 +788,8 @@ pub const AVX512_NARROW_F32: Kernel<f32> = Kernel {
         taps512n_f32_r11,
         taps512n_f32_r12,
     ],
+    // One vector per row: nothing to split.
+    taps_split: &[],
     wide: WideTiles::NONE,
 };
 /// The AVX-512 f64 kernel (12×16 tile).
@@ -696,6 +828,20 @@ pub const AVX512_F64: Kernel<f64> = Kernel {
         taps512_f64_r10,
         taps512_f64_r11,
         taps512_f64_r12,
+    ],
+    taps_split: &[
+        tapsx512_f64_r1,
+        tapsx512_f64_r2,
+        tapsx512_f64_r3,
+        tapsx512_f64_r4,
+        tapsx512_f64_r5,
+        tapsx512_f64_r6,
+        tapsx512_f64_r7,
+        tapsx512_f64_r8,
+        tapsx512_f64_r9,
+        tapsx512_f64_r10,
+        tapsx512_f64_r11,
+        tapsx512_f64_r12,
     ],
     wide: WideTiles {
         mr: 8,
@@ -802,6 +948,7 @@ pub mod emulated {
         // emulation is needed; edges then go through a scratch tile.
         edge: &[],
         taps: &[],
+        taps_split: &[],
         wide: WideTiles::NONE,
         ..AVX512_F32
     };
@@ -813,6 +960,7 @@ pub mod emulated {
         // emulation is needed; edges then go through a scratch tile.
         edge: &[],
         taps: &[],
+        taps_split: &[],
         wide: WideTiles::NONE,
         ..AVX512_F64
     };

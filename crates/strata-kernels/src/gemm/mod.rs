@@ -102,12 +102,16 @@ pub(crate) struct DirectTiles<T: 'static> {
     pub mr: usize,
     /// Columns of a tile.
     pub nr: usize,
+    /// Values per vector register (a tile row is `nr / lanes` vectors).
+    pub lanes: usize,
     /// The full-tile micro-kernel over a B panel laid out `[k][nr]`.
     pub ukr: kernel::MicroKernel<T>,
     /// `edge[r]`: the micro-kernel for `r + 1 < mr` live rows.
     pub edge: &'static [kernel::MicroKernel<T>],
     /// `taps[r]`: the direct tile for `r + 1 ≤ mr` live rows.
     pub taps: &'static [TapKernel<T>],
+    /// The same with B's vectors `bstep` apart (may be empty).
+    pub taps_split: &'static [TapKernel<T>],
     /// The kernel's fast transposing packer, if any.
     pub pack_bt: Option<PackTransposed<T>>,
     /// Tiles with B read in place, rows `ldb` apart (may be empty).
@@ -155,15 +159,17 @@ pub(crate) fn direct_tile_sets<T: GemmScalar>() -> impl Iterator<Item = DirectTi
         .filter(|i| i.is_available())
         .flat_map(|i| {
             let narrow = (i == GemmImpl::Avx512).then(T::narrow_kernel).flatten();
-            T::kernel(i).into_iter().chain(narrow)
+            T::kernel(i).into_iter().chain(narrow).map(move |k| (i, k))
         })
-        .filter(|k| !k.taps.is_empty() && k.edge.len() + 1 == k.mr)
-        .map(|k| DirectTiles {
+        .filter(|(_, k)| !k.taps.is_empty() && k.edge.len() + 1 == k.mr)
+        .map(|(i, k)| DirectTiles {
             mr: k.mr,
             nr: k.nr,
+            lanes: if i == GemmImpl::Avx512 { 64 } else { 32 } / std::mem::size_of::<T>(),
             ukr: k.ukr,
             edge: k.edge,
             taps: k.taps,
+            taps_split: k.taps_split,
             pack_bt: k.pack_bt,
             wide: k.wide,
         })
