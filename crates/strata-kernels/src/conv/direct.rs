@@ -221,6 +221,15 @@ impl PhaseLayout {
     /// Writes one `h × w` slice into its zero-padded phase layout `dst`
     /// (`plane` values); the padding is never written.
     pub(super) fn store<T: Copy>(&self, g: &ConvGeometry, src: &[T], dst: &mut [T]) {
+        // Stride 1: one phase, rows `pw` apart (kept apart from the phase
+        // arithmetic below, which measured 3 % slower on 32→32 16×16).
+        if self.sh == 1 && self.sw == 1 {
+            let first = g.pad_top * self.pw + g.pad_left;
+            for (row, d) in src.chunks_exact(g.w).zip(dst[first..].chunks_mut(self.pw)) {
+                copy_run(&mut d[..g.w], row);
+            }
+            return;
+        }
         let grid = self.ph * self.pw;
         // Where column `c` of a padded row goes, relative to the row's start
         // in phase 0 (no division per row or value: the stores are short, and
