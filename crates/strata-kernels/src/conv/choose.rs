@@ -100,14 +100,17 @@ pub(super) fn strided_direct(g: &ConvGeometry) -> bool {
 }
 
 /// Whether a strided layer's forward and backward-weights take the direct
-/// tiles: when real outputs fill at least 70 % of the columns they compute
+/// tiles: when real outputs fill at least 65 % of the columns they compute
 /// (output rows in the phase width, rounded up to whole tiles). There they
 /// measured 1.1–1.3× the implicit GEMM, which gathers every `s`-th pixel for
-/// each tap; on 7×7 → 4×4 (half the columns wasted) 0.9×.
+/// each tap; on 7×7 → 4×4 (half the columns wasted) 0.9×. 32→64 16×16 → 8×8
+/// (ResNet-20's last stage entry, 64 of 96 columns on 32-wide tiles)
+/// measured 1.04–1.06× forward and 1.21–1.27× backward-weights (one pass
+/// timed in a scratch program, 2026-12-07, full-rate AVX-512).
 pub(super) fn phase_rows_fill(g: &ConvGeometry) -> bool {
     let nr = widest_nr();
     let q = g.out_h() * PhaseLayout::new(g).pw;
-    10 * g.out_h() * g.out_w() >= 7 * q.div_ceil(nr) * nr
+    20 * g.out_h() * g.out_w() >= 13 * q.div_ceil(nr) * nr
 }
 
 /// Width of this CPU's widest direct tiles (1 without any).
