@@ -20,8 +20,8 @@ pub enum ConvAlgo {
     /// still goes through a column buffer and `col2im`).
     ImplicitGemm,
     /// On a CPU with direct tiles, stride-1 layers whose output rows do not
-    /// tile the GEMM panels evenly, and strided layers whose output rows
-    /// fill the tiles: the forward
+    /// tile the GEMM panels evenly or are at least 16 long, and strided
+    /// layers whose output rows fill the tiles: the forward
     /// convolution's register tiles read the zero-padded image in place (in
     /// stride phases when strided; nothing packed but the kernel), one tap
     /// after another; backward-data is the forward convolution of `∂E/∂O`
@@ -128,9 +128,10 @@ pub(super) fn direct_allowed() -> bool {
 /// Output rows that neither fill whole GEMM panels nor divide them (7, 14,
 /// 28 wide against 16-wide f32 panels): the implicit packer then copies
 /// pieces of rows and falls off its fast path, while the direct tiles only
-/// lose the padded columns. Where rows tile evenly (4, 8, 16, 32 wide) the
+/// lose the padded columns. Where short rows tile evenly (4 and 8 wide) the
 /// implicit GEMM measured as fast or faster (`cargo xtask bench conv`,
-/// with and without `STRATA_CONV_NO_DIRECT`; benches/RESULTS.md).
+/// with and without `STRATA_CONV_NO_DIRECT`; benches/RESULTS.md); rows of
+/// 16 and more take [`long_rows`].
 fn ragged_rows(g: &ConvGeometry) -> bool {
     let (ow, nr) = (g.out_w(), widest_nr());
     !ow.is_multiple_of(nr) && !nr.is_multiple_of(ow.max(1))
@@ -147,13 +148,16 @@ fn sweep_fills_a_tile(g: &ConvGeometry) -> bool {
     g.out_h() * g.padded_hw().1 >= nr
 }
 
-/// Output rows of at least 16 on tiles at least 32 wide (AVX-512): there
-/// the direct tiles measured 1.3× the implicit GEMM, forward and
-/// backward-data, on ResNet-20's 32×32 and 16×16 layers (`cargo xtask bench
-/// conv`, 2026-12-06, a full-rate AVX-512 host), and level with it on 8×8.
-/// On AVX2's 16-wide tiles evenly tiling rows stay on the implicit GEMM.
+/// Output rows of at least 16: there the direct tiles, which sweep rows that
+/// tile evenly as stored (`Sweep::stored`), measured ahead of the implicit
+/// GEMM on ResNet-20's 32×32 and 16×16 layers: 1.3× forward and
+/// backward-data on AVX-512's 32-wide tiles (`cargo xtask bench conv`,
+/// 2026-12-06), and on AVX2's 16-wide ones (`STRATA_ISA=avx2` on a full-rate
+/// AVX-512 host, one pass timed in a scratch program, 2026-12-07) 1.25–1.28×
+/// forward, 1.2–1.3× backward-data and 1.05–1.2× backward-weights. Level on
+/// 8×8.
 fn long_rows(g: &ConvGeometry) -> bool {
-    direct_tiles::<f32>().is_some_and(|d| d.nr >= 32) && g.out_w() >= 16
+    direct_tiles::<f32>().is_some() && g.out_w() >= 16
 }
 
 /// Whether backward-weights takes the direct route
