@@ -153,8 +153,8 @@ fn sweep_fills_a_tile(g: &ConvGeometry) -> bool {
 /// GEMM on ResNet-20's 32×32 and 16×16 layers: 1.3× forward and
 /// backward-data on AVX-512's 32-wide tiles (`cargo xtask bench conv`,
 /// 2026-12-06), and on AVX2's 16-wide ones (`STRATA_ISA=avx2` on a full-rate
-/// AVX-512 host, one pass timed in a scratch program, 2026-12-07) 1.25–1.28×
-/// forward, 1.2–1.3× backward-data and 1.05–1.2× backward-weights. Level on
+/// AVX-512 host, one pass timed in a scratch program, 2026-12-07) 1.2–1.3×
+/// forward, 1.1–1.3× backward-data and 1.0–1.2× backward-weights. Level on
 /// 8×8.
 fn long_rows(g: &ConvGeometry) -> bool {
     direct_tiles::<f32>().is_some() && g.out_w() >= 16
