@@ -22,24 +22,67 @@ fn check<T>(op: &str, x: &[T], n: usize, c: usize, s: usize) {
     );
 }
 
+/// A ReLU fused after a batch norm, `max(0, γ·x̂ + β)`: the backward
+/// recomputes where its output was positive from the input, `γ` and `β`
+/// (the forward's own scale and shift, [`bn_affine`]), instead of reading
+/// the output.
+#[derive(Clone, Copy, Debug)]
+pub struct FusedRelu<'a, T> {
+    /// The layer's scale `γ`.
+    pub gamma: &'a [T],
+    /// The layer's shift `β`.
+    pub beta: &'a [T],
+}
+
+/// Per channel the scale `γ·invstd` and shift `β − mean·γ·invstd` that
+/// normalise, the one definition the forward and a fused ReLU's backward
+/// gate share (so they agree bit for bit on where the output is positive).
+fn bn_affine<T: Element>(gamma: &[T], beta: &[T], mean: &[T], invstd: &[T]) -> (Vec<T>, Vec<T>) {
+    let scale: Vec<T> = gamma
+        .iter()
+        .zip(invstd.iter())
+        .map(|(&g, &k)| g * k)
+        .collect();
+    let shift: Vec<T> = (0..scale.len())
+        .map(|i| beta[i] - mean[i] * scale[i])
+        .collect();
+    (scale, shift)
+}
+
 /// Per-channel `(Σ a, Σ a·(x − mean)·invstd)` over `[N, C, S]` (the second
 /// only when `b = (x, mean, invstd)` is given), parallel over channels.
+/// With `gate = (scale, shift)` (and `b`), `a` counts only where
+/// `x·scale + shift > 0` ([`gate_slice`]).
 fn channel_sums<T: Element>(
     a: &[T],
     b: Option<(&[T], &[T], &[T])>,
+    gate: Option<(&[T], &[T])>,
     n: usize,
     c: usize,
     s: usize,
 ) -> (Vec<T>, Vec<T>) {
     let per_channel = |ch: usize| {
         let (mut sa, mut sab) = (T::zero(), T::zero());
+        // A gated slice, in L1 between the gate and the two sums.
+        let mut gated = vec![T::zero(); if gate.is_some() { s } else { 0 }];
         for i in 0..n {
             let off = (i * c + ch) * s;
             let seg = &a[off..off + s];
-            sa = sa + crate::reduce::sum(seg);
-            if let Some((x, mean, invstd)) = b {
-                let dot = crate::reduce::dot_dev(seg, &x[off..off + s], mean[ch]);
-                sab = sab + dot * invstd[ch];
+            match (b, gate) {
+                (Some((x, mean, invstd)), gate) => {
+                    let xs = &x[off..off + s];
+                    let g = match gate {
+                        Some((scale, shift)) => {
+                            gate_slice(&mut gated, seg, xs, scale[ch], shift[ch]);
+                            &gated[..]
+                        }
+                        None => seg,
+                    };
+                    sa = sa + crate::reduce::sum(g);
+                    let dot = crate::reduce::dot_dev(g, xs, mean[ch]);
+                    sab = sab + dot * invstd[ch];
+                }
+                (None, _) => sa = sa + crate::reduce::sum(seg),
             }
         }
         (sa, sab)
@@ -47,6 +90,28 @@ fn channel_sums<T: Element>(
     let sums: Vec<(T, T)> =
         crate::parallel::install(|| (0..c).into_par_iter().map(per_channel).collect());
     sums.into_iter().unzip()
+}
+
+/// `dst = g` where `x·a + b > 0`, else 0: where a fused ReLU's output
+/// `max(0, x·a + b)` (the forward's scale and shift, evaluated the same
+/// way) was positive, so the gate needs neither the output nor a gated copy
+/// of the whole gradient. One slice at a time into L1, then the usual sums
+/// ([`crate::reduce::sum`], [`crate::reduce::dot_dev`]), which so give what
+/// gating the whole gradient first gives: a gate inside the eight-lane sums
+/// compiled to masked scalar loads and ran at half their speed.
+fn gate_slice<T: Element>(dst: &mut [T], g: &[T], x: &[T], a: T, b: T) {
+    crate::isa::vectorised(
+        #[inline(always)]
+        || {
+            for ((o, &gv), &xv) in dst.iter_mut().zip(g).zip(x) {
+                *o = if xv * a + b > T::zero() {
+                    gv
+                } else {
+                    T::zero()
+                };
+            }
+        },
+    )
 }
 
 /// `y[·, c, ·] = x·scale[c] + shift[c]`, parallel over samples.
@@ -163,7 +228,7 @@ pub fn batch_norm_train_act<T: Element>(
 /// add theirs before dividing).
 pub fn channel_sum<T: Element>(x: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
     check("channel_sum", x, n, c, s);
-    channel_sums(x, None, n, c, s).0
+    channel_sums(x, None, None, n, c, s).0
 }
 
 /// Per-channel mean and biased variance over `[N, C, S]`, reading `x` from
@@ -230,24 +295,19 @@ pub fn batch_norm_normalise_act<T: Element>(
         gamma.len() == c && beta.len() == c && mean.len() == c && invstd.len() == c,
         "batch_norm_normalise: per-channel lengths"
     );
-    let scale: Vec<T> = gamma
-        .iter()
-        .zip(invstd.iter())
-        .map(|(&g, &k)| g * k)
-        .collect();
-    let shift: Vec<T> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+    let (scale, shift) = bn_affine(gamma, beta, mean, invstd);
     channel_affine_act(x, n, c, s, &scale, &shift, relu, y);
 }
 
 /// Training-mode backward through the batch statistics (formula in the module
-/// docs). Overwrites `dx`, `dgamma`, `dbeta`. With `relu_out` (the output of a
-/// fused ReLU), `dy` first passes the ReLU: it counts only where the output
-/// is positive.
+/// docs). Overwrites `dx`, `dgamma`, `dbeta`. With `relu` (a ReLU fused after
+/// the normalisation, whose `γ` must be `gamma`), `dy` first passes the ReLU:
+/// it counts only where the output is positive.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train_backward<T: Element>(
     x: &[T],
     dy: &[T],
-    relu_out: Option<&[T]>,
+    relu: Option<FusedRelu<'_, T>>,
     n: usize,
     c: usize,
     s: usize,
@@ -263,56 +323,63 @@ pub fn batch_norm_train_backward<T: Element>(
         dy.len() == x.len() && dx.len() == x.len(),
         "batch_norm_train_backward: lengths"
     );
-    let (sg, sgx) = batch_norm_grad_sums(x, dy, relu_out, n, c, s, mean, invstd, dx);
+    let (sg, sgx) = batch_norm_grad_sums(x, dy, relu, n, c, s, mean, invstd);
     dbeta.copy_from_slice(&sg);
     dgamma.copy_from_slice(&sgx);
     let inv_m = T::one() / T::of((n * s).max(1) as f64);
     let mg: Vec<T> = sg.iter().map(|&v| v * inv_m).collect();
     let mgx: Vec<T> = sgx.iter().map(|&v| v * inv_m).collect();
-    let gated = relu_out.is_some();
-    batch_norm_grad_apply(x, dy, gated, n, c, s, gamma, mean, invstd, &mg, &mgx, dx);
+    batch_norm_grad_apply(x, dy, relu, n, c, s, gamma, mean, invstd, &mg, &mgx, dx);
 }
 
 /// The first half of [`batch_norm_train_backward`]: per channel `(Σ g,
-/// Σ g·x̂)`, which are `∂E/∂β` and `∂E/∂γ`. With `relu_out` (a fused ReLU's
-/// output) `g` is `dy` gated by it, and is left in `dx`.
+/// Σ g·x̂)`, which are `∂E/∂β` and `∂E/∂γ`. With `relu` (a fused ReLU) `g`
+/// is `dy` gated where the ReLU's output was positive, recomputed from `x`
+/// in the same pass: two streams read (`dy`, `x`), nothing written. (Gating
+/// into a buffer first cost three more passes over the activations; gating
+/// by the stored output, a third stream in both halves, measured slower.)
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_grad_sums<T: Element>(
     x: &[T],
     dy: &[T],
-    relu_out: Option<&[T]>,
+    relu: Option<FusedRelu<'_, T>>,
     n: usize,
     c: usize,
     s: usize,
     mean: &[T],
     invstd: &[T],
-    dx: &mut [T],
 ) -> (Vec<T>, Vec<T>) {
     check("batch_norm_grad_sums", x, n, c, s);
+    assert_eq!(dy.len(), x.len(), "batch_norm_grad_sums: lengths");
+    let affine = relu.map(|r| gate_affine(r, c, mean, invstd));
+    let gate = affine.as_ref().map(|(a, b)| (&a[..], &b[..]));
+    channel_sums(dy, Some((x, mean, invstd)), gate, n, c, s)
+}
+
+/// A fused ReLU's scale and shift ([`bn_affine`]), checked for length.
+fn gate_affine<T: Element>(
+    relu: FusedRelu<'_, T>,
+    c: usize,
+    mean: &[T],
+    invstd: &[T],
+) -> (Vec<T>, Vec<T>) {
     assert!(
-        dy.len() == x.len() && dx.len() == x.len(),
-        "batch_norm_grad_sums: lengths"
+        relu.gamma.len() == c && relu.beta.len() == c && mean.len() == c && invstd.len() == c,
+        "batch norm backward: per-channel lengths"
     );
-    // A fused ReLU gates ∂E/∂y first, written straight into dx, which the
-    // passes below then read and overwrite in place (gating on the fly inside
-    // them reads y twice and measured slower).
-    if let Some(y) = relu_out {
-        crate::elementwise::relu_backward(y, dy, dx);
-    }
-    let g: &[T] = if relu_out.is_some() { dx } else { dy };
-    channel_sums(g, Some((x, mean, invstd)), n, c, s)
+    bn_affine(relu.gamma, relu.beta, mean, invstd)
 }
 
 /// The second half of [`batch_norm_train_backward`]:
 /// `∂E/∂x = γ·invstd·(g − mg − x̂·mgx)` per channel, with the means
 /// `mg = (Σ g)/M`, `mgx = (Σ g·x̂)/M` given (over however many processes
-/// share the minibatch). `g` is `dy`, or already in `dx` when `gated`
-/// ([`batch_norm_grad_sums`] left it there).
+/// share the minibatch). `g` is `dy`, gated as in [`batch_norm_grad_sums`]
+/// when `relu` is given.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_grad_apply<T: Element>(
     x: &[T],
     dy: &[T],
-    gated: bool,
+    relu: Option<FusedRelu<'_, T>>,
     n: usize,
     c: usize,
     s: usize,
@@ -335,20 +402,27 @@ pub fn batch_norm_grad_apply<T: Element>(
     if s == 0 || c == 0 || n == 0 {
         return;
     }
-    // `gc` is ∂E/∂y's slice, or None when it already sits in `dc`.
-    let channel = |ch: usize, dc: &mut [T], gc: Option<&[T]>, xc: &[T]| {
+    let affine = relu.map(|r| gate_affine(r, c, mean, invstd));
+    // ∂E/∂x of one channel's slice of one image.
+    let channel = |ch: usize, dc: &mut [T], gc: &[T], xc: &[T]| {
         let (mu, k) = (mean[ch], invstd[ch]);
         let a = gamma[ch] * k;
         let (mg, mgx) = (mg[ch], mgx[ch]);
-        match gc {
-            Some(gc) => {
+        match &affine {
+            Some((scale, shift)) => {
+                let (ga, gb) = (scale[ch], shift[ch]);
                 for ((o, &gv), &xv) in dc.iter_mut().zip(gc).zip(xc) {
+                    let gv = if xv * ga + gb > T::zero() {
+                        gv
+                    } else {
+                        T::zero()
+                    };
                     *o = a * (gv - mg - (xv - mu) * k * mgx);
                 }
             }
             None => {
-                for (o, &xv) in dc.iter_mut().zip(xc) {
-                    *o = a * (*o - mg - (xv - mu) * k * mgx);
+                for ((o, &gv), &xv) in dc.iter_mut().zip(gc).zip(xc) {
+                    *o = a * (gv - mg - (xv - mu) * k * mgx);
                 }
             }
         }
@@ -358,10 +432,19 @@ pub fn batch_norm_grad_apply<T: Element>(
             .zip(dy.par_chunks_exact(c * s))
             .zip(x.par_chunks_exact(c * s))
             .for_each(|((d, g), xs)| {
-                for (ch, (dc, xc)) in d.chunks_exact_mut(s).zip(xs.chunks_exact(s)).enumerate() {
-                    let gc = (!gated).then(|| &g[ch * s..(ch + 1) * s]);
-                    channel(ch, dc, gc, xc);
-                }
+                // Compiled for the host's vectors (the gate a select).
+                crate::isa::vectorised(
+                    #[inline(always)]
+                    || {
+                        let slices = d
+                            .chunks_exact_mut(s)
+                            .zip(g.chunks_exact(s))
+                            .zip(xs.chunks_exact(s));
+                        for (ch, ((dc, gc), xc)) in slices.enumerate() {
+                            channel(ch, dc, gc, xc);
+                        }
+                    },
+                );
             })
     });
 }
@@ -390,7 +473,7 @@ pub fn batch_norm_eval_backward<T: Element>(
         (Some(y), Some(dx)) => {
             // Gate into dx, sum from it, then scale it in place.
             crate::elementwise::relu_backward(y, dy, dx);
-            let (sg, sgx) = channel_sums(dx, Some((x, mean, invstd)), n, c, s);
+            let (sg, sgx) = channel_sums(dx, Some((x, mean, invstd)), None, n, c, s);
             dbeta.copy_from_slice(&sg);
             dgamma.copy_from_slice(&sgx);
             let g = dx.to_vec();
@@ -406,7 +489,7 @@ pub fn batch_norm_eval_backward<T: Element>(
                 }
                 None => dy,
             };
-            let (sg, sgx) = channel_sums(g, Some((x, mean, invstd)), n, c, s);
+            let (sg, sgx) = channel_sums(g, Some((x, mean, invstd)), None, n, c, s);
             dbeta.copy_from_slice(&sg);
             dgamma.copy_from_slice(&sgx);
             if let Some(dx) = dx {

@@ -273,3 +273,41 @@ proptest! {
         prop_assert_eq!(dx, expect);
     }
 }
+
+proptest! {
+    /// Batch norm's backward through a fused ReLU, which recomputes the gate
+    /// from `x`, `γ` and `β`, gives bit for bit what gating `∂E/∂y` by the
+    /// stored output first and then running the plain backward gives (f32,
+    /// slices with and without a tail past the eight lanes, β shifted so
+    /// that the ReLU cuts some values and passes others).
+    #[test]
+    fn fused_relu_backward_equals_gating_by_the_output(
+        n in 1usize..5, c in 1usize..4, s in 1usize..30,
+        shift in -1.0f64..1.0, seed in vecs(5 * 4 * 30 * 2 + 8),
+    ) {
+        use strata_kernels::batchnorm as bn;
+        let len = n * c * s;
+        let f = |i: usize| seed[i % seed.len()] as f32;
+        let x: Vec<f32> = (0..len).map(|i| 2.0 * f(i) + 0.25).collect();
+        let dy: Vec<f32> = (0..len).map(|i| f(i + len + 3)).collect();
+        let gamma: Vec<f32> = (0..c).map(|i| 0.5 + f(2 * len + i)).collect();
+        let beta: Vec<f32> = (0..c).map(|i| shift as f32 + 0.3 * f(2 * len + 4 + i)).collect();
+        let (mut y, mut mean, mut var, mut invstd) =
+            (vec![0.0f32; len], vec![0.0f32; c], vec![0.0f32; c], vec![0.0f32; c]);
+        bn::batch_norm_train_act(
+            &x, n, c, s, &gamma, &beta, 1e-5, true, &mut y, &mut mean, &mut var, &mut invstd,
+        );
+        let mut gated = vec![0.0f32; len];
+        ew::relu_backward(&y, &dy, &mut gated);
+        let run = |g: &[f32], relu: Option<bn::FusedRelu<'_, f32>>| {
+            let (mut dx, mut dg, mut db) = (vec![0.0f32; len], vec![0.0f32; c], vec![0.0f32; c]);
+            bn::batch_norm_train_backward(
+                &x, g, relu, n, c, s, &gamma, &mean, &invstd, &mut dx, &mut dg, &mut db,
+            );
+            (dx, dg, db)
+        };
+        let want = run(&gated, None);
+        let got = run(&dy, Some(bn::FusedRelu { gamma: &gamma, beta: &beta }));
+        prop_assert_eq!(got, want);
+    }
+}

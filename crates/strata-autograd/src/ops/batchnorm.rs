@@ -86,11 +86,18 @@ impl<T: Real> Backward<T> for BatchNormBackward<T> {
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
         let (n, c, s) = self.dims;
-        let out = self.relu.then(|| output.to_contiguous_slice());
-        let (x, gamma) = (
+        // In training a fused ReLU's gate is recomputed from x, γ and β; in
+        // evaluation the output gates.
+        let out = (self.relu && !self.train).then(|| output.to_contiguous_slice());
+        let (x, gamma, beta) = (
             inputs[0].to_contiguous_slice(),
             inputs[1].to_contiguous_slice(),
+            inputs[2].to_contiguous_slice(),
         );
+        let relu = self.relu.then_some(bn::FusedRelu {
+            gamma: &gamma,
+            beta: &beta,
+        });
         let g = grad.to_contiguous_slice();
         let mut dx = buffers::take(x.len());
         let (mut dg, mut db) = (vec![T::zero(); c], vec![T::zero(); c]);
@@ -99,17 +106,8 @@ impl<T: Real> Backward<T> for BatchNormBackward<T> {
             // Σ g and Σ g·x̂ over all processes, each weighted by c_r/G: a
             // process's loss is the mean over its c_r values, and the caller
             // weights its gradient by c_r/G before summing (see fit).
-            let (sg, sgx) = bn::batch_norm_grad_sums(
-                &x,
-                &g,
-                out.as_deref(),
-                n,
-                c,
-                s,
-                &self.mean,
-                &self.invstd,
-                &mut dx,
-            );
+            let (sg, sgx) =
+                bn::batch_norm_grad_sums(&x, &g, relu, n, c, s, &self.mean, &self.invstd);
             let w = sy.local as f64 / sy.global;
             let mut sums: Vec<f64> = sg.iter().chain(&sgx).map(|v| w * v.as_f64()).collect();
             sum_over(&*sy.sum, &mut sums)?;
@@ -119,7 +117,7 @@ impl<T: Real> Backward<T> for BatchNormBackward<T> {
             bn::batch_norm_grad_apply(
                 &x,
                 &g,
-                self.relu,
+                relu,
                 n,
                 c,
                 s,
@@ -136,7 +134,7 @@ impl<T: Real> Backward<T> for BatchNormBackward<T> {
             bn::batch_norm_train_backward(
                 &x,
                 &g,
-                out.as_deref(),
+                relu,
                 n,
                 c,
                 s,
