@@ -24,8 +24,8 @@ fn check<T>(op: &str, x: &[T], n: usize, c: usize, s: usize) {
 
 /// A ReLU fused after a batch norm, `max(0, γ·x̂ + β)`: the backward
 /// recomputes where its output was positive from the input, `γ` and `β`
-/// (the forward's own scale and shift, [`bn_affine`]), instead of reading
-/// the output.
+/// (the forward's own scale `γ·invstd` and shift `β − mean·γ·invstd`),
+/// instead of reading the output.
 #[derive(Clone, Copy, Debug)]
 pub struct FusedRelu<'a, T> {
     /// The layer's scale `γ`.
