@@ -335,9 +335,10 @@ pub fn batch_norm_train_backward<T: Element>(
 /// The first half of [`batch_norm_train_backward`]: per channel `(Σ g,
 /// Σ g·x̂)`, which are `∂E/∂β` and `∂E/∂γ`. With `relu` (a fused ReLU) `g`
 /// is `dy` gated where the ReLU's output was positive, recomputed from `x`
-/// in the same pass: two streams read (`dy`, `x`), nothing written. (Gating
-/// into a buffer first cost three more passes over the activations; gating
-/// by the stored output, a third stream in both halves, measured slower.)
+/// in the same pass, one slice at a time through an L1 buffer: two streams
+/// read (`dy`, `x`), none written. (Gating the whole gradient into `dx`
+/// first cost three more passes over the activations; gating by the stored
+/// output, a third stream in both halves, measured slower.)
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_grad_sums<T: Element>(
     x: &[T],

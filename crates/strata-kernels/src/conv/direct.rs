@@ -92,8 +92,9 @@ impl Sweep {
 /// `0..rows` in row tiles of `mr` (A packed `[tile][tap][depth][mr]`, zero
 /// rows past `rows`) by the column tiles of `sweep`, into `out` (row tile
 /// `k` at `k·mr·ldc`). Column `p` of a tile reading from `x0`, of tap `t`
-/// and input slice `d`, reads `x[x0 + p + taps[t] + d·ldb]` (its second
-/// vector `bstep − lanes` further on).
+/// and input slice `d`, reads `x[x0 + p + taps[t] + d·ldb]`, where column
+/// `p` lies in the tile's vector `v = p / lanes` at `v·bstep + p mod lanes`
+/// (`bstep = lanes`: one run).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn sweep_taps<T: GemmScalar>(
     dt: DirectTiles<T>,
