@@ -183,6 +183,44 @@ pub(crate) fn add_row<T: Element>(x: &mut [T], y: &[T]) {
     x.iter_mut().zip(y).for_each(|(a, &b)| *a = *a + b);
 }
 
+/// A convolution's epilogue on a run of one output slice, in one pass:
+/// `x ← F((x + b) + r)`, each part only if given (`F` = ReLU when `relu`),
+/// the same additions in the same order as the separate passes, so the
+/// result is identical. One loop per combination, each vectorised: three
+/// passes over short rows cost 10–20 % of a thin layer's forward.
+#[inline(always)]
+pub(crate) fn finish_row<T: Element>(x: &mut [T], bias: Option<T>, res: Option<&[T]>, relu: bool) {
+    #[inline(always)]
+    fn run<T: Element, const B: bool, const A: bool>(x: &mut [T], b: T, res: Option<&[T]>) {
+        let zero = T::zero();
+        // (v + b) + r, then the activation.
+        let f = |v: T, r: Option<T>| {
+            let v = if B { v + b } else { v };
+            let v = r.map_or(v, |r| v + r);
+            if A {
+                if v > zero {
+                    v
+                } else {
+                    zero
+                }
+            } else {
+                v
+            }
+        };
+        match res {
+            Some(r) => x.iter_mut().zip(r).for_each(|(v, &r)| *v = f(*v, Some(r))),
+            None => x.iter_mut().for_each(|v| *v = f(*v, None)),
+        }
+    }
+    let b = bias.unwrap_or(T::zero());
+    match (bias.is_some(), relu) {
+        (true, true) => run::<T, true, true>(x, b, res),
+        (true, false) => run::<T, true, false>(x, b, res),
+        (false, true) => run::<T, false, true>(x, b, res),
+        (false, false) => run::<T, false, false>(x, b, res),
+    }
+}
+
 /// ReLU backward: `dx[i] = dy[i]·𝕀[y[i] > 0]`, with `y` the forward output (or input:
 /// the mask is the same).
 pub fn relu_backward<T: Element>(y: &[T], dy: &[T], dx: &mut [T]) {

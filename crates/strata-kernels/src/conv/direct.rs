@@ -7,7 +7,7 @@
 //! backward-weights store their images the same way.
 
 use super::{task_size, ConvGeometry};
-use crate::elementwise::{add_row, relu_row};
+use crate::elementwise::finish_row;
 use crate::gemm::{copy_run, DirectTiles, GemmScalar};
 use rayon::prelude::*;
 
@@ -360,20 +360,16 @@ pub(super) fn direct_forward<T: GemmScalar>(
             #[inline(always)]
             || {
                 for (o, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
-                    let b = bias.map_or(T::zero(), |b| b[o]);
+                    let b = bias.map(|b| b[o]);
+                    let r = rs.map(|r| &r[o * oh * ow..][..oh * ow]);
+                    if stored.is_some() {
+                        // The slice is contiguous: one pass over it.
+                        finish_row(dst, b, r, relu);
+                        continue;
+                    }
                     for (yy, d) in dst.chunks_exact_mut(ow).enumerate() {
-                        if stored.is_none() {
-                            d.copy_from_slice(&out[o * qp + yy * pw..][..ow]);
-                        }
-                        if bias.is_some() {
-                            d.iter_mut().for_each(|d| *d = *d + b);
-                        }
-                        if let Some(rs) = rs {
-                            add_row(d, &rs[(o * oh + yy) * ow..][..ow]);
-                        }
-                        if relu {
-                            relu_row(d);
-                        }
+                        d.copy_from_slice(&out[o * qp + yy * pw..][..ow]);
+                        finish_row(d, b, r.map(|r| &r[yy * ow..][..ow]), relu);
                     }
                 }
             },

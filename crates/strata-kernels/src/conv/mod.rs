@@ -365,17 +365,10 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
         crate::isa::vectorised(
             #[inline(always)]
             || {
-                if let Some(b) = bias {
-                    for (i, plane) in ys.chunks_exact_mut(ohw).enumerate() {
-                        let b = b[i % g.c_out];
-                        plane.iter_mut().for_each(|v| *v = *v + b);
-                    }
-                }
-                if let Some(rs) = rs {
-                    crate::elementwise::add_row(ys, rs);
-                }
-                if relu {
-                    crate::elementwise::relu_row(ys);
+                // One pass per output slice.
+                for (i, plane) in ys.chunks_exact_mut(ohw).enumerate() {
+                    let r = rs.map(|r| &r[i * ohw..][..ohw]);
+                    crate::elementwise::finish_row(plane, bias.map(|b| b[i % g.c_out]), r, relu);
                 }
             },
         );

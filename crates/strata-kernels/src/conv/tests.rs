@@ -104,13 +104,24 @@ fn direct_forward_matches_naive() {
     check::<f32>(1e-4, |x| x);
 }
 
-/// The residual epilogue gives exactly the separate ops' result,
-/// `relu((conv(x) + b) + r)`, on every path (direct, implicit GEMM,
-/// strided, unpadded, wide kernels), with and without bias, on several
-/// images per task and per group.
+/// The fused epilogue gives exactly the separate ops' result,
+/// `F((conv(x) + b) + r)`, on every path (direct, implicit GEMM, strided,
+/// unpadded, wide kernels), for every combination of bias, residual and
+/// ReLU, on several images per task and per group.
 #[test]
-fn residual_epilogue_equals_the_separate_sum() {
-    for g in geoms() {
+fn fused_epilogue_equals_the_separate_ops() {
+    // A wide layer, for Winograd's epilogue where this host has its tiles.
+    let wide = ConvGeometry {
+        c_in: 64,
+        c_out: 64,
+        h: 6,
+        w: 6,
+        ..geoms()[0]
+    };
+    if choose::direct_allowed() && std::env::var_os("STRATA_CONV_NO_WINOGRAD").is_none() {
+        assert_eq!(choose(&wide), ConvAlgo::Winograd);
+    }
+    for g in geoms().into_iter().chain([wide]) {
         let (x, w, b) = (
             data(g.batch * g.in_image(), 1),
             data(g.weight_len(), 2),
@@ -118,15 +129,35 @@ fn residual_epilogue_equals_the_separate_sum() {
         );
         let n = g.batch * g.out_image();
         let r = data(n, 4);
+        let mut conv = vec![0.0f32; n];
+        conv2d_forward(&g, &x, &w, None, &mut conv);
         for bias in [Some(&b[..]), None] {
-            let mut want = vec![0.0f32; n];
-            conv2d_forward_act(&g, &x, &w, bias, false, &mut want);
-            want.iter_mut()
-                .zip(&r)
-                .for_each(|(y, &r)| *y = (*y + r).max(0.0));
-            let mut got = vec![f32::NAN; n];
-            conv2d_forward_fused(&g, &x, &w, bias, Some(&r), true, &mut got);
-            assert_eq!(got, want, "{g:?} bias {}", bias.is_some());
+            for res in [Some(&r[..]), None] {
+                for relu in [true, false] {
+                    let mut want = conv.clone();
+                    if let Some(b) = bias {
+                        for (i, plane) in want.chunks_exact_mut(g.out_image() / g.c_out).enumerate()
+                        {
+                            plane.iter_mut().for_each(|y| *y += b[i % g.c_out]);
+                        }
+                    }
+                    if let Some(r) = res {
+                        want.iter_mut().zip(r).for_each(|(y, &r)| *y += r);
+                    }
+                    if relu {
+                        want.iter_mut().for_each(|y| *y = y.max(0.0));
+                    }
+                    let mut got = vec![f32::NAN; n];
+                    conv2d_forward_fused(&g, &x, &w, bias, res, relu, &mut got);
+                    assert_eq!(
+                        got,
+                        want,
+                        "{g:?} bias {} residual {} relu {relu}",
+                        bias.is_some(),
+                        res.is_some()
+                    );
+                }
+            }
         }
     }
 }

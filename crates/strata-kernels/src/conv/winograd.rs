@@ -15,7 +15,7 @@
 use rayon::prelude::*;
 
 use super::ConvGeometry;
-use crate::elementwise::{add_row, relu_row};
+use crate::elementwise::finish_row;
 use crate::gemm::{copy_run, DirectTiles, GemmScalar};
 
 /// Positions of the 4×4 transformed block.
@@ -538,15 +538,8 @@ fn write_rows<T: GemmScalar>(
                 let t = br - r0 + (y / 2 - ty0);
                 row.copy_from_slice(&out[(y % 2) * 2 * n + 2 * t * tw..][..ow]);
             }
-            if let Some(bv) = bo {
-                d.iter_mut().for_each(|d| *d = *d + bv);
-            }
-            if let Some(r) = residual {
-                add_row(d, &r[slice + y0 * ow..slice + y1 * ow]);
-            }
-            if relu {
-                relu_row(d);
-            }
+            let r = residual.map(|r| &r[slice + y0 * ow..slice + y1 * ow]);
+            finish_row(d, bo, r, relu);
             br += parts;
         }
     }
