@@ -11,7 +11,11 @@ use crate::gemm::direct_tiles;
 /// The convolution algorithms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvAlgo {
-    /// 1×1 kernel, stride 1, no padding: one GEMM on the image as stored.
+    /// 1×1 kernel, stride 1, no padding: one GEMM on the image as stored
+    /// (backward-weights, and everything on a CPU without direct tiles: with
+    /// them, forward and backward-data of every unpadded 1×1 layer run on
+    /// the tiles, the weights packed once per call and the pixels read in
+    /// place).
     Pointwise,
     /// Unfold windows into a per-image column buffer, then one GEMM.
     Im2colGemm,

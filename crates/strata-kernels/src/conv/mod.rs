@@ -14,7 +14,9 @@
 //!
 //! Algorithms (chosen in [`choose()`], the one place to A/B them):
 //! - [`ConvAlgo::Pointwise`]: 1×1 kernel, stride 1, no padding — the image
-//!   itself is the column matrix, no copy at all.
+//!   itself is the column matrix, no copy at all. On a CPU with direct
+//!   tiles, the forward and backward-data of every unpadded 1×1 layer,
+//!   strided ones included, run on those tiles instead (`pointwise`).
 //! - [`ConvAlgo::Direct`]: on a CPU with direct tiles (AVX2 + FMA), stride-1
 //!   layers whose output rows neither fill nor divide a GEMM panel, and
 //!   strided layers whose output rows fill the tiles. Forward: the register tiles read the zero-padded image
@@ -61,6 +63,7 @@ mod choose;
 mod direct;
 mod im2col;
 mod naive;
+mod pointwise;
 mod strided;
 #[cfg(test)]
 mod tests;
@@ -255,6 +258,11 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
     }
     if let Some(r) = residual {
         assert_eq!(r.len(), y.len(), "conv2d_forward: residual length");
+    }
+    if pointwise::is_pointwise(g) && direct_allowed() && !x.is_empty() && !y.is_empty() {
+        if let Some(dt) = direct_tiles::<T>() {
+            return pointwise::pointwise_forward(g, x, w, bias, residual, relu, y, dt);
+        }
     }
     if let Some(g1) = subsampled(g) {
         return conv2d_forward_fused(&g1, &subsample(g, x), w, bias, residual, relu, y);
@@ -504,6 +512,11 @@ pub fn conv2d_backward_data<T: GemmScalar>(g: &ConvGeometry, w: &[T], dy: &[T], 
     if dy.is_empty() {
         dx.fill(T::zero());
         return;
+    }
+    if pointwise::is_pointwise(g) && direct_allowed() {
+        if let Some(dt) = direct_tiles::<T>() {
+            return pointwise::pointwise_backward_data(g, w, dy, dx, dt);
+        }
     }
     if let Some(g1) = subsampled(g) {
         let mut d1 = vec![T::zero(); g1.batch * g1.in_image()];
