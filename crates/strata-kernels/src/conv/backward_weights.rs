@@ -294,12 +294,14 @@ pub(super) fn direct_backward_weights<T: GemmScalar>(
                     }
                 }
             }
-            // a: [row tile][q][mr].
+            // a: [row tile][q][mr]. Row by row through chunks of mr: an
+            // index product per value took a fifth of 16→32 32×32 s2.
             for (o, img) in gi.chunks_exact(oh * ow).enumerate() {
-                let dst = &mut a[(o / mr) * q * mr + o % mr..];
+                let (tile, r) = (&mut a[(o / mr) * q * mr..][..q * mr], o % mr);
                 for (yy, row) in img.chunks_exact(ow).enumerate() {
-                    for (xx, &v) in row.iter().enumerate() {
-                        dst[(yy * pw + xx) * mr] = v;
+                    let dst = &mut tile[yy * pw * mr..][..ow * mr];
+                    for (d, &v) in dst.chunks_exact_mut(mr).zip(row) {
+                        d[r] = v;
                     }
                 }
             }
