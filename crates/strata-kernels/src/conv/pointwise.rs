@@ -8,7 +8,7 @@
 //! tiles) or gathered a slice at a time into a per-thread buffer of one
 //! image, and the tiles write the output as stored.
 
-use super::direct::{sweep_taps, Ahead, Sweep};
+use super::direct::{sweep_taps, tile_rows, Ahead, Sweep};
 use super::{task_size, ConvGeometry};
 use crate::elementwise::finish_row;
 use crate::gemm::{copy_run, DirectTiles, GemmScalar};
@@ -27,11 +27,11 @@ fn pack_rows<T: GemmScalar>(
     mr: usize,
     m: impl Fn(usize, usize) -> T,
 ) -> Vec<T> {
-    let tile_len = depth * mr;
-    let mut a = vec![T::zero(); rows.div_ceil(mr) * tile_len];
+    let (th, tile_len) = (tile_rows(rows, mr), depth * mr);
+    let mut a = vec![T::zero(); rows.div_ceil(th) * tile_len];
     for r in 0..rows {
         for d in 0..depth {
-            a[(r / mr) * tile_len + d * mr + r % mr] = m(r, d);
+            a[(r / th) * tile_len + d * mr + r % th] = m(r, d);
         }
     }
     a

@@ -5,7 +5,7 @@
 //! of `cargo xtask bench conv`, so every strided layer whose kernel covers
 //! its stride takes it, whatever algorithm its forward pass uses.
 
-use super::direct::{sweep_reads, sweep_taps, PhaseLayout, Sweep};
+use super::direct::{sweep_reads, sweep_taps, tile_rows, PhaseLayout, Sweep};
 use super::{task_size, ConvGeometry};
 use crate::gemm::{copy_run, DirectTiles, GemmScalar};
 use rayon::prelude::*;
@@ -39,7 +39,8 @@ pub(super) fn direct_backward_data_strided<T: GemmScalar>(
     let ntaps = g.kh * g.kw;
     // Per phase (a, b): its taps' offsets and the kernel packed
     // [row tile over c_in][tap][o][mr] (zero rows past c_in).
-    let row_tiles = g.c_in.div_ceil(mr);
+    let rt = tile_rows(g.c_in, mr);
+    let row_tiles = g.c_in.div_ceil(rt);
     let phases: Vec<(usize, usize, Vec<usize>, Vec<T>)> = (0..sh)
         .flat_map(|a| (0..sw).map(move |b| (a, b)))
         .map(|(a, b)| {
@@ -54,7 +55,7 @@ pub(super) fn direct_backward_data_strided<T: GemmScalar>(
             let tile_len = taps.len() * g.c_out * mr;
             let mut pack = vec![T::zero(); row_tiles * tile_len];
             for c in 0..g.c_in {
-                let (tile, r) = (c / mr, c % mr);
+                let (tile, r) = (c / rt, c % rt);
                 for (t, &(i, j)) in taps.iter().enumerate() {
                     for o in 0..g.c_out {
                         pack[tile * tile_len + (t * g.c_out + o) * mr + r] =

@@ -5,7 +5,7 @@
 use super::choose::phase_rows_fill;
 use super::*;
 use crate::gemm::DirectTiles;
-use direct::Sweep;
+use direct::{tile_rows, Sweep};
 
 fn geoms() -> Vec<ConvGeometry> {
     let g = |batch, c_in, h, w, c_out, k, s, pads: (usize, usize, usize, usize)| ConvGeometry {
@@ -725,6 +725,34 @@ fn pointwise_tiles_match_the_definition() {
                 };
                 assert!((d - e).abs() < 1e-12, "{g:?} dx[{i}]: {d} vs {e}");
             }
+        }
+    }
+}
+
+/// Row tiles are as many as `mr`-row tiles would be, none taller than `mr`,
+/// and even: the last holds fewer rows than the others by less than the
+/// number of tiles.
+#[test]
+fn row_tiles_are_even_and_as_few_as_full_ones() {
+    assert_eq!(
+        (tile_rows(16, 12), tile_rows(32, 12), tile_rows(64, 12)),
+        (8, 11, 11)
+    );
+    assert_eq!(
+        (tile_rows(12, 12), tile_rows(13, 6), tile_rows(1, 6)),
+        (12, 5, 1)
+    );
+    for mr in [4, 6, 8, 12] {
+        for rows in 1..200 {
+            let th = tile_rows(rows, mr);
+            let tiles = rows.div_ceil(th);
+            assert!(th <= mr, "{rows} rows, mr {mr}: {th}");
+            assert_eq!(tiles, rows.div_ceil(mr), "{rows} rows, mr {mr}");
+            let last = rows - (tiles - 1) * th;
+            assert!(
+                th - last < tiles,
+                "{rows} rows, mr {mr}: {th} and last {last}"
+            );
         }
     }
 }
