@@ -532,3 +532,62 @@ fn conv2d_residual_fused_gradients_and_values() {
         .unwrap_err();
     assert!(err.to_string().contains("residual"), "{err}");
 }
+
+/// Convolution with slice statistics, then batch norm from them: the same
+/// values and gradients as convolution then batch norm, bit for bit, and
+/// gradients that agree with finite differences; statistics of the wrong
+/// length are an error naming what was expected.
+#[test]
+fn batch_norm_from_convolution_slice_stats() {
+    let pad = Pad2d {
+        top: 1,
+        bottom: 1,
+        left: 1,
+        right: 1,
+    };
+    let opts = Conv2dOptions {
+        stride: [1, 1],
+        pad,
+    };
+    let inputs = [
+        ("x", rand_tensor(&[3, 2, 5, 4], 60)),
+        ("w", rand_tensor(&[3, 2, 3, 3], 61)),
+        ("gamma", rand_tensor(&[3], 62)),
+        ("beta", rand_tensor(&[3], 63)),
+    ];
+    let fused = |t: &mut Tape<f64>, v: &[Var]| -> Result<Var> {
+        let (h, st) = t.conv2d_slice_stats(v[0], v[1], None, opts)?;
+        Ok(t.batch_norm_train_act_from(h, v[2], v[3], 1e-5, true, &st)?
+            .0)
+    };
+    assert_checks(&inputs, |t, v| {
+        let y = fused(t, v)?;
+        weighted_sum(t, y, 64)
+    });
+    let run = |with_stats: bool| {
+        let mut t = Tape::<f64>::new();
+        let v: Vec<Var> = inputs.iter().map(|(_, x)| t.leaf(x.clone())).collect();
+        let y = if with_stats {
+            fused(&mut t, &v).unwrap()
+        } else {
+            let h = t.conv2d(v[0], v[1], None, opts).unwrap();
+            t.batch_norm_train_act(h, v[2], v[3], 1e-5, true).unwrap().0
+        };
+        let e = weighted_sum(&mut t, y, 65).unwrap();
+        let grads = t.backward(e).unwrap();
+        let g: Vec<Vec<f64>> = v.iter().map(|&i| grads.get(i).unwrap().to_vec()).collect();
+        (t.value(y).unwrap().to_vec(), g)
+    };
+    assert_eq!(run(true), run(false));
+    let mut t = Tape::<f64>::new();
+    let v: Vec<Var> = inputs.iter().map(|(_, x)| t.leaf(x.clone())).collect();
+    let (h, st) = t.conv2d_slice_stats(v[0], v[1], None, opts).unwrap();
+    let err = t
+        .batch_norm_train_act_from(h, v[2], v[3], 1e-5, false, &st[1..])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("one entry per image and channel (3·3 = 9), got 8"),
+        "{err}"
+    );
+}

@@ -215,7 +215,77 @@ pub fn batch_norm_train_act<T: Element>(
         mean.len() == c && var.len() == c && invstd.len() == c,
         "batch_norm_train: stats"
     );
-    for (ch, (mu, v)) in channel_mean_var(x, n, c, s).into_iter().enumerate() {
+    let stats = channel_mean_var(x, n, c, s);
+    normalise_with(
+        x,
+        (n, c, s),
+        gamma,
+        beta,
+        eps,
+        relu,
+        &stats,
+        y,
+        (mean, var, invstd),
+    );
+}
+
+/// [`batch_norm_train_act`] with the statistics from the per-slice terms of
+/// `x` ([`slice_stats`], `slices[i·C + ch]`, e.g. from the convolution that
+/// wrote `x`): the same result, bit for bit, one pass over `x` fewer.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_act_from_slices<T: Element>(
+    x: &[T],
+    n: usize,
+    c: usize,
+    s: usize,
+    gamma: &[T],
+    beta: &[T],
+    eps: T,
+    relu: bool,
+    slices: &[(T, T)],
+    y: &mut [T],
+    mean: &mut [T],
+    var: &mut [T],
+    invstd: &mut [T],
+) {
+    check("batch_norm_train", x, n, c, s);
+    assert!(
+        gamma.len() == c && beta.len() == c,
+        "batch_norm_train: γ, β length"
+    );
+    assert!(
+        mean.len() == c && var.len() == c && invstd.len() == c,
+        "batch_norm_train: stats"
+    );
+    let stats = channel_mean_var_from_slices(slices, n, c, s);
+    normalise_with(
+        x,
+        (n, c, s),
+        gamma,
+        beta,
+        eps,
+        relu,
+        &stats,
+        y,
+        (mean, var, invstd),
+    );
+}
+
+/// Stores the statistics and normalises (the shared tail of the training
+/// forward passes).
+#[allow(clippy::too_many_arguments)]
+fn normalise_with<T: Element>(
+    x: &[T],
+    (n, c, s): (usize, usize, usize),
+    gamma: &[T],
+    beta: &[T],
+    eps: T,
+    relu: bool,
+    stats: &[(T, T)],
+    y: &mut [T],
+    (mean, var, invstd): (&mut [T], &mut [T], &mut [T]),
+) {
+    for (ch, &(mu, v)) in stats.iter().enumerate() {
         mean[ch] = mu;
         var[ch] = v;
         invstd[ch] = T::one() / (v + eps).sqrt();
@@ -243,21 +313,53 @@ pub fn channel_mean_var<T: Element>(x: &[T], n: usize, c: usize, s: usize) -> Ve
     if n == 0 || s == 0 {
         return vec![(T::zero(), T::zero()); c];
     }
-    let (nf, sf) = (T::of(n as f64), T::of(s as f64));
     let per_channel = |ch: usize| {
-        let mut means = Vec::with_capacity(n);
-        let mut within = T::zero();
-        for i in 0..n {
-            let seg = &x[(i * c + ch) * s..][..s];
-            let mi = crate::reduce::sum(seg) / sf;
-            within = within + crate::reduce::sum_sq_dev(seg, mi);
-            means.push(mi);
-        }
-        let mean = crate::reduce::sum(&means) / nf;
-        let between = crate::reduce::sum_sq_dev(&means, mean) * sf;
-        (mean, (within + between) / (nf * sf))
+        let slices = (0..n).map(|i| slice_stats(&x[(i * c + ch) * s..][..s]));
+        combine_slices(slices, n, s)
     };
     crate::parallel::install(|| (0..c).into_par_iter().map(per_channel).collect())
+}
+
+/// One slice's terms of [`channel_mean_var`]: its mean `μᵢ` and the sum of
+/// squared deviations about it, `Mᵢ = Σ (x − μᵢ)²`. A convolution can take
+/// them while its output slice is in cache
+/// ([`crate::conv::conv2d_forward_slice_stats`]), sparing batch norm a pass.
+pub fn slice_stats<T: Element>(seg: &[T]) -> (T, T) {
+    let mi = crate::reduce::sum(seg) / T::of(seg.len() as f64);
+    (mi, crate::reduce::sum_sq_dev(seg, mi))
+}
+
+/// Mean and biased variance of one channel from its `n` slices' terms, in
+/// image order (Chan et al.'s combination; see [`channel_mean_var`]).
+fn combine_slices<T: Element>(slices: impl Iterator<Item = (T, T)>, n: usize, s: usize) -> (T, T) {
+    let (nf, sf) = (T::of(n as f64), T::of(s as f64));
+    let mut means = Vec::with_capacity(n);
+    let mut within = T::zero();
+    for (mi, m2) in slices {
+        within = within + m2;
+        means.push(mi);
+    }
+    let mean = crate::reduce::sum(&means) / nf;
+    let between = crate::reduce::sum_sq_dev(&means, mean) * sf;
+    (mean, (within + between) / (nf * sf))
+}
+
+/// [`channel_mean_var`] from the per-slice terms [`slice_stats`] of an
+/// `[N, C, S]` tensor, `slices[i·C + ch]`: the same values, bit for bit,
+/// without reading the tensor.
+pub fn channel_mean_var_from_slices<T: Element>(
+    slices: &[(T, T)],
+    n: usize,
+    c: usize,
+    s: usize,
+) -> Vec<(T, T)> {
+    assert_eq!(slices.len(), n * c, "channel_mean_var_from_slices: length");
+    if n == 0 || s == 0 {
+        return vec![(T::zero(), T::zero()); c];
+    }
+    (0..c)
+        .map(|ch| combine_slices((0..n).map(|i| slices[i * c + ch]), n, s))
+        .collect()
 }
 
 /// Per-channel `Σ (x − mean)²` over `[N, C, S]` (the second pass).

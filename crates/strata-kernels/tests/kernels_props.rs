@@ -311,3 +311,39 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+proptest! {
+    /// Batch norm's training forward from the per-slice terms of its input
+    /// (`slice_stats`, as a convolution hands them over) gives, bit for bit,
+    /// the output and statistics of the forward that reads the input for
+    /// them (f32, data far from zero, with and without ReLU).
+    #[test]
+    fn forward_from_slice_stats_equals_forward(
+        n in 1usize..5, c in 1usize..4, s in 2usize..40, relu in proptest::bool::ANY,
+        offset in -50.0f64..50.0, seed in vecs(5 * 4 * 40 + 8),
+    ) {
+        use strata_kernels::batchnorm as bn;
+        let len = n * c * s;
+        let f = |i: usize| seed[i % seed.len()] as f32;
+        let x: Vec<f32> = (0..len).map(|i| 3.0 * f(i) + offset as f32).collect();
+        let gamma: Vec<f32> = (0..c).map(|i| 0.5 + f(len + i)).collect();
+        let beta: Vec<f32> = (0..c).map(|i| 0.3 * f(len + 4 + i)).collect();
+        let run = |slices: Option<&[(f32, f32)]>| {
+            let (mut y, mut mean, mut var, mut invstd) =
+                (vec![0.0f32; len], vec![0.0f32; c], vec![0.0f32; c], vec![0.0f32; c]);
+            match slices {
+                Some(st) => bn::batch_norm_train_act_from_slices(
+                    &x, n, c, s, &gamma, &beta, 1e-5, relu, st, &mut y, &mut mean, &mut var,
+                    &mut invstd,
+                ),
+                None => bn::batch_norm_train_act(
+                    &x, n, c, s, &gamma, &beta, 1e-5, relu, &mut y, &mut mean, &mut var,
+                    &mut invstd,
+                ),
+            }
+            (y, mean, var, invstd)
+        };
+        let slices: Vec<(f32, f32)> = x.chunks_exact(s).map(bn::slice_stats).collect();
+        prop_assert_eq!(run(Some(&slices)), run(None));
+    }
+}

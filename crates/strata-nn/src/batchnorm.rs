@@ -134,6 +134,32 @@ impl<T: Real> Module<T> for BatchNorm<T> {
         Some(self.forward_act(tape, x, ctx, true))
     }
 
+    fn takes_slice_stats(&self, ctx: &Ctx<'_>) -> bool {
+        ctx.mode == Mode::Train && ctx.batch_sum.is_none()
+    }
+
+    fn forward_from_slice_stats(
+        &mut self,
+        tape: &mut Tape<T>,
+        x: Var,
+        slices: &[(T, T)],
+        relu: bool,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<Result<Var>> {
+        if !self.takes_slice_stats(ctx) {
+            return None;
+        }
+        let run = |bn: &mut Self, tape: &mut Tape<T>| -> Result<Var> {
+            let shape = tape.shape(x)?.to_vec();
+            bn.output_shape(shape.get(1..).unwrap_or(&[]))?;
+            let (g, b) = (tape.param(&bn.gamma), tape.param(&bn.beta));
+            let (y, stats) = tape.batch_norm_train_act_from(x, g, b, bn.eps, relu, slices)?;
+            bn.update_running(&stats.mean, &stats.var, stats.count);
+            Ok(y)
+        };
+        Some(run(self, tape))
+    }
+
     /// `scale = γ/√(σ̂² + ε)`, `shift = β − m̂·scale` (the running statistics).
     fn eval_affine(&self) -> Option<(Vec<T>, Vec<T>)> {
         let eps = T::of(self.eps);

@@ -10,7 +10,7 @@
 use crate::error::{NnError, Result};
 use crate::init::Init;
 use crate::lower::Lowered;
-use crate::module::{Ctx, Module, Named, NamedMut};
+use crate::module::{Ctx, Module, Named, NamedMut, SliceStats};
 use rand::Rng;
 use strata_autograd::kernels::pad::{Border, Pad2d};
 use strata_autograd::ops::conv2d::Conv2dOptions;
@@ -138,6 +138,24 @@ impl<T: Real> Conv2d<T> {
     /// `scale ⊙ conv(x) + shift`: `K'[o] = scale[o]·K[o]`,
     /// `b'[o] = scale[o]·b[o] + shift[o]`, put on the tape as constants.
     /// A `residual` is added before the ReLU.
+    /// The training forward with its output slices' batch norm terms.
+    fn forward_stats(&mut self, tape: &mut Tape<T>, x: Var) -> Result<(Var, SliceStats<T>)> {
+        let shape = tape.shape(x)?.to_vec();
+        self.output_shape(shape.get(1..).unwrap_or(&[]))?;
+        let pad = self.config.pads(shape[2], shape[3]);
+        let (x, pad) = match self.config.border {
+            Border::Zero => (x, pad),
+            b => (tape.pad2d(x, pad, b)?, Pad2d::default()),
+        };
+        let w = tape.param(&self.weight);
+        let b = self.bias.as_ref().map(|b| tape.param(b));
+        let opts = Conv2dOptions {
+            stride: self.config.stride,
+            pad,
+        };
+        Ok(tape.conv2d_slice_stats(x, w, b, opts)?)
+    }
+
     fn forward_act(
         &mut self,
         tape: &mut Tape<T>,
@@ -314,6 +332,15 @@ impl<T: Real> Module<T> for Conv2d<T> {
         _ctx: &mut Ctx<'_>,
     ) -> Option<Result<Var>> {
         Some(self.forward_act(tape, x, true, None, None))
+    }
+
+    fn forward_slice_stats(
+        &mut self,
+        tape: &mut Tape<T>,
+        x: Var,
+        _ctx: &mut Ctx<'_>,
+    ) -> Option<Result<(Var, SliceStats<T>)>> {
+        Some(self.forward_stats(tape, x))
     }
 
     fn forward_folded(

@@ -82,7 +82,7 @@ pub use error::{NnError, Result};
 pub use init::{check_allocatable, Init};
 pub use layers::{Dropout, Flatten, Gelu, Linear, Relu, Scale};
 pub use lower::Lowered;
-pub use module::{Ctx, Mode, Module, Named, NamedMut};
+pub use module::{Ctx, Mode, Module, Named, NamedMut, SliceStats};
 pub use monitor::DeadUnits;
 pub use pool::{GlobalAvgPool, MaxPool2d};
 pub use residual::{Residual, ResidualKind};

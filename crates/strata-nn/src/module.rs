@@ -107,6 +107,11 @@ pub type Named<'a, T> = (String, &'a Param<T>);
 /// A mutable named parameter, as listed by [`Module::params_mut`].
 pub type NamedMut<'a, T> = (String, &'a mut Param<T>);
 
+/// Per-slice batch norm terms of a `[N, C, …]` activation, entry `i·C + c`:
+/// each slice's mean and sum of squared deviations about it
+/// ([`strata_kernels::batchnorm::slice_stats`]).
+pub type SliceStats<T> = Vec<(T, T)>;
+
 /// A layer or a network of layers.
 pub trait Module<T: Real>: Send {
     /// Short description of the layer, e.g. `linear 784→1024`.
@@ -167,6 +172,42 @@ pub trait Module<T: Real>: Send {
         &mut self,
         _tape: &mut Tape<T>,
         _x: Var,
+        _ctx: &mut Ctx<'_>,
+    ) -> Option<Result<Var>> {
+        None
+    }
+
+    /// In training, this layer's output together with every output slice's
+    /// batch norm terms ([`strata_kernels::batchnorm::slice_stats`], entry
+    /// `i·C + o`), taken while each slice is in cache; `None` when the layer
+    /// cannot, and then nothing is recorded. [`crate::Sequential`] uses it
+    /// for a convolution followed by a layer that
+    /// [`Module::takes_slice_stats`].
+    fn forward_slice_stats(
+        &mut self,
+        _tape: &mut Tape<T>,
+        _x: Var,
+        _ctx: &mut Ctx<'_>,
+    ) -> Option<Result<(Var, SliceStats<T>)>> {
+        None
+    }
+
+    /// Whether [`Module::forward_from_slice_stats`] would run for this
+    /// context (batch norm in training on one process).
+    fn takes_slice_stats(&self, _ctx: &Ctx<'_>) -> bool {
+        false
+    }
+
+    /// This layer (then ReLU when `relu`) on `x`, given `x`'s per-slice batch
+    /// norm terms: the same values as [`Module::forward`] (or
+    /// [`Module::forward_relu`]), bit for bit, without the pass over `x` for
+    /// its statistics. `None` when the layer does not take them.
+    fn forward_from_slice_stats(
+        &mut self,
+        _tape: &mut Tape<T>,
+        _x: Var,
+        _slices: &[(T, T)],
+        _relu: bool,
         _ctx: &mut Ctx<'_>,
     ) -> Option<Result<Var>> {
         None

@@ -47,15 +47,32 @@ impl<T: Real> Sequential<T> {
             } else {
                 is_relu(i + 1)
             };
+            // In training, a convolution hands the batch norm after it its
+            // output slices' statistics terms (one pass over the activations
+            // fewer for the batch norm; the same values bit for bit).
+            let stats_next = affine.is_none()
+                && self
+                    .layers
+                    .get(i + 1)
+                    .is_some_and(|l| l.takes_slice_stats(ctx));
+            let relu_after_bn = stats_next && is_relu(i + 2);
             // The last conv → batch norm, with nothing after: add the residual there.
             let res = residual.filter(|_| affine.is_some() && i + 2 == n);
             let l = &mut self.layers[i];
             let name = format!("layers.{i}");
             let mut absorbed = 0;
+            let mut slices = None;
             x = ctx
                 .scoped(&name, |ctx| {
                     let shape = tape.shape(x)?.to_vec();
                     l.output_shape(shape.get(1..).unwrap_or(&[]))?;
+                    if stats_next {
+                        if let Some(r) = l.forward_slice_stats(tape, x, ctx) {
+                            let (y, st) = r?;
+                            slices = Some(st);
+                            return Ok(y);
+                        }
+                    }
                     if let Some((scale, shift)) = &affine {
                         let relu = relu_after || res.is_some();
                         if let Some(y) = l.forward_folded(tape, x, (scale, shift), res, relu) {
@@ -72,6 +89,25 @@ impl<T: Real> Sequential<T> {
                     l.forward(tape, x, ctx)
                 })
                 .map_err(|e| e.in_layer(format!("{name} ({})", l.describe())))?;
+            let mut relu_after = relu_after;
+            if let Some(st) = slices {
+                let (j, y) = (i + 1, x);
+                let bn = &mut self.layers[j];
+                let name = format!("layers.{j}");
+                let out = ctx
+                    .scoped(&name, |ctx| {
+                        bn.forward_from_slice_stats(tape, y, &st, relu_after_bn, ctx)
+                    })
+                    .transpose()
+                    .map_err(|e| e.in_layer(format!("{name} ({})", bn.describe())))?;
+                // `takes_slice_stats` promised the fused forward; if it still
+                // declines, the batch norm runs on its own at `j`.
+                if let Some(y) = out {
+                    x = y;
+                    absorbed = 1 + usize::from(relu_after_bn);
+                    relu_after = relu_after_bn;
+                }
+            }
             if absorbed > 0 && relu_after {
                 let (j, y) = (i + absorbed, x);
                 ctx.scoped(&format!("layers.{j}"), |ctx| {

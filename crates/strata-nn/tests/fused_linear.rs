@@ -237,3 +237,82 @@ fn inference_packs_the_weights_once_and_follows_their_changes() {
     assert_eq!(got, run(&mut layer, Tape::new()));
     assert!(got.iter().all(|&v| v >= 0.0));
 }
+
+/// In training, convolution → batch norm (→ ReLU) hands the batch norm its
+/// input's per-slice statistics terms from the convolution's epilogue: the
+/// output, the gradients and the running statistics are those of the
+/// layers run one by one, bit for bit (f32 on the direct tiles where the
+/// host has them, f64 on the GEMM route or its own tiles).
+#[test]
+fn training_batch_norm_takes_statistics_from_the_convolution() {
+    use strata_nn::{BatchNorm, Conv2dConfig, Padding};
+    fn check<T: strata_autograd::Real>() {
+        let layers = || {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+            let conv = |i, o, bias, rng: &mut Xoshiro256PlusPlus| {
+                Conv2dConfig::new(i, o, 3)
+                    .padding(Padding::Uniform(1))
+                    .bias(bias)
+                    .build::<T>(rng)
+                    .unwrap()
+            };
+            let c1 = conv(3, 16, true, &mut rng);
+            let c2 = conv(16, 7, false, &mut rng);
+            (
+                c1,
+                BatchNorm::<T>::new(16).unwrap(),
+                c2,
+                BatchNorm::<T>::new(7).unwrap(),
+            )
+        };
+        let x = Tensor::from_vec(
+            (0..3 * 3 * 16 * 16)
+                .map(|i| T::of((i as f64 * 0.37).cos() + 0.3))
+                .collect(),
+            &[3, 3, 16, 16],
+        )
+        .unwrap();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+        // Fused: the network as a Sequential.
+        let (c1, b1, c2, b2) = layers();
+        let mut net = Sequential::new();
+        net.push(c1).push(b1).push(Relu).push(c2).push(b2);
+        let mut tape = Tape::new();
+        let xv = tape.input(x.clone());
+        let y = net
+            .forward(&mut tape, xv, &mut Ctx::new(Mode::Train, &mut rng))
+            .unwrap();
+        let loss = tape.l2_penalty(&[y], T::of(0.5)).unwrap();
+        let grads = tape.backward(loss).unwrap();
+        let fused_y = tape.value(y).unwrap().to_vec();
+        let fused_g: Vec<Vec<T>> = net
+            .params()
+            .iter()
+            .map(|(_, p)| grads.param(p.id()).unwrap().to_vec())
+            .collect();
+        let fused_run: Vec<Vec<T>> = net.buffers().iter().map(|(_, b)| b.to_vec()).collect();
+        // One by one.
+        let (mut c1, mut b1, mut c2, mut b2) = layers();
+        let mut tape = Tape::new();
+        let xv = tape.input(x);
+        let mut ctx = Ctx::new(Mode::Train, &mut rng);
+        let h = c1.forward(&mut tape, xv, &mut ctx).unwrap();
+        let h = b1.forward_relu(&mut tape, h, &mut ctx).unwrap().unwrap();
+        let h = c2.forward(&mut tape, h, &mut ctx).unwrap();
+        let y = b2.forward(&mut tape, h, &mut ctx).unwrap();
+        let loss = tape.l2_penalty(&[y], T::of(0.5)).unwrap();
+        let grads = tape.backward(loss).unwrap();
+        assert_eq!(fused_y, tape.value(y).unwrap().to_vec());
+        let params = [c1.params(), b1.params(), c2.params(), b2.params()].concat();
+        for ((name, p), fg) in params.iter().zip(&fused_g) {
+            assert_eq!(fg, &grads.param(p.id()).unwrap().to_vec(), "∂E/∂{name}");
+        }
+        let run = [b1.buffers(), b2.buffers()].concat();
+        for ((name, b), fb) in run.iter().zip(&fused_run) {
+            assert_eq!(fb, &b.to_vec(), "{name}");
+        }
+        assert_eq!(fused_run.len(), 4);
+    }
+    check::<f32>();
+    check::<f64>();
+}

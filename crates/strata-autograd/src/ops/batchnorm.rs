@@ -206,6 +206,36 @@ impl<T: Real> Tape<T> {
         eps: f64,
         relu: bool,
     ) -> Result<(Var, BatchStats<T>)> {
+        self.bn_train_local(x, gamma, beta, eps, relu, None)
+    }
+
+    /// [`Tape::batch_norm_train_act`] with the statistics from the per-slice
+    /// terms of `x` ([`strata_kernels::batchnorm::slice_stats`],
+    /// `slices[i·C + ch]`), as [`Tape::conv2d_slice_stats`] returns them
+    /// with the convolution that computed `x`: the same values and
+    /// gradients, bit for bit, one pass over `x` fewer. `slices` must hold
+    /// one entry per image and channel of `x`.
+    pub fn batch_norm_train_act_from(
+        &mut self,
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        eps: f64,
+        relu: bool,
+        slices: &[(T, T)],
+    ) -> Result<(Var, BatchStats<T>)> {
+        self.bn_train_local(x, gamma, beta, eps, relu, Some(slices))
+    }
+
+    fn bn_train_local(
+        &mut self,
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        eps: f64,
+        relu: bool,
+        slices: Option<&[(T, T)]>,
+    ) -> Result<(Var, BatchStats<T>)> {
         let (n, c, s) = self.bn_dims(x, gamma, beta)?;
         if n * s < 2 {
             return Err(shape_err(
@@ -214,25 +244,62 @@ impl<T: Real> Tape<T> {
                 &[self.shape(x)?],
             ));
         }
+        if let Some(st) = slices {
+            if st.len() != n * c {
+                return Err(shape_err(
+                    "batch_norm",
+                    format!(
+                        "the slice statistics must hold one entry per image and channel \
+                         ({n}·{c} = {}), got {}",
+                        n * c,
+                        st.len()
+                    ),
+                    &[self.shape(x)?],
+                ));
+            }
+        }
         let (xv, gv, bv) = (self.value(x)?, self.value(gamma)?, self.value(beta)?);
         let shape = xv.shape().to_vec();
         let mut y = buffers::take(xv.numel());
         let (mut mean, mut var, mut invstd) =
             (vec![T::zero(); c], vec![T::zero(); c], vec![T::zero(); c]);
-        bn::batch_norm_train_act(
-            &xv.to_contiguous_slice(),
-            n,
-            c,
-            s,
-            &gv.to_contiguous_slice(),
-            &bv.to_contiguous_slice(),
-            T::of(eps),
-            relu,
-            &mut y,
-            &mut mean,
-            &mut var,
-            &mut invstd,
+        let (xs, gs, bs) = (
+            xv.to_contiguous_slice(),
+            gv.to_contiguous_slice(),
+            bv.to_contiguous_slice(),
         );
+        let stats = (&mut mean[..], &mut var[..], &mut invstd[..]);
+        match slices {
+            Some(st) => bn::batch_norm_train_act_from_slices(
+                &xs,
+                n,
+                c,
+                s,
+                &gs,
+                &bs,
+                T::of(eps),
+                relu,
+                st,
+                &mut y,
+                stats.0,
+                stats.1,
+                stats.2,
+            ),
+            None => bn::batch_norm_train_act(
+                &xs,
+                n,
+                c,
+                s,
+                &gs,
+                &bs,
+                T::of(eps),
+                relu,
+                &mut y,
+                stats.0,
+                stats.1,
+                stats.2,
+            ),
+        }
         let stats = BatchStats {
             mean: mean.clone(),
             var,

@@ -183,6 +183,36 @@ impl<T: Real> Tape<T> {
         opts: Conv2dOptions,
         relu: bool,
     ) -> Result<Var> {
+        self.conv2d_op(x, w, bias, residual, opts, relu, None)
+    }
+
+    /// [`Tape::conv2d`] that also returns every output slice's batch norm
+    /// terms ([`strata_kernels::batchnorm::slice_stats`], entry `i·c_out + o`
+    /// for image `i` and slice `o`), taken while the slice is in cache, for
+    /// [`Tape::batch_norm_train_act_from`] on the output.
+    pub fn conv2d_slice_stats(
+        &mut self,
+        x: Var,
+        w: Var,
+        bias: Option<Var>,
+        opts: Conv2dOptions,
+    ) -> Result<(Var, Vec<(T, T)>)> {
+        let mut stats = Vec::new();
+        let y = self.conv2d_op(x, w, bias, None, opts, false, Some(&mut stats))?;
+        Ok((y, stats))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_op(
+        &mut self,
+        x: Var,
+        w: Var,
+        bias: Option<Var>,
+        residual: Option<Var>,
+        opts: Conv2dOptions,
+        relu: bool,
+        stats: Option<&mut Vec<(T, T)>>,
+    ) -> Result<Var> {
         let (xv, wv) = (self.value(x)?, self.value(w)?);
         let g = conv_geometry(xv.shape(), wv.shape(), &opts)?;
         let bv = match bias {
@@ -215,15 +245,16 @@ impl<T: Real> Tape<T> {
             None => None,
         };
         let mut y = buffers::take(g.batch * g.out_image());
-        conv::conv2d_forward_fused(
-            &g,
-            &xv.to_contiguous_slice(),
-            &wv.to_contiguous_slice(),
-            bv.as_deref(),
-            rv.as_deref(),
-            relu,
-            &mut y,
-        );
+        let (xs, ws) = (xv.to_contiguous_slice(), wv.to_contiguous_slice());
+        match stats {
+            Some(st) => {
+                st.resize(g.batch * g.c_out, (T::zero(), T::zero()));
+                conv::conv2d_forward_slice_stats(&g, &xs, &ws, bv.as_deref(), &mut y, st);
+            }
+            None => {
+                conv::conv2d_forward_fused(&g, &xs, &ws, bv.as_deref(), rv.as_deref(), relu, &mut y)
+            }
+        }
         let out = tensor(y, &out_shape);
         let inputs: Vec<Var> = [x, w].into_iter().chain(bias).chain(residual).collect();
         let (has_bias, has_res) = (bias.is_some(), residual.is_some());

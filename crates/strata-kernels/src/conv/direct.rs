@@ -319,6 +319,7 @@ pub(super) fn direct_forward<T: GemmScalar>(
     residual: Option<&[T]>,
     relu: bool,
     y: &mut [T],
+    stats: Option<&mut [(T, T)]>,
     dt: DirectTiles<T>,
 ) {
     let mr = dt.mr;
@@ -353,6 +354,7 @@ pub(super) fn direct_forward<T: GemmScalar>(
                  xs: &[T],
                  ys: &mut [T],
                  rs: Option<&[T]>,
+                 mut st: Option<&mut [(T, T)]>,
                  ahead: [Ahead; 2]| {
         // Borders and the tail are never written: they stay zero across images.
         for (src, dst) in xs.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(plane)) {
@@ -378,45 +380,59 @@ pub(super) fn direct_forward<T: GemmScalar>(
                     if stored.is_some() {
                         // The slice is contiguous: one pass over it.
                         finish_row(dst, b, r, relu);
-                        continue;
+                    } else {
+                        for (yy, d) in dst.chunks_exact_mut(ow).enumerate() {
+                            d.copy_from_slice(&out[o * qp + yy * pw..][..ow]);
+                            finish_row(d, b, r.map(|r| &r[yy * ow..][..ow]), relu);
+                        }
                     }
-                    for (yy, d) in dst.chunks_exact_mut(ow).enumerate() {
-                        d.copy_from_slice(&out[o * qp + yy * pw..][..ow]);
-                        finish_row(d, b, r.map(|r| &r[yy * ow..][..ow]), relu);
+                    // Batch norm's terms while the slice is in cache.
+                    if let Some(st) = st.as_deref_mut() {
+                        st[o] = crate::batchnorm::slice_stats(dst);
                     }
                 }
             },
         );
     };
     let task = task_size(g.batch, 1);
+    let run = |t: usize, src: &[T], dst: &mut [T], mut st: Option<&mut [(T, T)]>| {
+        // The padded sweep's output (none when rows are swept as stored).
+        let out_len = if stored.is_some() { 0 } else { g.c_out * qp };
+        let mut buf = (vec![T::zero(); xlen], vec![T::zero(); out_len]);
+        let imgs = src
+            .chunks_exact(g.in_image())
+            .zip(dst.chunks_exact_mut(g.out_image()))
+            .enumerate();
+        imgs.for_each(|(i, (xs, ys))| {
+            let sti = st.as_deref_mut().map(|s| &mut s[i * g.c_out..][..g.c_out]);
+            let img = (t * task + i) * g.out_image();
+            let rs = residual.map(|r| &r[img..][..g.out_image()]);
+            // The next image of the task, if any.
+            let (nx, ny) = ((i + 1) * g.in_image(), img + g.out_image());
+            let bytes = |s: &[T]| (s.as_ptr().cast::<u8>(), std::mem::size_of_val(s));
+            let none = (std::ptr::null(), 0);
+            let ahead = match src.get(nx..nx + g.in_image()) {
+                Some(nx) => [
+                    bytes(nx),
+                    residual.map_or(none, |r| bytes(&r[ny..][..g.out_image()])),
+                ],
+                None => [none; 2],
+            };
+            image((&mut buf.0, &mut buf.1), xs, ys, rs, sti, ahead)
+        });
+    };
     crate::parallel::install(|| {
-        x.par_chunks(task * g.in_image())
-            .zip(y.par_chunks_mut(task * g.out_image()))
-            .enumerate()
-            .for_each(|(t, (src, dst))| {
-                // The padded sweep's output (none when rows are swept as stored).
-                let out_len = if stored.is_some() { 0 } else { g.c_out * qp };
-                let mut buf = (vec![T::zero(); xlen], vec![T::zero(); out_len]);
-                let imgs = src
-                    .chunks_exact(g.in_image())
-                    .zip(dst.chunks_exact_mut(g.out_image()))
-                    .enumerate();
-                imgs.for_each(|(i, (xs, ys))| {
-                    let img = (t * task + i) * g.out_image();
-                    let rs = residual.map(|r| &r[img..][..g.out_image()]);
-                    // The next image of the task, if any.
-                    let (nx, ny) = ((i + 1) * g.in_image(), img + g.out_image());
-                    let bytes = |s: &[T]| (s.as_ptr().cast::<u8>(), std::mem::size_of_val(s));
-                    let none = (std::ptr::null(), 0);
-                    let ahead = match src.get(nx..nx + g.in_image()) {
-                        Some(nx) => [
-                            bytes(nx),
-                            residual.map_or(none, |r| bytes(&r[ny..][..g.out_image()])),
-                        ],
-                        None => [none; 2],
-                    };
-                    image((&mut buf.0, &mut buf.1), xs, ys, rs, ahead)
-                });
-            })
+        let tasks = x
+            .par_chunks(task * g.in_image())
+            .zip(y.par_chunks_mut(task * g.out_image()));
+        match stats {
+            Some(st) => tasks
+                .zip(st.par_chunks_mut(task * g.c_out))
+                .enumerate()
+                .for_each(|(t, ((src, dst), st))| run(t, src, dst, Some(st))),
+            None => tasks
+                .enumerate()
+                .for_each(|(t, (src, dst))| run(t, src, dst, None)),
+        }
     });
 }

@@ -252,6 +252,57 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
     relu: bool,
     y: &mut [T],
 ) {
+    forward(g, x, w, bias, residual, relu, y, None);
+}
+
+/// [`conv2d_forward`] that also gives every output slice's
+/// [`slice_stats`](crate::batchnorm::slice_stats), `stats[i·c_out + o]`
+/// for image `i` and slice `o`: the terms of the batch norm statistics
+/// that follows ([`crate::batchnorm::batch_norm_train_act_from_slices`]),
+/// taken on the direct and pointwise routes while each slice is still in
+/// cache (on the others, in one pass after the product).
+pub fn conv2d_forward_slice_stats<T: GemmScalar>(
+    g: &ConvGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    stats: &mut [(T, T)],
+) {
+    assert_eq!(
+        stats.len(),
+        g.batch * g.c_out,
+        "conv2d_forward_slice_stats: stats length"
+    );
+    if forward(g, x, w, bias, None, false, y, Some(stats)) {
+        return;
+    }
+    let s = g.out_h() * g.out_w();
+    if s == 0 {
+        stats.fill((T::zero(), T::zero()));
+        return;
+    }
+    crate::parallel::install(|| {
+        stats
+            .par_iter_mut()
+            .zip(y.par_chunks(s))
+            .for_each(|(st, seg)| *st = crate::batchnorm::slice_stats(seg))
+    });
+}
+
+/// [`conv2d_forward_fused`], and with `stats` the output slices' terms
+/// where the route's epilogue takes them: returns whether it did.
+#[allow(clippy::too_many_arguments)]
+fn forward<T: GemmScalar>(
+    g: &ConvGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    residual: Option<&[T]>,
+    relu: bool,
+    y: &mut [T],
+    stats: Option<&mut [(T, T)]>,
+) -> bool {
     check_lens(g, "conv2d_forward", x.len(), w.len(), y.len());
     if let Some(b) = bias {
         assert_eq!(b.len(), g.c_out, "conv2d_forward: bias length");
@@ -261,15 +312,17 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
     }
     if pointwise::is_pointwise(g) && direct_allowed() && !x.is_empty() && !y.is_empty() {
         if let Some(dt) = direct_tiles::<T>() {
-            return pointwise::pointwise_forward(g, x, w, bias, residual, relu, y, dt);
+            let want = stats.is_some();
+            pointwise::pointwise_forward(g, x, w, bias, residual, relu, y, stats, dt);
+            return want;
         }
     }
     if let Some(g1) = subsampled(g) {
-        return conv2d_forward_fused(&g1, &subsample(g, x), w, bias, residual, relu, y);
+        return forward(&g1, &subsample(g, x), w, bias, residual, relu, y, stats);
     }
     let (k, ohw) = (g.patch(), g.out_h() * g.out_w());
     if y.is_empty() {
-        return;
+        return false;
     }
     let algo = choose(g);
     if !x.is_empty() {
@@ -278,12 +331,15 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
                 // The sweep's columns: output rows in the (phase) padded width.
                 let cols = g.out_h() * PhaseLayout::new(g).pw;
                 if let Some(dt) = direct_tiles_for::<T>(cols) {
-                    return direct_forward(g, x, w, bias, residual, relu, y, dt);
+                    let want = stats.is_some();
+                    direct_forward(g, x, w, bias, residual, relu, y, stats, dt);
+                    return want;
                 }
             }
             ConvAlgo::Winograd => {
                 if let Some(dt) = direct_tiles::<T>() {
-                    return winograd::forward(g, x, w, bias, residual, relu, y, dt);
+                    winograd::forward(g, x, w, bias, residual, relu, y, dt);
+                    return false;
                 }
             }
             _ => {}
@@ -393,7 +449,7 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
                 crate::elementwise::relu_row(ys);
             }
         }
-        return;
+        return false;
     }
     let task = task_size(g.batch, nb);
     crate::parallel::install(|| {
@@ -413,6 +469,7 @@ pub fn conv2d_forward_fused<T: GemmScalar>(
                 });
             })
     });
+    false
 }
 
 /// For a stride-1 convolution whose padding is less than its kernel, the

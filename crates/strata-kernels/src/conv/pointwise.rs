@@ -67,8 +67,10 @@ fn gather_slice<T: Copy>(g: &ConvGeometry, src: &[T], dst: &mut [T]) {
 type Gather<'a, T> = &'a (dyn Fn(&[T], &mut [T], usize) + Sync);
 
 /// Completes image `i`'s output from what the tiles swept (`None`: already
-/// in place; else the buffer and its slice distance).
-type Finish<'a, T> = &'a (dyn Fn(usize, Option<(&[T], usize)>, &mut [T]) + Sync);
+/// in place; else the buffer and its slice distance), and its slices'
+/// batch norm terms where asked.
+type Finish<'a, T> =
+    &'a (dyn Fn(usize, Option<(&[T], usize)>, &mut [T], Option<&mut [(T, T)]>) + Sync);
 
 /// The tiles' product for every image of a batch: image `i`'s `depth`
 /// slices of `n` pixels (read from `x` in place, slices `n` apart, or, with
@@ -77,7 +79,8 @@ type Finish<'a, T> = &'a (dyn Fn(usize, Option<(&[T], usize)>, &mut [T]) + Sync)
 /// straight into the image's output with `direct_out` (which needs `n` a
 /// whole number of tiles and outputs of `rows·n`; `finish` then gets
 /// `None`), else into a buffer `qp` per slice (`finish` gets it and `qp`);
-/// `finish(i, swept, out)` completes image `i`'s output.
+/// `finish(i, swept, out, stats)` completes image `i`'s output (`stats`:
+/// its `rows` entries of `stats`, when given).
 #[allow(clippy::too_many_arguments)]
 fn sweep_images<T: GemmScalar>(
     dt: DirectTiles<T>,
@@ -86,6 +89,7 @@ fn sweep_images<T: GemmScalar>(
     (x, in_image): (&[T], usize),
     gather: Option<Gather<'_, T>>,
     (y, out_image, direct_out): (&mut [T], usize, bool),
+    stats: Option<&mut [(T, T)]>,
     finish: Finish<'_, T>,
 ) {
     let whole = n.is_multiple_of(dt.nr);
@@ -105,40 +109,50 @@ fn sweep_images<T: GemmScalar>(
     );
     let batch = x.len() / in_image;
     let task = task_size(batch, 1);
-    crate::parallel::install(|| {
-        x.par_chunks(task * in_image)
-            .zip(y.par_chunks_mut(task * out_image))
-            .enumerate()
-            .for_each(|(t, (src, dst))| {
-                let mut xb = vec![T::zero(); if gather.is_some() { depth * ldb } else { 0 }];
-                let mut ob = vec![T::zero(); if direct_out { 0 } else { rows * qp }];
-                let imgs = src
-                    .chunks_exact(in_image)
-                    .zip(dst.chunks_exact_mut(out_image))
-                    .enumerate();
-                for (i, (xs, ys)) in imgs {
-                    let b: &[T] = match gather {
-                        Some(f) => {
-                            f(xs, &mut xb, ldb);
-                            &xb
-                        }
-                        None => xs,
-                    };
-                    // The next image of the task, read while this one runs
-                    // when it is read in place. A gathered strided image
-                    // uses only some of its lines: prefetching all of them
-                    // made 16→32 32×32 s2 forward 5–20 % slower.
-                    let none: Ahead = (std::ptr::null(), 0);
-                    let ahead = src
-                        .get((i + 1) * in_image..(i + 2) * in_image)
-                        .filter(|_| gather.is_none())
-                        .map_or(none, |s| (s.as_ptr().cast(), std::mem::size_of_val(s)));
-                    let out: &mut [T] = if direct_out { ys } else { &mut ob };
-                    sweep_taps(dt, &[0], depth, ldb, a, b, out, rows, &sweep, [ahead, none]);
-                    let swept = (!direct_out).then_some((&ob[..], qp));
-                    finish(t * task + i, swept, ys);
+    let run = |t: usize, src: &[T], dst: &mut [T], mut st: Option<&mut [(T, T)]>| {
+        let mut xb = vec![T::zero(); if gather.is_some() { depth * ldb } else { 0 }];
+        let mut ob = vec![T::zero(); if direct_out { 0 } else { rows * qp }];
+        let imgs = src
+            .chunks_exact(in_image)
+            .zip(dst.chunks_exact_mut(out_image))
+            .enumerate();
+        for (i, (xs, ys)) in imgs {
+            let b: &[T] = match gather {
+                Some(f) => {
+                    f(xs, &mut xb, ldb);
+                    &xb
                 }
-            })
+                None => xs,
+            };
+            // The next image of the task, read while this one runs
+            // when it is read in place. A gathered strided image
+            // uses only some of its lines: prefetching all of them
+            // made 16→32 32×32 s2 forward 5–20 % slower.
+            let none: Ahead = (std::ptr::null(), 0);
+            let ahead = src
+                .get((i + 1) * in_image..(i + 2) * in_image)
+                .filter(|_| gather.is_none())
+                .map_or(none, |s| (s.as_ptr().cast(), std::mem::size_of_val(s)));
+            let out: &mut [T] = if direct_out { ys } else { &mut ob };
+            sweep_taps(dt, &[0], depth, ldb, a, b, out, rows, &sweep, [ahead, none]);
+            let swept = (!direct_out).then_some((&ob[..], qp));
+            let sti = st.as_deref_mut().map(|s| &mut s[i * rows..][..rows]);
+            finish(t * task + i, swept, ys, sti);
+        }
+    };
+    crate::parallel::install(|| {
+        let tasks = x
+            .par_chunks(task * in_image)
+            .zip(y.par_chunks_mut(task * out_image));
+        match stats {
+            Some(st) => tasks
+                .zip(st.par_chunks_mut(task * rows))
+                .enumerate()
+                .for_each(|(t, ((src, dst), st))| run(t, src, dst, Some(st))),
+            None => tasks
+                .enumerate()
+                .for_each(|(t, (src, dst))| run(t, src, dst, None)),
+        }
     });
 }
 
@@ -153,6 +167,7 @@ pub(super) fn pointwise_forward<T: GemmScalar>(
     residual: Option<&[T]>,
     relu: bool,
     y: &mut [T],
+    stats: Option<&mut [(T, T)]>,
     dt: DirectTiles<T>,
 ) {
     let n = g.out_h() * g.out_w();
@@ -169,20 +184,24 @@ pub(super) fn pointwise_forward<T: GemmScalar>(
         }
     };
     let in_place = !strided && n.is_multiple_of(dt.nr);
-    let finish = |img: usize, swept: Option<(&[T], usize)>, ys: &mut [T]| {
-        crate::isa::vectorised(
-            #[inline(always)]
-            || {
-                for (o, plane) in ys.chunks_exact_mut(n).enumerate() {
-                    if let Some((s, qp)) = swept {
-                        plane.copy_from_slice(&s[o * qp..][..n]);
+    let finish =
+        |img: usize, swept: Option<(&[T], usize)>, ys: &mut [T], mut st: Option<&mut [(T, T)]>| {
+            crate::isa::vectorised(
+                #[inline(always)]
+                || {
+                    for (o, plane) in ys.chunks_exact_mut(n).enumerate() {
+                        if let Some((s, qp)) = swept {
+                            plane.copy_from_slice(&s[o * qp..][..n]);
+                        }
+                        let r = residual.map(|r| &r[img * g.out_image() + o * n..][..n]);
+                        finish_row(plane, bias.map(|b| b[o]), r, relu);
+                        if let Some(st) = st.as_deref_mut() {
+                            st[o] = crate::batchnorm::slice_stats(plane);
+                        }
                     }
-                    let r = residual.map(|r| &r[img * g.out_image() + o * n..][..n]);
-                    finish_row(plane, bias.map(|b| b[o]), r, relu);
-                }
-            },
-        )
-    };
+                },
+            )
+        };
     sweep_images(
         dt,
         &a,
@@ -190,6 +209,7 @@ pub(super) fn pointwise_forward<T: GemmScalar>(
         (x, g.in_image()),
         (!in_place).then_some(&gather),
         (y, g.out_image(), n.is_multiple_of(dt.nr)),
+        stats,
         &finish,
     );
 }
@@ -215,7 +235,7 @@ pub(super) fn pointwise_backward_data<T: GemmScalar>(
         }
     };
     let in_place = n.is_multiple_of(dt.nr);
-    let finish = |_: usize, swept: Option<(&[T], usize)>, di: &mut [T]| {
+    let finish = |_: usize, swept: Option<(&[T], usize)>, di: &mut [T], _: Option<&mut _>| {
         if !strided {
             // Stride 1: the input image is the output grid.
             if let Some((s, qp)) = swept {
@@ -243,6 +263,7 @@ pub(super) fn pointwise_backward_data<T: GemmScalar>(
         (dy, g.out_image()),
         (!in_place).then_some(&gather),
         (dx, g.in_image(), !strided && in_place),
+        None,
         &finish,
     );
 }

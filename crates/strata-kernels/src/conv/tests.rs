@@ -91,7 +91,7 @@ fn direct_forward_matches_naive() {
                 );
                 let n = g.batch * g.out_image();
                 let (mut got, mut want) = (vec![T::zero(); n], vec![T::zero(); n]);
-                direct_forward(&g, &x, &w, Some(&b), None, true, &mut got, tiles);
+                direct_forward(&g, &x, &w, Some(&b), None, true, &mut got, None, tiles);
                 conv2d_naive(&g, &x, &w, Some(&b), &mut want);
                 for (&a, &e) in got.iter().zip(&want) {
                     let (a, e): (f64, f64) = (a.into(), e.into());
@@ -211,7 +211,7 @@ fn strided_direct_paths_match_definition_on(dt: DirectTiles<f64>) {
         let (x, k) = (d(batch * g.in_image(), 1), d(g.weight_len(), 2));
         let n = batch * g.out_image();
         let (mut y, mut want) = (vec![0.0; n], vec![0.0; n]);
-        direct_forward(&g, &x, &k, None, None, false, &mut y, dt);
+        direct_forward(&g, &x, &k, None, None, false, &mut y, None, dt);
         conv2d_naive(&g, &x, &k, None, &mut want);
         for (a, e) in y.iter().zip(&want) {
             assert!((a - e).abs() < 1e-12, "{g:?}: {a} vs {e}");
@@ -702,7 +702,7 @@ fn pointwise_tiles_match_the_definition() {
             let n = batch * g.out_image();
             let (r, dy) = (v(n, 4), v(n, 5));
             let mut got = vec![f64::NAN; n];
-            pointwise::pointwise_forward(&g, &x, &k, Some(&b), Some(&r), true, &mut got, dt);
+            pointwise::pointwise_forward(&g, &x, &k, Some(&b), Some(&r), true, &mut got, None, dt);
             let mut want = vec![0.0; n];
             conv2d_naive(&g, &x, &k, Some(&b), &mut want);
             for (i, ((&a, &e), &r)) in got.iter().zip(&want).zip(&r).enumerate() {
@@ -753,6 +753,73 @@ fn row_tiles_are_even_and_as_few_as_full_ones() {
                 th - last < tiles,
                 "{rows} rows, mr {mr}: {th} and last {last}"
             );
+        }
+    }
+}
+
+/// The forward with slice statistics gives the plain forward's output and,
+/// bit for bit, every output slice's `slice_stats`, so batch norm's
+/// statistics from them equal those it takes from the output, on every
+/// route: direct (stride 1 as stored and padded, strided), pointwise
+/// (stride 1 and 2), Winograd and the GEMM routes (stats in a pass after).
+#[test]
+fn slice_stats_match_the_output_on_every_route() {
+    use crate::batchnorm::{channel_mean_var, channel_mean_var_from_slices, slice_stats};
+    let one = |c_in, c_out, h, k, s, p| ConvGeometry {
+        batch: 3,
+        c_in,
+        h,
+        w: h,
+        c_out,
+        kh: k,
+        kw: k,
+        stride_h: s,
+        stride_w: s,
+        pad_top: p,
+        pad_bottom: p,
+        pad_left: p,
+        pad_right: p,
+    };
+    let shapes = [
+        one(5, 16, 32, 3, 1, 1),
+        one(3, 7, 14, 3, 1, 1),
+        one(6, 13, 16, 3, 2, 1),
+        one(16, 32, 16, 1, 1, 0),
+        one(8, 12, 15, 1, 2, 0),
+        one(64, 64, 6, 3, 1, 1),
+        one(4, 9, 3, 3, 1, 1),
+    ];
+    for g in shapes {
+        let (x, w, b) = (
+            data(g.batch * g.in_image(), 1),
+            data(g.weight_len(), 2),
+            data(g.c_out, 3),
+        );
+        let n = g.batch * g.out_image();
+        for bias in [Some(&b[..]), None] {
+            let mut want = vec![0.0f32; n];
+            conv2d_forward_fused(&g, &x, &w, bias, None, false, &mut want);
+            let (mut got, mut st) = (
+                vec![f32::NAN; n],
+                vec![(f32::NAN, f32::NAN); g.batch * g.c_out],
+            );
+            conv2d_forward_slice_stats(&g, &x, &w, bias, &mut got, &mut st);
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, e)| a.to_bits() == e.to_bits()),
+                "{g:?}: y"
+            );
+            let s = g.out_h() * g.out_w();
+            for (i, (seg, &st)) in got.chunks_exact(s).zip(&st).enumerate() {
+                let e = slice_stats(seg);
+                assert!(
+                    st.0.to_bits() == e.0.to_bits() && st.1.to_bits() == e.1.to_bits(),
+                    "{g:?} slice {i}: {st:?} vs {e:?}"
+                );
+            }
+            let from = channel_mean_var_from_slices(&st, g.batch, g.c_out, s);
+            assert_eq!(from, channel_mean_var(&got, g.batch, g.c_out, s), "{g:?}");
         }
     }
 }
