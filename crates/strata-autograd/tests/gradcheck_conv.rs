@@ -590,4 +590,14 @@ fn batch_norm_from_convolution_slice_stats() {
         err.contains("one entry per image and channel (3·3 = 9), got 8"),
         "{err}"
     );
+    // The profile files both under the ops' usual names.
+    let p = strata_autograd::Profiler::new();
+    let mut t = Tape::<f64>::new().with_profiler(p.clone());
+    let v: Vec<Var> = inputs.iter().map(|(_, x)| t.leaf(x.clone())).collect();
+    fused(&mut t, &v).unwrap();
+    let names: Vec<String> = p.report().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    for op in ["conv2d_add_act", "batch_norm_train_act"] {
+        assert!(names.iter().any(|n| n == op), "{names:?}");
+    }
 }
