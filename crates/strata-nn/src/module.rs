@@ -109,7 +109,7 @@ pub type NamedMut<'a, T> = (String, &'a mut Param<T>);
 
 /// Per-slice batch norm terms of a `[N, C, …]` activation, entry `i·C + c`:
 /// each slice's mean and sum of squared deviations about it
-/// ([`strata_kernels::batchnorm::slice_stats`]).
+/// (as [`strata_autograd::Tape::conv2d_slice_stats`] gives them).
 pub type SliceStats<T> = Vec<(T, T)>;
 
 /// A layer or a network of layers.
@@ -178,7 +178,7 @@ pub trait Module<T: Real>: Send {
     }
 
     /// In training, this layer's output together with every output slice's
-    /// batch norm terms ([`strata_kernels::batchnorm::slice_stats`], entry
+    /// batch norm terms ([`strata_autograd::Tape::conv2d_slice_stats`], entry
     /// `i·C + o`), taken while each slice is in cache; `None` when the layer
     /// cannot, and then nothing is recorded. [`crate::Sequential`] uses it
     /// for a convolution followed by a layer that
