@@ -133,13 +133,9 @@ pub struct Conv2d<T: Real> {
 }
 
 impl<T: Real> Conv2d<T> {
-    /// Convolves `x`, then applies ReLU when `relu` (fused in one op). With
-    /// `fold = (scale, shift)` the kernels and bias are those of
-    /// `scale ⊙ conv(x) + shift`: `K'[o] = scale[o]·K[o]`,
-    /// `b'[o] = scale[o]·b[o] + shift[o]`, put on the tape as constants.
-    /// A `residual` is added before the ReLU.
-    /// The training forward with its output slices' batch norm terms.
-    fn forward_stats(&mut self, tape: &mut Tape<T>, x: Var) -> Result<(Var, SliceStats<T>)> {
+    /// The input as the convolution reads it (padded on the tape unless the
+    /// border is zeros) and the options: checks `x`'s shape first.
+    fn prepare(&self, tape: &mut Tape<T>, x: Var) -> Result<(Var, Conv2dOptions)> {
         let shape = tape.shape(x)?.to_vec();
         self.output_shape(shape.get(1..).unwrap_or(&[]))?;
         let pad = self.config.pads(shape[2], shape[3]);
@@ -147,15 +143,26 @@ impl<T: Real> Conv2d<T> {
             Border::Zero => (x, pad),
             b => (tape.pad2d(x, pad, b)?, Pad2d::default()),
         };
-        let w = tape.param(&self.weight);
-        let b = self.bias.as_ref().map(|b| tape.param(b));
         let opts = Conv2dOptions {
             stride: self.config.stride,
             pad,
         };
+        Ok((x, opts))
+    }
+
+    /// The training forward with its output slices' batch norm terms.
+    fn forward_stats(&mut self, tape: &mut Tape<T>, x: Var) -> Result<(Var, SliceStats<T>)> {
+        let (x, opts) = self.prepare(tape, x)?;
+        let w = tape.param(&self.weight);
+        let b = self.bias.as_ref().map(|b| tape.param(b));
         Ok(tape.conv2d_slice_stats(x, w, b, opts)?)
     }
 
+    /// Convolves `x`, then applies ReLU when `relu` (fused in one op). With
+    /// `fold = (scale, shift)` the kernels and bias are those of
+    /// `scale ⊙ conv(x) + shift`: `K'[o] = scale[o]·K[o]`,
+    /// `b'[o] = scale[o]·b[o] + shift[o]`, put on the tape as constants.
+    /// A `residual` is added before the ReLU.
     fn forward_act(
         &mut self,
         tape: &mut Tape<T>,
@@ -164,13 +171,7 @@ impl<T: Real> Conv2d<T> {
         fold: Option<(&[T], &[T])>,
         residual: Option<Var>,
     ) -> Result<Var> {
-        let shape = tape.shape(x)?.to_vec();
-        self.output_shape(shape.get(1..).unwrap_or(&[]))?;
-        let pad = self.config.pads(shape[2], shape[3]);
-        let (x, pad) = match self.config.border {
-            Border::Zero => (x, pad),
-            b => (tape.pad2d(x, pad, b)?, Pad2d::default()),
-        };
+        let (x, opts) = self.prepare(tape, x)?;
         let (w, b) = match fold {
             None => (
                 tape.param(&self.weight),
@@ -189,10 +190,6 @@ impl<T: Real> Conv2d<T> {
                 let b = Tensor::from_vec(b, &[scale.len()]).map_err(AutogradError::from)?;
                 (tape.input(w), Some(tape.input(b)))
             }
-        };
-        let opts = Conv2dOptions {
-            stride: self.config.stride,
-            pad,
         };
         Ok(tape.conv2d_add_act(x, w, b, residual, opts, relu)?)
     }
