@@ -206,24 +206,14 @@ pub fn batch_norm_train_act<T: Element>(
     var: &mut [T],
     invstd: &mut [T],
 ) {
-    check("batch_norm_train", x, n, c, s);
-    assert!(
-        gamma.len() == c && beta.len() == c,
-        "batch_norm_train: γ, β length"
-    );
-    assert!(
-        mean.len() == c && var.len() == c && invstd.len() == c,
-        "batch_norm_train: stats"
-    );
-    let stats = channel_mean_var(x, n, c, s);
-    normalise_with(
+    train_act(
         x,
         (n, c, s),
         gamma,
         beta,
         eps,
         relu,
-        &stats,
+        None,
         y,
         (mean, var, invstd),
     );
@@ -248,6 +238,24 @@ pub fn batch_norm_train_act_from_slices<T: Element>(
     var: &mut [T],
     invstd: &mut [T],
 ) {
+    let stats = (mean, var, invstd);
+    train_act(x, (n, c, s), gamma, beta, eps, relu, Some(slices), y, stats);
+}
+
+/// The training forward: statistics from `x` itself or, given, from its
+/// per-slice terms, stored with `invstd`; then the normalisation.
+#[allow(clippy::too_many_arguments)]
+fn train_act<T: Element>(
+    x: &[T],
+    (n, c, s): (usize, usize, usize),
+    gamma: &[T],
+    beta: &[T],
+    eps: T,
+    relu: bool,
+    slices: Option<&[(T, T)]>,
+    y: &mut [T],
+    (mean, var, invstd): (&mut [T], &mut [T], &mut [T]),
+) {
     check("batch_norm_train", x, n, c, s);
     assert!(
         gamma.len() == c && beta.len() == c,
@@ -257,34 +265,10 @@ pub fn batch_norm_train_act_from_slices<T: Element>(
         mean.len() == c && var.len() == c && invstd.len() == c,
         "batch_norm_train: stats"
     );
-    let stats = channel_mean_var_from_slices(slices, n, c, s);
-    normalise_with(
-        x,
-        (n, c, s),
-        gamma,
-        beta,
-        eps,
-        relu,
-        &stats,
-        y,
-        (mean, var, invstd),
-    );
-}
-
-/// Stores the statistics and normalises (the shared tail of the training
-/// forward passes).
-#[allow(clippy::too_many_arguments)]
-fn normalise_with<T: Element>(
-    x: &[T],
-    (n, c, s): (usize, usize, usize),
-    gamma: &[T],
-    beta: &[T],
-    eps: T,
-    relu: bool,
-    stats: &[(T, T)],
-    y: &mut [T],
-    (mean, var, invstd): (&mut [T], &mut [T], &mut [T]),
-) {
+    let stats = match slices {
+        Some(st) => channel_mean_var_from_slices(st, n, c, s),
+        None => channel_mean_var(x, n, c, s),
+    };
     for (ch, &(mu, v)) in stats.iter().enumerate() {
         mean[ch] = mu;
         var[ch] = v;
