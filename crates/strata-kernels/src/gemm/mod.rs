@@ -7,6 +7,7 @@
 //! (for benchmarks and tests). [`gemm_bias_act`] fuses a bias add and ReLU into
 //! the store of each output tile.
 
+mod amx;
 mod driver;
 mod kernel;
 mod pack;
@@ -14,6 +15,7 @@ mod simd;
 #[cfg(test)]
 mod tests;
 
+pub use amx::{from_bf16, to_bf16};
 pub(crate) use driver::prefetch_l2;
 use driver::Scalar;
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -22,6 +24,213 @@ use kernel::Kernel;
 pub(crate) use kernel::TapKernel;
 use pack::MatrixB;
 pub use pack::{copy_run, PackB, PackTransposed};
+
+/// How f32 matrix products ([`gemm`], [`gemm_bias_act`], [`gemm_prepacked`])
+/// are computed; f64 products are never reduced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum MatmulPrecision {
+    /// In f32 throughout (the default).
+    #[default]
+    F32,
+    /// Operands rounded to bfloat16 (round to nearest even, relative error
+    /// ≤ 2⁻⁹ each), exact products, f32 sums, on AMX tiles where the host
+    /// has them ([`bf16_available`]); elsewhere in f32. PyTorch's
+    /// `fp32_precision = "bf16"`.
+    Bf16,
+}
+
+impl MatmulPrecision {
+    /// The name used in specs and on the command line (`"f32"`, `"bf16"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulPrecision::F32 => "f32",
+            MatmulPrecision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for MatmulPrecision {
+    type Err = String;
+
+    /// Parses [`MatmulPrecision::name`].
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(MatmulPrecision::F32),
+            "bf16" => Ok(MatmulPrecision::Bf16),
+            _ => Err(format!("expected \"f32\" or \"bf16\", got {s:?}")),
+        }
+    }
+}
+
+/// The precision in force, process-wide (0 = f32, 1 = bf16).
+static PRECISION: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sets how f32 matrix products are computed from now on, process-wide (as
+/// `torch.set_float32_matmul_precision`). Convolutions are not affected.
+pub fn set_matmul_precision(p: MatmulPrecision) {
+    let v = match p {
+        MatmulPrecision::F32 => 0,
+        MatmulPrecision::Bf16 => 1,
+    };
+    PRECISION.store(v, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The precision set by [`set_matmul_precision`].
+pub fn matmul_precision() -> MatmulPrecision {
+    match PRECISION.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => MatmulPrecision::F32,
+        _ => MatmulPrecision::Bf16,
+    }
+}
+
+/// Whether this host runs bf16 products: the CPU has AMX-TILE and AMX-BF16
+/// and the OS grants the tile state to this process.
+pub fn bf16_available() -> bool {
+    amx::available()
+}
+
+/// Whether f32 products are reduced to bf16 now: [`MatmulPrecision::Bf16`]
+/// is set and [`bf16_available`].
+pub fn bf16_in_effect() -> bool {
+    matmul_precision() == MatmulPrecision::Bf16 && bf16_available()
+}
+
+/// `s` as `&[f32]` when `T` is f32.
+fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32 (same layout), checked by the type id.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        .then(|| unsafe { &*(s as *const [T] as *const [f32]) })
+}
+
+/// `s` as `&mut [f32]` when `T` is f32.
+fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: T is f32 (same layout), checked by the type id.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        .then(|| unsafe { &mut *(s as *mut [T] as *mut [f32]) })
+}
+
+/// Runs the product on the bf16 tiles if [`bf16_in_effect`], `T` is f32 and
+/// there is something to multiply; returns whether it did.
+#[allow(clippy::too_many_arguments)]
+fn try_bf16<T: GemmScalar>(
+    ta: Trans,
+    (m, n, k): (usize, usize, usize),
+    alpha: T,
+    (a, lda): (&[T], usize),
+    b: BSourceT<'_, T>,
+    beta: T,
+    (c, ldc): (&mut [T], usize),
+    epi: &Epilogue<'_, T>,
+) -> bool {
+    // Packed bf16 weights run on the tiles whatever the precision is now.
+    let wanted = match b {
+        BSourceT::Stored(..) => bf16_in_effect(),
+        BSourceT::Packed(_) => bf16_available(),
+    };
+    if m == 0 || n == 0 || k == 0 || alpha == T::zero() || !wanted {
+        return false;
+    }
+    let (Some(a32), Some(c32)) = (as_f32(a), as_f32_mut(c)) else {
+        return false;
+    };
+    check("A", ta, m, k, lda, a.len());
+    check("C", Trans::No, m, n, ldc, c32.len());
+    let bsrc = match b {
+        BSourceT::Stored(tb, b, ldb) => {
+            check("B", tb, k, n, ldb, b.len());
+            amx::BSource::Stored(tb, as_f32(b).expect("T is f32"), ldb)
+        }
+        BSourceT::Packed(p) => amx::BSource::Packed(p),
+    };
+    match epi.bias {
+        Bias::PerRow(v) => assert!(
+            v.len() >= m,
+            "gemm: bias holds {} elements, needs m = {m}",
+            v.len()
+        ),
+        Bias::PerCol(v) => assert!(
+            v.len() >= n,
+            "gemm: bias holds {} elements, needs n = {n}",
+            v.len()
+        ),
+        Bias::None => {}
+    }
+    // SAFETY: T is f32 (checked above), so Epilogue<T> is Epilogue<f32>.
+    let epi32 = unsafe { &*(epi as *const Epilogue<'_, T> as *const Epilogue<'_, f32>) };
+    let to32 = |x: T| as_f32(std::slice::from_ref(&x)).expect("T is f32")[0];
+    amx::gemm(
+        ta,
+        (m, n, k),
+        to32(alpha),
+        (a32, lda),
+        bsrc,
+        to32(beta),
+        (c32, ldc),
+        epi32,
+    );
+    true
+}
+
+/// op(B) for [`try_bf16`].
+enum BSourceT<'a, T> {
+    Stored(Trans, &'a [T], usize),
+    Packed(&'a amx::PackedBf16),
+}
+
+/// [`gemm_bias_act`] forced onto the bf16 tiles whatever the
+/// [`matmul_precision`] (for benchmarks and tests).
+///
+/// # Panics
+/// If a slice is too short, or the tiles are not [`bf16_available`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16(
+    ta: Trans,
+    tb: Trans,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    epilogue: Epilogue<'_, f32>,
+) {
+    assert!(
+        bf16_available(),
+        "gemm: AMX-BF16 is not available on this CPU"
+    );
+    check("A", ta, m, k, lda, a.len());
+    check("B", tb, k, n, ldb, b.len());
+    check("C", Trans::No, m, n, ldc, c.len());
+    if m == 0 || n == 0 || k == 0 || alpha == 0.0 {
+        let imp = choose::<f32>(m, n, k);
+        return run(
+            imp,
+            (ta, tb),
+            (m, n, k),
+            alpha,
+            (a, lda),
+            (b, ldb),
+            beta,
+            (c, ldc),
+            &epilogue,
+        );
+    }
+    amx::gemm(
+        ta,
+        (m, n, k),
+        alpha,
+        (a, lda),
+        amx::BSource::Stored(tb, b, ldb),
+        beta,
+        (c, ldc),
+        &epilogue,
+    )
+}
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,6 +484,19 @@ pub trait GemmScalar: strata_tensor::Element + sealed::Sealed {
         c: &mut [Self],
         ldc: usize,
     ) {
+        let b_src = BSourceT::Stored(tb, b, ldb);
+        if try_bf16(
+            ta,
+            (m, n, k),
+            alpha,
+            (a, lda),
+            b_src,
+            beta,
+            (&mut *c, ldc),
+            &Epilogue::NONE,
+        ) {
+            return;
+        }
         gemm_with(
             choose::<Self>(m, n, k),
             ta,
@@ -434,6 +656,19 @@ pub fn gemm_bias_act<T: GemmScalar>(
     ldc: usize,
     epilogue: Epilogue<'_, T>,
 ) {
+    let b_src = BSourceT::Stored(tb, b, ldb);
+    if try_bf16(
+        ta,
+        (m, n, k),
+        alpha,
+        (a, lda),
+        b_src,
+        beta,
+        (&mut *c, ldc),
+        &epilogue,
+    ) {
+        return;
+    }
     let imp = choose::<T>(m, n, k);
     run(
         imp,
@@ -525,6 +760,9 @@ pub struct PackedB<T> {
     k: usize,
     n: usize,
     imp: GemmImpl,
+    /// op(B) in bf16 when packed under [`MatmulPrecision::Bf16`] (then
+    /// `data` is empty).
+    bf16: Option<amx::PackedBf16>,
 }
 
 impl<T: GemmScalar> PackedB<T> {
@@ -536,6 +774,16 @@ impl<T: GemmScalar> PackedB<T> {
     pub fn new(tb: Trans, k: usize, n: usize, b: &[T], ldb: usize) -> Self {
         check("B", tb, k, n, ldb, b.len());
         let imp = choose::<T>(1, n, k);
+        if let (true, Some(b32)) = (bf16_in_effect() && k > 0 && n > 0, as_f32(b)) {
+            let bf16 = Some(amx::PackedBf16::new(tb, (k, n), b32, ldb));
+            return PackedB {
+                data: Vec::new(),
+                k,
+                n,
+                imp,
+                bf16,
+            };
+        }
         let src = MatrixB { tb, b, ldb };
         let data = match T::kernel(imp) {
             Some(kern) if k > 0 && n > 0 => {
@@ -552,7 +800,33 @@ impl<T: GemmScalar> PackedB<T> {
                 bt
             }
         };
-        PackedB { data, k, n, imp }
+        PackedB {
+            data,
+            k,
+            n,
+            imp,
+            bf16: None,
+        }
+    }
+
+    /// The precision [`PackedB::new`] would pack for now: bf16 for f32
+    /// while [`bf16_in_effect`], else f32. A holder of packed weights
+    /// repacks when this differs from [`PackedB::precision`].
+    pub fn current_precision() -> MatmulPrecision {
+        if bf16_in_effect() && T::NAME == "f32" {
+            MatmulPrecision::Bf16
+        } else {
+            MatmulPrecision::F32
+        }
+    }
+
+    /// The precision it was packed for: products with it run at that
+    /// precision whatever [`matmul_precision`] says later.
+    pub fn precision(&self) -> MatmulPrecision {
+        match self.bf16 {
+            Some(_) => MatmulPrecision::Bf16,
+            None => MatmulPrecision::F32,
+        }
     }
 
     /// Depth (rows of op(B)).
@@ -585,6 +859,37 @@ pub fn gemm_prepacked<T: GemmScalar>(
     epilogue: Epilogue<'_, T>,
 ) {
     let (n, k) = (b.n, b.k);
+    if let Some(p) = &b.bf16 {
+        if m > 0 && alpha != T::zero() {
+            let done = try_bf16(
+                ta,
+                (m, n, k),
+                alpha,
+                (a, lda),
+                BSourceT::Packed(p),
+                beta,
+                (&mut *c, ldc),
+                &epilogue,
+            );
+            assert!(
+                done,
+                "gemm: B was packed in bf16, which this host does not run"
+            );
+            return;
+        }
+        // Nothing to multiply: as below, against zeros.
+        return run(
+            b.imp,
+            (ta, Trans::No),
+            (m, n, k),
+            alpha,
+            (a, lda),
+            (&vec![T::zero(); k * n], n.max(1)),
+            beta,
+            (c, ldc),
+            &epilogue,
+        );
+    }
     match T::kernel(b.imp) {
         Some(kern) if m > 0 && n > 0 && k > 0 && alpha != T::zero() => {
             check("A", ta, m, k, lda, a.len());
