@@ -1,7 +1,7 @@
 //! `cargo xtask …` — project automation.
 //!
 //! `cargo xtask bench [WORKLOAD…] [--threads N] [--json] [--window-ms MS] [--windows W]
-//! [--rounds R] [--compare-torch PYTHON] [--profile]` runs the named benchmark
+//! [--rounds R] [--compare-torch PYTHON] [--profile] [--matmul-precision f32|bf16]` runs the named benchmark
 //! workloads (all of them if none is named) and prints a table, or one JSON
 //! object per line with `--json`. For the networks, `--compare-torch` runs
 //! `../shared/bench/torch_bench.py` with that interpreter between strata's
@@ -19,7 +19,8 @@ mod test;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: cargo xtask bench [WORKLOAD…] [--threads N] [--json] [--window-ms MS] \
-                     [--windows W] [--rounds R] [--compare-torch PYTHON] [--profile]\n       \
+                     [--windows W] [--rounds R] [--compare-torch PYTHON] [--profile]\n                     \
+                     [--matmul-precision f32|bf16]\n       \
                      cargo xtask test [CARGO TEST ARGS…]\n       \
                      cargo xtask install   (what the tests need: Fashion-MNIST, Open MPI, onnxruntime in a venv)\n       \
                      cargo xtask interop PYTHON   (strata export --torch against PyTorch; PYTHON has torch and safetensors)";

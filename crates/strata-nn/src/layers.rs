@@ -59,7 +59,8 @@ impl<T: Real> Linear<T> {
     }
 
     /// `F(x Wᵀ + b)` on the tape (`F` ReLU when `relu`); on an inference
-    /// tape with the packed `Wᵀ`, repacked only when the weights changed.
+    /// tape with the packed `Wᵀ`, repacked only when the weights or the
+    /// matmul precision changed.
     fn apply(&mut self, tape: &mut Tape<T>, x: Var, relu: bool) -> Result<Var> {
         let (w, b) = (tape.param(&self.weight), tape.param(&self.bias));
         if tape.is_recording() {
@@ -68,10 +69,11 @@ impl<T: Real> Linear<T> {
             return Ok(tape.linear(x, w, Some(b), relu)?);
         }
         let wv = &self.weight.value;
-        let fresh = self
-            .packed
-            .as_ref()
-            .is_some_and(|(v, st, _)| *v == wv.version() && st == wv.strides());
+        let fresh = self.packed.as_ref().is_some_and(|(v, st, p)| {
+            *v == wv.version()
+                && st == wv.strides()
+                && p.precision() == PackedB::<T>::current_precision()
+        });
         if !fresh {
             let (n, k) = (self.outputs(), self.inputs());
             let p = PackedB::new(Trans::Yes, k, n, &wv.to_contiguous_slice(), k);

@@ -184,6 +184,26 @@ fn errors_point_at_line_and_field() {
     }
     let ok = Spec::parse(&format!("{BASE}[train]\nlabel_smoothing = 0.1\n"), "s.toml").unwrap();
     assert_eq!(ok.train.label_smoothing, 0.1);
+    for bad in ["\"fp16\"", "\"BF16\"", "\"\""] {
+        let src = format!("{BASE}[train]\nmatmul_precision = {bad}\n");
+        let e = Spec::parse(&src, "p.toml").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(6), "train.matmul_precision"),
+            "{e}"
+        );
+        assert!(e.message.contains("\"f32\" or \"bf16\""), "{e}");
+    }
+    let e = Spec::parse(&format!("{BASE}[train]\nmatmul_precision = 16\n"), "p.toml").unwrap_err();
+    assert!(e.to_string().contains("matmul_precision"), "{e}");
+    use strata_kernels::gemm::MatmulPrecision;
+    let ok = Spec::parse(
+        &format!("{BASE}[train]\nmatmul_precision = \"bf16\"\n"),
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(ok.train.precision(), Ok(MatmulPrecision::Bf16));
+    assert_eq!(ok_default_precision(), Ok(MatmulPrecision::F32));
     let e = Spec::parse(
         "[data]\ndataset = \"digits\"\n[model]\nlayers = [{ dropout = 1.0 }]\n",
         "g.toml",
@@ -611,4 +631,9 @@ fn mistyped_values_are_explained() {
         assert!(text.contains(want), "{tail}: {text}");
         assert!(!text.contains("ScheduleSpec"), "{text}");
     }
+}
+
+/// A spec without `matmul_precision` runs its products in f32.
+fn ok_default_precision() -> Result<strata_kernels::gemm::MatmulPrecision, String> {
+    Spec::parse(BASE, "d.toml").unwrap().train.precision()
 }

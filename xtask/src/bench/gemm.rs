@@ -3,7 +3,9 @@
 //! with the `gemm-crate` feature, the `gemm` crate (0.19, `x86-v4`) on the
 //! same thread pool as the baseline to beat.
 
-use strata_kernels::gemm::{choose, gemm, gemm_with, GemmImpl, GemmScalar, Trans};
+use strata_kernels::gemm::{
+    bf16_available, choose, gemm, gemm_bf16, gemm_with, Bias, Epilogue, GemmImpl, GemmScalar, Trans,
+};
 
 use super::{Opts, Out, Record, Shape};
 
@@ -14,6 +16,9 @@ enum Cand {
     Own(GemmImpl),
     /// What `gemm()` picks.
     Chosen,
+    /// f32 operands rounded to bf16 on AMX tiles (`gemm_bf16`), where the
+    /// host has them: a reduced-precision column, not a rival to the f32 ones.
+    Bf16,
     /// The `gemm` crate, as a baseline.
     #[cfg(feature = "gemm-crate")]
     GemmCrate,
@@ -21,7 +26,7 @@ enum Cand {
 
 /// Candidates: each available own/portable implementation, `gemm()`, then
 /// the `gemm` crate when built in.
-fn candidates() -> Vec<Cand> {
+fn candidates<T: GemmScalar>() -> Vec<Cand> {
     let mut v: Vec<_> = GemmImpl::ALL
         .into_iter()
         .filter(|i| i.is_available())
@@ -30,7 +35,24 @@ fn candidates() -> Vec<Cand> {
     v.push(Cand::Chosen);
     #[cfg(feature = "gemm-crate")]
     v.push(Cand::GemmCrate);
+    if T::NAME == "f32" && bf16_available() {
+        v.push(Cand::Bf16);
+    }
     v
+}
+
+/// `x` as f32 values (the caller checked `T::NAME == "f32"`).
+fn f32s<T: GemmScalar>(x: &[T]) -> &[f32] {
+    assert_eq!(T::NAME, "f32");
+    // SAFETY: T is f32 (the only GemmScalar named "f32").
+    unsafe { &*(x as *const [T] as *const [f32]) }
+}
+
+/// As [`f32s`], mutably.
+fn f32s_mut<T: GemmScalar>(x: &mut [T]) -> &mut [f32] {
+    assert_eq!(T::NAME, "f32");
+    // SAFETY: as in `f32s`.
+    unsafe { &mut *(x as *mut [T] as *mut [f32]) }
 }
 
 /// `C = op(A)·op(B)` by the `gemm` crate, row-major, on strata's pool (so
@@ -112,7 +134,7 @@ fn measure<T: GemmScalar>(
     let ldb = if tb == Trans::No { n } else { k };
     let (one, zero) = (T::one(), T::zero());
     let flops = 2.0 * (m * n * k) as f64 * 1e-9;
-    let imps = candidates();
+    let imps = candidates::<T>();
     let mut cs: Vec<Vec<T>> = imps.iter().map(|_| vec![T::zero(); m * n]).collect();
     let mut fs: Vec<Box<dyn FnMut() + '_>> = imps
         .iter()
@@ -122,6 +144,14 @@ fn measure<T: GemmScalar>(
             Box::new(move || match imp {
                 Cand::Own(i) => gemm_with(i, ta, tb, m, n, k, one, a, lda, b, ldb, zero, c, n),
                 Cand::Chosen => gemm(ta, tb, m, n, k, one, a, lda, b, ldb, zero, c, n),
+                Cand::Bf16 => {
+                    let none = Epilogue {
+                        bias: Bias::None,
+                        relu: false,
+                    };
+                    let (a, b, c) = (f32s(a), f32s(b), f32s_mut(c));
+                    gemm_bf16(ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, n, none)
+                }
                 #[cfg(feature = "gemm-crate")]
                 Cand::GemmCrate => gemm_crate((ta, tb), (m, n, k), (a, lda), (b, ldb), c),
             })
@@ -141,7 +171,13 @@ fn measure<T: GemmScalar>(
             .zip(&cs[0])
             .map(|(&x, &y)| (x - y).abs().as_f64() / (1.0 + y.abs().as_f64()))
             .fold(0.0, f64::max);
-        if worst > 1e-3 {
+        // bf16 inputs carry 8 significant bits: its sums differ by ~2⁻⁹·√k.
+        let allowed = if matches!(imp, Cand::Bf16) {
+            3e-2
+        } else {
+            1e-3
+        };
+        if worst > allowed {
             eprintln!(
                 "warning: {} differs from {} by {worst:.2e} (relative) at {m}×{n}×{k}",
                 label::<T>(*imp, m, n, k),
@@ -165,6 +201,7 @@ fn label<T: GemmScalar>(imp: Cand, m: usize, n: usize, k: usize) -> String {
     match imp {
         Cand::Own(i) => i.name().to_string(),
         Cand::Chosen => format!("gemm()={}", choose::<T>(m, n, k).name()),
+        Cand::Bf16 => "strata-amx-bf16".to_string(),
         #[cfg(feature = "gemm-crate")]
         Cand::GemmCrate => "gemm-crate-0.19".to_string(),
     }

@@ -111,6 +111,9 @@ pub struct Opts {
     pub profile: bool,
     /// Measurement rounds per network (interleaved with torch when comparing).
     pub rounds: usize,
+    /// `--matmul-precision`: how strata's (and, with `--compare-torch`,
+    /// torch's) f32 matrix products are computed.
+    pub precision: strata_kernels::gemm::MatmulPrecision,
 }
 
 impl Opts {
@@ -124,6 +127,7 @@ impl Opts {
             compare_torch: None,
             profile: false,
             rounds: 0,
+            precision: Default::default(),
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -139,6 +143,10 @@ impl Opts {
                 "--windows" => o.timing.windows = num("--windows")?.max(1),
                 "--rounds" => o.rounds = num("--rounds")?.max(1),
                 "--profile" => o.profile = true,
+                "--matmul-precision" => {
+                    let v = it.next().ok_or("--matmul-precision needs f32 or bf16")?;
+                    o.precision = v.parse().map_err(|e| format!("--matmul-precision: {e}"))?;
+                }
                 "--compare-torch" => {
                     o.compare_torch =
                         Some(it.next().ok_or("--compare-torch needs a python")?.clone())
@@ -223,6 +231,20 @@ pub fn run(o: &Opts) -> Result<(), String> {
         std::env::set_var("MATMUL_NUM_THREADS", o.threads.to_string());
     }
     strata_kernels::parallel::set_num_threads(o.threads);
+    strata_kernels::gemm::set_matmul_precision(o.precision);
+    if o.precision != Default::default() {
+        println!(
+            "matmul precision {} (strata: {}; torch, when compared: \
+             torch.backends.mkldnn.matmul.fp32_precision = \"{}\")",
+            o.precision.name(),
+            if strata_kernels::gemm::bf16_in_effect() {
+                "AMX-BF16 tiles"
+            } else {
+                "no AMX-BF16 on this host, so f32"
+            },
+            o.precision.name()
+        );
+    }
     let mut header = None;
     let mut print = |r: &dyn Line| {
         if o.json {

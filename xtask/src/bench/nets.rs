@@ -371,7 +371,7 @@ fn run(
         eval.push(r[1]);
         if let Some(py) = &o.compare_torch {
             let secs = o.timing.window_ms as f64 * 1e-3 * 5.0;
-            torch.push(torch::run(py, name, o.threads, BATCH, secs)?);
+            torch.push(torch::run(py, name, o.threads, BATCH, secs, o.precision)?);
         }
         loads.push(load());
     }

@@ -26,15 +26,24 @@ fn script(workload: &str) -> PathBuf {
     }
 }
 
-/// Runs the script for `workload` on `threads` threads for `seconds` per phase.
+/// Runs the script for `workload` on `threads` threads for `seconds` per
+/// phase, with torch's fp32 matrix products at `precision`.
 pub fn run(
     python: &str,
     workload: &str,
     threads: usize,
     batch: usize,
     seconds: f64,
+    precision: strata_kernels::gemm::MatmulPrecision,
 ) -> Result<TorchRates, String> {
-    let out = Command::new(python)
+    let mut cmd = Command::new(python);
+    if precision != Default::default() {
+        // The wrapper sets torch's fp32 matmul precision, then runs the script.
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        cmd.arg(root.join("../benches/torch_fp32_precision.py"))
+            .arg(precision.name());
+    }
+    let out = cmd
         .arg(script(workload))
         .args(["--threads", &threads.to_string()])
         .args(["--batch", &batch.to_string()])

@@ -53,6 +53,11 @@ pub(crate) fn resolve(spec: &Spec, opts: &RunOptions) -> Result<Plan, RunError> 
         None => strata_kernels::parallel::try_set_num_threads(spec.train.threads)
             .map_err(|e| spec_error(&spec, "train.threads", e.to_string()))?,
     }
+    let precision = spec
+        .train
+        .precision()
+        .map_err(|e| spec_error(&spec, "train.matmul_precision", e))?;
+    strata_kernels::gemm::set_matmul_precision(precision);
     let data = load_data(&spec, opts.data_dir.as_deref())?;
     let image = data.train.image_shape();
     let input = network_input(&spec, image)?;

@@ -11,6 +11,7 @@ use crate::plot;
 use crate::spec::Spec;
 use std::path::{Path, PathBuf};
 use strata_data::FittedPipeline;
+use strata_kernels::gemm::{bf16_available, MatmulPrecision};
 use strata_nn::{parameter_count, Module};
 use strata_optim::Optimizer;
 
@@ -266,6 +267,11 @@ pub(super) fn summarise(
         warnings: Vec::new(),
         data_parallel,
     };
+    if plan.spec.train.precision() == Ok(MatmulPrecision::Bf16) && !bf16_available() {
+        summary.warnings.push(
+            "train.matmul_precision = \"bf16\": this CPU has no AMX-BF16 tiles (or the OS does not grant them), so the matrix products ran in f32".into(),
+        );
+    }
     if let Some(r) = last {
         for (layer, f) in &r.dead_units {
             if *f >= 0.9 {

@@ -357,6 +357,9 @@ impl Spec {
                 ),
             ));
         }
+        if let Err(m) = t.precision() {
+            return Err(("train", "matmul_precision", m));
+        }
         if !(0.0..1.0).contains(&t.label_smoothing) {
             return Err((
                 "train",

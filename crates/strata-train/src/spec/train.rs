@@ -1,4 +1,5 @@
-//! `[train]`: epochs, minibatch size, seed, threads and checkpoints.
+//! `[train]`: epochs, minibatch size, seed, threads, checkpoints and the
+//! matrix products' precision.
 
 use serde::Deserialize;
 
@@ -33,6 +34,19 @@ pub struct TrainSpec {
     /// (false, the default). No effect in one process.
     #[serde(default)]
     pub sync_batchnorm: bool,
+    /// How the matrix products of fully connected layers are computed:
+    /// `"f32"` (the default) or `"bf16"` (operands rounded to bfloat16,
+    /// f32 sums, on AMX tiles where the CPU has them, else f32; see
+    /// [`strata_kernels::gemm::MatmulPrecision`]). Convolutions stay f32.
+    #[serde(default = "default_precision")]
+    pub matmul_precision: String,
+}
+
+impl TrainSpec {
+    /// [`TrainSpec::matmul_precision`] parsed (checked when the spec is).
+    pub fn precision(&self) -> Result<strata_kernels::gemm::MatmulPrecision, String> {
+        self.matmul_precision.parse()
+    }
 }
 
 fn default_epochs() -> usize {
@@ -46,6 +60,9 @@ fn default_seed() -> u64 {
 }
 fn default_checkpoint() -> usize {
     1
+}
+fn default_precision() -> String {
+    "f32".into()
 }
 fn default_dead() -> f64 {
     0.5
