@@ -545,7 +545,12 @@ pub fn gemm(
         parallel::num_threads()
     };
     let cp = CPtr(c.as_mut_ptr());
-    PACKS.with_borrow_mut(|(pa, pb)| {
+    // Taken out, not borrowed, for the call: a product started on this
+    // thread while it waits in the pool (nested parallelism) finds empty
+    // buffers and allocates its own.
+    let (mut pa, mut pb) = PACKS.with_borrow_mut(std::mem::take);
+    {
+        let (pa, pb) = (&mut pa, &mut pb);
         pa.resize(a_len(m, k), 0);
         parallel::install(|| {
             pack_a(ta, a, lda, (m, k), pa);
@@ -612,7 +617,8 @@ pub fn gemm(
                 tasks.iter().for_each(task);
             }
         })
-    });
+    }
+    PACKS.with_borrow_mut(|p| *p = (pa, pb));
 }
 
 thread_local! {
