@@ -171,41 +171,7 @@ fn pack_a(ta: Trans, a: &[f32], lda: usize, (m, k): (usize, usize), dst: &mut [u
 /// Packs op(B) (`k × n`) into `dst` (`b_len(k, n)` long), one strip of 16
 /// columns per chunk, in the pair-interleaved layout.
 fn pack_b(tb: Trans, b: &[f32], ldb: usize, (k, n): (usize, usize), dst: &mut [u16]) {
-    let strip = |(t, d): (usize, &mut [u16])| {
-        let j0 = t * TN;
-        let cols = n.saturating_sub(j0).min(TN);
-        for (blk, tile) in d.chunks_mut(TILE).enumerate() {
-            let p0 = blk * TK;
-            let depth = TK.min(k - p0);
-            if cols == 0 {
-                tile.fill(0);
-                continue;
-            }
-            match tb {
-                // Tile row q: stored rows p0 + 2q and p0 + 2q + 1, interleaved.
-                Trans::No => {
-                    let x = Block {
-                        x: b,
-                        ld: ldb,
-                        r0: p0,
-                        c0: j0,
-                    };
-                    tile_pairs(x, (depth, cols), tile)
-                }
-                // Column j0 + c of op(B) is stored row j0 + c: its depth
-                // pairs, transposed into the tile's rows.
-                Trans::Yes => {
-                    let x = Block {
-                        x: b,
-                        ld: ldb,
-                        r0: j0,
-                        c0: p0,
-                    };
-                    tile_rows_transposed(x, (cols, depth), tile)
-                }
-            }
-        }
-    };
+    let strip = |(t, d): (usize, &mut [u16])| b_strip(tb, b, ldb, (k, n), t, d);
     if k * n < SERIAL_MACS / 16 {
         dst.chunks_mut(kblocks(k) * TILE)
             .enumerate()
@@ -214,6 +180,43 @@ fn pack_b(tb: Trans, b: &[f32], ldb: usize, (k, n): (usize, usize), dst: &mut [u
         dst.par_chunks_mut(kblocks(k) * TILE)
             .enumerate()
             .for_each(strip);
+    }
+}
+
+/// Strip `t` of op(B) (columns `16t..16t + 16`, `kblocks(k)` tiles) into `d`.
+fn b_strip(tb: Trans, b: &[f32], ldb: usize, (k, n): (usize, usize), t: usize, d: &mut [u16]) {
+    let j0 = t * TN;
+    let cols = n.saturating_sub(j0).min(TN);
+    for (blk, tile) in d.chunks_mut(TILE).enumerate() {
+        let p0 = blk * TK;
+        let depth = TK.min(k - p0);
+        if cols == 0 {
+            tile.fill(0);
+            continue;
+        }
+        match tb {
+            // Tile row q: stored rows p0 + 2q and p0 + 2q + 1, interleaved.
+            Trans::No => {
+                let x = Block {
+                    x: b,
+                    ld: ldb,
+                    r0: p0,
+                    c0: j0,
+                };
+                tile_pairs(x, (depth, cols), tile)
+            }
+            // Column j0 + c of op(B) is stored row j0 + c: its depth
+            // pairs, transposed into the tile's rows.
+            Trans::Yes => {
+                let x = Block {
+                    x: b,
+                    ld: ldb,
+                    r0: j0,
+                    c0: p0,
+                };
+                tile_rows_transposed(x, (cols, depth), tile)
+            }
+        }
     }
 }
 
@@ -554,17 +557,6 @@ pub fn gemm(
         pa.resize(a_len(m, k), 0);
         parallel::install(|| {
             pack_a(ta, a, lda, (m, k), pa);
-            let bp: &[u16] = match b {
-                BSource::Stored(tb, b, ldb) => {
-                    pb.resize(b_len(k, n), 0);
-                    pack_b(tb, b, ldb, (k, n), pb);
-                    pb
-                }
-                BSource::Packed(p) => {
-                    assert_eq!(p.data.len(), b_len(k, n), "gemm: packed bf16 B length");
-                    &p.data
-                }
-            };
             let kb = kblocks(k);
             let (mp, np) = (m.div_ceil(2 * TM), n.div_ceil(2 * TN));
             // Each task: one 32-column strip over up to GROUP 32-row blocks,
@@ -578,11 +570,39 @@ pub fn gemm(
             let tasks: Vec<(usize, usize)> = (0..np)
                 .flat_map(|j| (0..mp).step_by(per).map(move |i| (i, j)))
                 .collect();
+            // When one task covers all of a strip's rows (a minibatch of at
+            // most 32·GROUP), it packs the strip itself, while the stored
+            // columns are fresh in cache, instead of a pass over all of B
+            // first and a second to read it back.
+            let own_strips = per >= mp;
+            let bp: &[u16] = match b {
+                BSource::Stored(..) if own_strips => &[],
+                BSource::Stored(tb, b, ldb) => {
+                    pb.resize(b_len(k, n), 0);
+                    pack_b(tb, b, ldb, (k, n), pb);
+                    pb
+                }
+                BSource::Packed(p) => {
+                    assert_eq!(p.data.len(), b_len(k, n), "gemm: packed bf16 B length");
+                    &p.data
+                }
+            };
             let task = |&(i0, j): &(usize, usize)| {
                 let mut accs = ACCS.with_borrow_mut(std::mem::take);
                 accs.resize_with(GROUP, || Acc([0.0; 4 * TM * TN]));
                 let rows = i0..(i0 + per).min(mp);
-                let b0 = &bp[2 * j * kb * TILE..][..2 * kb * TILE];
+                let mut strip = Vec::new();
+                let b0: &[u16] = match b {
+                    BSource::Stored(tb, b, ldb) if own_strips => {
+                        strip = STRIP.with_borrow_mut(std::mem::take);
+                        strip.resize(2 * kb * TILE, 0);
+                        let (s0, s1) = strip.split_at_mut(kb * TILE);
+                        b_strip(tb, b, ldb, (k, n), 2 * j, s0);
+                        b_strip(tb, b, ldb, (k, n), 2 * j + 1, s1);
+                        &strip
+                    }
+                    _ => &bp[2 * j * kb * TILE..][..2 * kb * TILE],
+                };
                 // SAFETY: `available` holds; the tile config is loaded before
                 // any tile instruction on this thread.
                 unsafe { load_config() };
@@ -607,6 +627,9 @@ pub fn gemm(
                     store(&acc.0, (i, j), (m, n), alpha, beta, cp, ldc, epi);
                 }
                 ACCS.with_borrow_mut(|a| *a = accs);
+                if !strip.is_empty() {
+                    STRIP.with_borrow_mut(|s| *s = strip);
+                }
                 // SAFETY: no tile instruction follows on this thread until
                 // the next `load_config`.
                 unsafe { release() };
@@ -625,6 +648,8 @@ thread_local! {
     /// A task's accumulators, kept per thread (zeroing 16 KiB per task
     /// showed in the profile); every block overwrites its own before use.
     static ACCS: RefCell<Vec<Acc>> = const { RefCell::new(Vec::new()) };
+    /// A task's own packed column strips (when it packs them itself).
+    static STRIP: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Four accumulator tiles as stored, 64-byte aligned.
