@@ -6,8 +6,8 @@
 //! accumulate in f32 (`TDPBF16PS`), so the only rounding beyond an f32
 //! product is that of the inputs, a relative error of at most 2⁻⁹ per input.
 //! This is PyTorch's `fp32_precision = "bf16"` (oneDNN's `fpmath_mode`) on
-//! the same hardware, opt-in for the same reason: where a host has AMX, one
-//! tile instruction does 16·16·32 multiply-adds, 16 times a 512-bit FMA's.
+//! the same hardware, opt-in for the same reason: by Intel's figures a core's
+//! tiles do 1024 flops per cycle, 16 times its two 512-bit FMA ports.
 //!
 //! Layout. A tile holds 16 rows of 64 bytes. op(A) is packed as 16-row
 //! tiles of 32 bf16 depth values, op(B) as 16-column tiles of 16 depth
@@ -15,8 +15,9 @@
 //! layout `TDPBF16PS` reads); the tiles of one row (column) strip follow each
 //! other in depth order, 1 KiB apart. Padding (rows, columns, depth past the
 //! matrix) is zero, so it adds nothing. The micro-kernel keeps a 32×32 block
-//! of C in the four accumulator tiles over the whole depth and then applies
-//! α, β and the epilogue while it stores the block.
+//! of C in the four accumulator tiles over a chunk of the depth (saving and
+//! reloading them between chunks) and applies α, β and the epilogue while it
+//! stores the finished block.
 
 use super::{Epilogue, Trans};
 use crate::parallel;

@@ -61,6 +61,13 @@ pub(super) fn prepare(
     } else {
         0
     };
+    if plan.spec.train.precision() == Ok(strata_kernels::gemm::MatmulPrecision::Bf16) {
+        progress.on_message(if strata_kernels::gemm::bf16_available() {
+            "train.matmul_precision = \"bf16\": fully connected layers multiply on AMX tiles, operands rounded to bfloat16"
+        } else {
+            "train.matmul_precision = \"bf16\": this CPU has no AMX-BF16 tiles (or the OS does not grant them), so the products run in f32"
+        });
+    }
     if lead {
         write_text(&opts.out.join("spec.toml"), &plan.spec.source)?;
     }
