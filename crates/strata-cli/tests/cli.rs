@@ -663,3 +663,63 @@ fn a_folder_holding_another_run_is_refused_without_overwrite() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(out.join("summary.json").is_file());
 }
+
+/// `train.matmul_precision = "bf16"` is announced at the start of a run and
+/// the run learns; a wrong value is refused naming the file, line and field.
+#[test]
+fn bf16_matmul_precision_is_announced_and_trains() {
+    let dir = tmp("bf16");
+    let src = std::fs::read_to_string(format!("{EXAMPLES}/digits-mlp.toml")).unwrap();
+    let spec = dir.join("bf16.toml");
+    std::fs::write(
+        &spec,
+        src.replace("[train]", "[train]\nmatmul_precision = \"bf16\""),
+    )
+    .unwrap();
+    let out = dir.join("run");
+    let o = strata(&[
+        "train",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("train.matmul_precision = \"bf16\""))
+        .unwrap_or_else(|| panic!("no precision line in {t}"));
+    // Which of the two depends on the host (AMX-BF16 and the OS's grant).
+    assert!(
+        line.contains("multiply on AMX tiles") || line.contains("so the products run in f32"),
+        "{line}"
+    );
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    let acc: f64 = summary
+        .split("\"test_accuracy\":")
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no test accuracy in {summary}"));
+    assert!(acc >= 0.9, "bf16 digits MLP after 5 epochs: {acc}");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        src.replace("[train]", "[train]\nmatmul_precision = \"fp8\""),
+    )
+    .unwrap();
+    let o = strata(&[
+        "train",
+        bad.to_str().unwrap(),
+        "--out",
+        dir.join("r2").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("bad.toml:") && t.contains("train.matmul_precision") && t.contains("\"fp8\""),
+        "{t}"
+    );
+}
