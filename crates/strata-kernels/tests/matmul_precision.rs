@@ -229,4 +229,44 @@ fn precision_routes_f32_products() {
         n,
     );
     assert_eq!(c, want32, "back to f32");
+    convolutions_stay_f32();
+}
+
+/// Convolutions whose routes are GEMMs (1×1 backward-weights, the explicit
+/// im2col route of a 5×5 layer) give the same bits under either precision.
+fn convolutions_stay_f32() {
+    use strata_kernels::conv::{conv2d_backward_weights, conv2d_forward, ConvGeometry};
+    for (c_in, c_out, kk, pad) in [(32, 48, 1, 0), (12, 40, 5, 2)] {
+        let g = ConvGeometry {
+            batch: 4,
+            c_in,
+            h: 12,
+            w: 12,
+            c_out,
+            kh: kk,
+            kw: kk,
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: pad,
+            pad_bottom: pad,
+            pad_left: pad,
+            pad_right: pad,
+        };
+        let x = fill(g.batch * g.in_image(), 5);
+        let wt = fill(g.weight_len(), 6);
+        let dy = fill(g.batch * g.out_image(), 7);
+        let run = |p: MatmulPrecision| {
+            set_matmul_precision(p);
+            let mut y = vec![0.0; g.batch * g.out_image()];
+            conv2d_forward(&g, &x, &wt, None, &mut y);
+            let mut dw = vec![0.0; g.weight_len()];
+            conv2d_backward_weights(&g, &x, &dy, &mut dw, None);
+            set_matmul_precision(MatmulPrecision::F32);
+            (y, dw)
+        };
+        assert!(
+            run(MatmulPrecision::F32) == run(MatmulPrecision::Bf16),
+            "{kk}×{kk} convolution changed under bf16 matmuls"
+        );
+    }
 }

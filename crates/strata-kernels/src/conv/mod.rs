@@ -52,9 +52,11 @@
 //! gradients are summed per fixed chunk of images and the partial sums added in
 //! chunk order, so results do not depend on timing or thread count.
 
+// Convolutions stay f32 under `MatmulPrecision::Bf16`: their GEMM routes
+// call the unrouted product.
 use crate::gemm::{
-    direct_tile_sets, direct_tiles, direct_tiles_for, gemm, gemm_packed_b, DirectTiles, GemmScalar,
-    Trans,
+    direct_tile_sets, direct_tiles, direct_tiles_for, gemm_full as gemm, gemm_packed_b,
+    DirectTiles, GemmScalar, Trans,
 };
 use rayon::prelude::*;
 

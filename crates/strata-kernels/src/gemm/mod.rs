@@ -598,6 +598,28 @@ pub fn gemm<T: GemmScalar>(
     T::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
+/// [`gemm`] in full precision whatever [`matmul_precision`] says: the
+/// convolutions' GEMM routes (they stay f32, as documented).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_full<T: GemmScalar>(
+    ta: Trans,
+    tb: Trans,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    lda: usize,
+    b: &[T],
+    ldb: usize,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
+    let imp = choose::<T>(m, n, k);
+    gemm_with(imp, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
 /// [`gemm`] with a forced implementation.
 ///
 /// # Panics
