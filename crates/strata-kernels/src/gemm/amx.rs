@@ -670,30 +670,12 @@ fn store(
     ldc: usize,
     epi: &Epilogue<'_, f32>,
 ) {
-    /// The loop compiled for AVX-512 (C is 4 bytes written per 2 bytes of
-    /// operands read at small depths, so this pass counts).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    fn wide(
-        acc: &[f32; 4 * TM * TN],
-        ij: (usize, usize),
-        mn: (usize, usize),
-        alpha: f32,
-        beta: f32,
-        c: CPtr,
-        ldc: usize,
-        epi: &Epilogue<'_, f32>,
-    ) {
-        store_rows(acc, ij, mn, alpha, beta, c, ldc, epi)
-    }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: every host that runs the tiles has AVX-512F (`available`).
-    unsafe {
-        wide(acc, ij, mn, alpha, beta, c, ldc, epi)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    store_rows(acc, ij, mn, alpha, beta, c, ldc, epi)
+    // Compiled for the host's widest vectors: C is 4 bytes written per 2
+    // bytes of operands read at small depths, so this pass counts.
+    crate::isa::vectorised(
+        #[inline(always)]
+        || store_rows(acc, ij, mn, alpha, beta, c, ldc, epi),
+    )
 }
 
 /// [`store`]'s body.

@@ -142,19 +142,7 @@ fn try_bf16<T: GemmScalar>(
         }
         BSourceT::Packed(p) => amx::BSource::Packed(p),
     };
-    match epi.bias {
-        Bias::PerRow(v) => assert!(
-            v.len() >= m,
-            "gemm: bias holds {} elements, needs m = {m}",
-            v.len()
-        ),
-        Bias::PerCol(v) => assert!(
-            v.len() >= n,
-            "gemm: bias holds {} elements, needs n = {n}",
-            v.len()
-        ),
-        Bias::None => {}
-    }
+    epi.check_bias(m, n);
     // SAFETY: T is f32 (checked above), so Epilogue<T> is Epilogue<f32>.
     let epi32 = unsafe { &*(epi as *const Epilogue<'_, T> as *const Epilogue<'_, f32>) };
     let to32 = |x: T| as_f32(std::slice::from_ref(&x)).expect("T is f32")[0];
@@ -411,6 +399,23 @@ impl<T: Scalar> Epilogue<'_, T> {
         bias: Bias::None,
         relu: false,
     };
+
+    /// Panics if the bias is shorter than C's rows (`m`) or columns (`n`).
+    fn check_bias(&self, m: usize, n: usize) {
+        match self.bias {
+            Bias::PerRow(v) => assert!(
+                v.len() >= m,
+                "gemm: bias holds {} elements, needs m = {m}",
+                v.len()
+            ),
+            Bias::PerCol(v) => assert!(
+                v.len() >= n,
+                "gemm: bias holds {} elements, needs n = {n}",
+                v.len()
+            ),
+            Bias::None => {}
+        }
+    }
 
     fn is_noop(&self) -> bool {
         matches!(self.bias, Bias::None) && !self.relu
@@ -979,19 +984,7 @@ fn run<T: GemmScalar>(
     check("A", ta, m, k, lda, a.len());
     check("B", tb, k, n, ldb, b.len());
     check("C", Trans::No, m, n, ldc, c.len());
-    match epi.bias {
-        Bias::PerRow(v) => assert!(
-            v.len() >= m,
-            "gemm: bias holds {} elements, needs m = {m}",
-            v.len()
-        ),
-        Bias::PerCol(v) => assert!(
-            v.len() >= n,
-            "gemm: bias holds {} elements, needs n = {n}",
-            v.len()
-        ),
-        Bias::None => {}
-    }
+    epi.check_bias(m, n);
     assert!(
         imp.is_available(),
         "gemm: {} is not available on this CPU",
